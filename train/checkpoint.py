@@ -1,0 +1,113 @@
+"""Training checkpoints: what `--resume` needs to continue exactly where a run stopped.
+
+A checkpoint is a folder `checkpoints/step-N/` holding the trainable weights (LoRA adapters and head), the
+optimizer and scheduler states, every process's RNG states, and the position in the data (N steps done). It is
+written under a temporary name and renamed when complete, so a crash mid-write leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def latest(folder: str | Path) -> Path | None:
+    folder = Path(folder)
+    steps = [(int(m.group(1)), p) for p in folder.glob("step-*") if (m := STEP_DIR.match(p.name)) and p.is_dir()]
+    return max(steps)[1] if steps else None
+
+
+def save(accelerator, folder: str | Path, step: int, model, optimizer, scheduler, extra: dict, keep: int) -> Path:
+    """Write checkpoints/step-N atomically (main process writes the shared state, every process its RNG)."""
+    folder = Path(folder)
+    final = folder / f"step-{step}"
+    tmp = folder / f".tmp-step-{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    _atomic_torch_save(rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        state = {
+            "step": step,
+            "trainable": trainable_state(accelerator.unwrap_model(model)),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "num_processes": accelerator.num_processes,
+            **extra,
+        }
+        _atomic_torch_save(state, tmp / "state.pt")
+        _fsync_dir(tmp)
+        os.replace(tmp, final)
+        _fsync_dir(folder)
+        done = sorted((int(STEP_DIR.match(p.name).group(1)), p) for p in folder.glob("step-*") if STEP_DIR.match(p.name))
+        for _, old in done[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load(accelerator, path: Path, model, optimizer, scheduler) -> dict:
+    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+    if state["num_processes"] != accelerator.num_processes:
+        raise RuntimeError(
+            f"{path}: written by {state['num_processes']} processes, resumed with {accelerator.num_processes}; "
+            "resume with the same number of processes"
+        )
+    unwrapped = accelerator.unwrap_model(model)
+    params = dict(unwrapped.named_parameters())
+    missing = set(state["trainable"]) - set(params)
+    if missing:
+        raise RuntimeError(f"{path}: checkpoint has weights the model lacks: {sorted(missing)[:3]}")
+    with torch.no_grad():
+        for name, value in state["trainable"].items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(torch.load(path / f"rng-{accelerator.process_index}.pt", weights_only=False))
+    return state
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,141 @@
+"""The contrastive loss (InfoNCE with in-batch and hard negatives), cross-process gathering that keeps gradients,
+and GradCache for large batches in small memory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+def info_nce(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    temperature: float = 0.05,
+    groups: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean cross-entropy of each query against all keys, its positive being the key with its own index.
+
+    queries: (B, d). keys: (B + M, d): row i < B is query i's positive; rows >= B are hard negatives, valid for
+    every query. groups: (B,) ids; a positive of another query in the same group (the same text, say) is
+    masked out rather than counted as a negative, since it is not one.
+    """
+    n = queries.shape[0]
+    if keys.shape[0] < n:
+        raise ValueError(f"info_nce: {keys.shape[0]} keys for {n} queries; need one positive per query")
+    logits = queries.float() @ keys.float().T / temperature
+    if groups is not None:
+        same = groups[:, None] == groups[None, :]
+        same.fill_diagonal_(False)
+        mask = torch.zeros_like(logits, dtype=torch.bool)
+        mask[:, :n] = same
+        logits = logits.masked_fill(mask, float("-inf"))
+    return F.cross_entropy(logits, torch.arange(n, device=logits.device))
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums each process's gradient for this process's shard (gloo and nccl alike)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.rank, ctx.world = dist.get_rank(), dist.get_world_size()
+        parts = [torch.empty_like(x) for _ in range(ctx.world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad.chunk(ctx.world)[ctx.rank]
+
+
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate `x` from every process, rank order, keeping the gradient path to each local shard.
+
+    Rows may differ in number between processes (hard negatives that some rows lack): they are padded to the
+    largest count for the collective and dropped again.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    count = torch.tensor([x.shape[0]], device=x.device)
+    counts = [torch.zeros_like(count) for _ in range(dist.get_world_size())]
+    dist.all_gather(counts, count)
+    counts = [int(c) for c in counts]
+    most = max(counts)
+    if x.dtype == torch.bool or not x.is_floating_point():
+        parts = [torch.zeros((most, *x.shape[1:]), dtype=x.dtype, device=x.device) for _ in counts]
+        dist.all_gather(parts, F.pad(x, (0, 0) * (x.dim() - 1) + (0, most - x.shape[0])).contiguous())
+        return torch.cat([p[:c] for p, c in zip(parts, counts)])
+    padded = F.pad(x, (0, 0) * (x.dim() - 1) + (0, most - x.shape[0]))
+    full = _GatherWithGrad.apply(padded)
+    return torch.cat([full[i * most : i * most + c] for i, c in enumerate(counts)])
+
+
+def contrastive_loss(embeddings: list[torch.Tensor], groups: torch.Tensor | None, temperature: float) -> torch.Tensor:
+    """The loss of one batch from its streams of embeddings: [queries, positives, (hard negatives)].
+
+    Each stream is gathered across processes on its own, so hard negatives stay aligned whatever each process
+    holds; the result is the loss of the global batch, the same on every process.
+    """
+    streams = [gather(e) for e in embeddings]
+    groups = gather(groups) if groups is not None else None
+    return info_nce(streams[0], torch.cat(streams[1:]), temperature, groups)
+
+
+class _RandState:
+    """The CPU (and CUDA) generator state at creation; `replay()` restores it, so a recomputation draws the
+    same dropout masks as the first pass (GradCache's RandContext)."""
+
+    def __init__(self, device: torch.device):
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+        self.device = device
+
+    @contextlib.contextmanager
+    def replay(self):
+        with torch.random.fork_rng(devices=[self.device] if self.cuda is not None else []):
+            torch.set_rng_state(self.cpu)
+            if self.cuda is not None:
+                torch.cuda.set_rng_state(self.cuda, self.device)
+            yield
+
+
+def grad_cache_step(
+    encode: Callable[[dict], torch.Tensor],
+    streams: list[dict],
+    groups: torch.Tensor | None,
+    temperature: float,
+    chunk: int,
+    backward: Callable[..., None],
+    no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    loss_fn: Callable[..., torch.Tensor] = contrastive_loss,
+) -> torch.Tensor:
+    """One GradCache step (Gao et al., 2021): the loss and the gradients of the whole batch, holding only one
+    chunk's activations at a time.
+
+    1. encode every chunk of every stream without a graph, remembering the RNG state before each;
+    2. compute the loss on those embeddings as leaves, and its gradient with respect to each embedding;
+    3. re-encode each chunk with a graph under the same RNG state (same dropout) and backpropagate the cached
+       embedding gradient through it.
+    `backward(tensor, gradient=...)` is the accelerator's; `no_sync` defers the DDP all-reduce to the last chunk;
+    `loss_fn(embeddings, groups, temperature)` may raise to stop before any gradient is computed.
+    """
+    pieces = [(s, i) for s, stream in enumerate(streams) for i in range(0, stream["input_ids"].shape[0], chunk)]
+    states, reps = [], [[] for _ in streams]
+    with torch.no_grad():
+        for s, i in pieces:
+            states.append(_RandState(streams[s]["input_ids"].device))
+            reps[s].append(encode({k: v[i : i + chunk] for k, v in streams[s].items()}))
+    leaves = [torch.cat(r).detach().requires_grad_(True) for r in reps]
+    loss = loss_fn(leaves, groups, temperature)
+    loss.backward()  # gradients with respect to the cached embeddings only
+    for n, ((s, i), state) in enumerate(zip(pieces, states)):
+        sync = n == len(pieces) - 1
+        with (contextlib.nullcontext() if sync else no_sync()), state.replay():
+            emb = encode({k: v[i : i + chunk] for k, v in streams[s].items()})
+            backward(emb, gradient=leaves[s].grad[i : i + chunk])
+    return loss.detach()
