@@ -43,8 +43,50 @@ def make_model(tiny_backbone):
     return make
 
 
+def sqlite_queries(path, rows, table="queries", column="query"):
+    """A small queries.db with the given cells (None for NULL)."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, {column} TEXT)")
+    con.executemany(f"INSERT INTO {table} ({column}) VALUES (?)", [(r,) for r in rows])
+    con.commit()
+    con.close()
+    return path
+
+
 def shared_data(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"{path} is absent: the shared real-data folder is not beside this checkout")
     return path
+
+
+def run_smoke_phase(n: int, out: Path, env: dict, *extra: str, init_from: Path | None = None, data: Path | None = None):
+    """Launch train/phaseN.py with its smoke config under `accelerate launch`."""
+    from launch import accelerate_launch
+
+    args = ["--config", f"train/configs/smoke/phase{n}.yaml", "--output_dir", str(out), *extra]
+    if init_from:
+        args += ["--init_from", str(init_from)]
+    if data:
+        args += ["--data", str(data)]
+    return accelerate_launch(f"train/phase{n}.py", *args, env=env)
+
+
+@pytest.fixture(scope="session")
+def chain(tmp_path_factory):
+    sys.path.insert(0, str(REPO / "examples"))
+    from make_queries_db import make_queries_db
+
+    root = tmp_path_factory.mktemp("smoke")
+    env = {"GEMMA_EMBED_CACHE": str(root / "cache")}
+    db = make_queries_db(REPO / "examples/data/queries.tsv", root / "queries.db")
+    outs = {}
+    for n in (1, 2, 3):
+        outs[n] = root / f"phase{n}"
+        run = run_smoke_phase(n, outs[n], env, init_from=outs.get(n - 1), data=db if n == 3 else None)
+        assert run.returncode == 0, f"phase {n}\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"
+    return root, env, outs
+
+

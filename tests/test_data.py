@@ -1,5 +1,3 @@
-import sqlite3
-
 import pytest
 import torch
 
@@ -14,7 +12,7 @@ from train.data import (
     stable_id,
 )
 
-from conftest import REPO
+from conftest import REPO, sqlite_queries
 
 
 def test_read_text_skips_blank_lines(tmp_path):
@@ -49,17 +47,9 @@ def test_triplets_pretokenised_form_strips_padding(tmp_path):
     assert read_triplets(path, vocab_size=10) == [([2, 5], [2, 6, 7], [2, 9])]
 
 
-def _db(path, rows, table="queries", column="query"):
-    con = sqlite3.connect(path)
-    con.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, {column} TEXT)")
-    con.executemany(f"INSERT INTO {table} ({column}) VALUES (?)", [(r,) for r in rows])
-    con.commit()
-    con.close()
-    return path
-
 
 def test_queries_db(tmp_path):
-    path = _db(tmp_path / "q.db", ["best shoes", None, "  ", "cheap flights"])
+    path = sqlite_queries(tmp_path / "q.db", ["best shoes", None, "  ", "cheap flights"])
     assert read_queries_db(path, "queries", "query") == [("best shoes",), ("cheap flights",)]
 
 

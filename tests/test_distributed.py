@@ -6,6 +6,8 @@ import torch
 
 from launch import accelerate_launch
 
+pytestmark = pytest.mark.reliability  # many processes: hard negatives stay aligned across the gather
+
 
 @pytest.fixture(scope="module")
 def one_process(tiny_backbone, tmp_path_factory):

@@ -1,5 +1,8 @@
+from pathlib import Path
+
 import pytest
 
+from conftest import REPO
 from train.config import ConfigError, Phase1Config, Phase3Config, load_config, save_config
 
 
@@ -49,3 +52,12 @@ def test_config_errors_name_the_file_and_field(tmp_path, text, message):
 def test_unknown_command_line_option():
     with pytest.raises(ConfigError, match="unknown option"):
         load_config(Phase1Config, ["--output_dir", "o", "--data", "d", "--learning_rate", "1"])
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "train/configs").rglob("*.yaml")))
+def test_shipped_configs_load(path):
+    from train.config import Phase2Config
+
+    cls = {"phase1": Phase1Config, "phase2": Phase2Config, "phase3": Phase3Config}[Path(path).stem]
+    cfg, _ = load_config(cls, ["--config", str(REPO / path)])
+    assert cfg.output_dir.startswith("runs/")

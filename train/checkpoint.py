@@ -11,6 +11,7 @@ import os
 import random
 import re
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -44,35 +45,57 @@ def latest(folder: str | Path) -> Path | None:
     return max(steps)[1] if steps else None
 
 
+class CheckpointWriteError(RuntimeError):
+    pass
+
+
 def save(accelerator, folder: str | Path, step: int, model, optimizer, scheduler, extra: dict, keep: int) -> Path:
-    """Write checkpoints/step-N atomically (main process writes the shared state, every process its RNG)."""
+    """Write checkpoints/step-N atomically. Only the main process writes; the other processes' RNG states reach
+    it through a gather. A failed write (disk full, no permission) removes the partial folder, keeps every earlier
+    checkpoint, and stops the run with a message saying so."""
+    from accelerate.utils import gather_object
+
     folder = Path(folder)
     final = folder / f"step-{step}"
     tmp = folder / f".tmp-step-{step}"
+    rng_states = gather_object([rng_state()])
+    error = None
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    _atomic_torch_save(rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        state = {
-            "step": step,
-            "trainable": trainable_state(accelerator.unwrap_model(model)),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "num_processes": accelerator.num_processes,
-            **extra,
-        }
-        _atomic_torch_save(state, tmp / "state.pt")
-        _fsync_dir(tmp)
-        os.replace(tmp, final)
-        _fsync_dir(folder)
-        done = sorted((int(STEP_DIR.match(p.name).group(1)), p) for p in folder.glob("step-*") if STEP_DIR.match(p.name))
-        for _, old in done[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+        try:
+            _write(accelerator, folder, tmp, final, step, model, optimizer, scheduler, extra, keep, rng_states)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            last = latest(folder)
+            error = (f"could not write checkpoint {final} ({e}); the last good checkpoint is "
+                     f"{last if last else 'none'}. Free space or fix permissions, then run again with --resume")
+    errors = gather_object([error])
+    if any(errors):
+        raise CheckpointWriteError(next(e for e in errors if e))
     return final
+
+
+def _write(accelerator, folder, tmp, final, step, model, optimizer, scheduler, extra, keep, rng_states) -> None:
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for rank, state in enumerate(rng_states):
+        _atomic_torch_save(state, tmp / f"rng-{rank}.pt")
+    state = {
+        "step": step,
+        "trainable": trainable_state(accelerator.unwrap_model(model)),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "num_processes": accelerator.num_processes,
+        **extra,
+    }
+    _atomic_torch_save(state, tmp / "state.pt")
+    _fsync_dir(tmp)
+    if os.environ.get("GEMMA_EMBED_KILL_IN_CHECKPOINT") == str(step):  # fault injection: die before the rename
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.replace(tmp, final)
+    _fsync_dir(folder)
+    done = sorted((int(STEP_DIR.match(p.name).group(1)), p) for p in folder.glob("step-*") if STEP_DIR.match(p.name))
+    for _, old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def load(accelerator, path: Path, model, optimizer, scheduler) -> dict:

@@ -119,12 +119,18 @@ class Phase3Config(PhaseConfig):
 
     table: str = "queries"
     column: str = "query"
+    # a folder: tokenise `data` once into a compact memory-mapped token store there (reused while `data` and the
+    # tokenizer are unchanged) and batch rows of one length together (train/store.py, train/sampler.py), for the
+    # original's 7.1M queries; empty: read every row into memory and shuffle batches without regard to length
+    store: str = ""
 
 
 def _coerce(name: str, value, annotation: str, source: str):
     """Check a value against the field's annotation (the dataclass stores annotations as strings)."""
     kinds = {"int": int, "float": float, "bool": bool, "str": str, "dict": dict}
     kind = kinds[annotation]
+    if value is None and kind is str:  # `--init_from ""` or an empty YAML value: unset
+        return ""
     if kind is float and not isinstance(value, bool):
         try:  # YAML reads 3e-5 (no dot) as a string; 3 as an int
             return float(value) if isinstance(value, (int, str)) else value

@@ -151,8 +151,8 @@ def read_triplets(path: str | Path, vocab_size: int, max_rows: int = 0) -> list[
 
 
 # ------------------------------------------------------------------------------------------------------ phase 3
-def read_queries_db(path: str | Path, table: str, column: str, max_rows: int = 0) -> list[tuple[str]]:
-    """queries.db: SQLite, one query per row of `table`.`column`."""
+def open_queries_table(path: str | Path, table: str, column: str) -> sqlite3.Connection:
+    """queries.db opened read-only, after checking that it is SQLite and has `table`.`column`; the caller closes it."""
     path = _require_file(path)
     with path.open("rb") as f:
         if f.read(16) != b"SQLite format 3\x00":
@@ -165,33 +165,62 @@ def read_queries_db(path: str | Path, table: str, column: str, max_rows: int = 0
         cols = [r[1] for r in con.execute(f'PRAGMA table_info("{table}")')]
         if column not in cols:
             raise DataError(f"{path}: table {table!r} has no column {column!r}; its columns are {cols}")
+    except sqlite3.DatabaseError as e:
+        con.close()
+        raise DataError(f"{path}: cannot be read as SQLite: {e}") from None
+    except DataError:
+        con.close()
+        raise
+    return con
+
+
+def iter_queries(path: str | Path, table: str, column: str, chunk_rows: int = 50_000, max_rows: int = 0):
+    """queries.db's queries in chunks of at most `chunk_rows` (fetchmany, so memory stays flat however large the
+    table): lists of stripped texts; NULL and blank cells are skipped. `max_rows` limits the rows read."""
+    path = Path(path)
+    con = open_queries_table(path, table, column)
+    try:
         limit = f" LIMIT {int(max_rows)}" if max_rows else ""
-        rows = []
-        for rowid, value in con.execute(f'SELECT rowid, "{column}" FROM "{table}"{limit}'):
-            if value is None:
-                continue
-            if isinstance(value, bytes):
-                value = _decode(value, path, rowid)
-            if not isinstance(value, str):
-                raise DataError(f"{path}, table {table}, rowid {rowid}, column {column}: not text: {value!r}")
-            value = value.strip()
-            if value:
-                rows.append((value,))
+        cursor = con.execute(f'SELECT rowid, "{column}" FROM "{table}"{limit}')
+        while chunk := cursor.fetchmany(chunk_rows):
+            texts = []
+            for rowid, value in chunk:
+                if value is None:
+                    continue
+                if isinstance(value, bytes):
+                    value = _decode(value, path, rowid)
+                if not isinstance(value, str):
+                    raise DataError(f"{path}, table {table}, rowid {rowid}, column {column}: not text: {value!r}")
+                value = value.strip()
+                if value:
+                    texts.append(value)
+            yield texts
     except sqlite3.DatabaseError as e:
         raise DataError(f"{path}: cannot be read as SQLite: {e}") from None
     finally:
         con.close()
+
+
+def read_queries_db(path: str | Path, table: str, column: str, max_rows: int = 0) -> list[tuple[str]]:
+    """queries.db: SQLite, one query per row of `table`.`column`."""
+    rows = [(text,) for texts in iter_queries(path, table, column, max_rows=max_rows) for text in texts]
     if not rows:
         raise DataError(f"{path}: table {table!r}, column {column!r} holds no queries")
     return rows
 
 
-def read_pretokenized(path: str | Path, vocab_size: int, max_rows: int = 0) -> list[tuple[list[int]]]:
-    """The original's pretokenized_queries.pt: {'input_ids': (N, L), 'attention_mask': (N, L)}, loaded with
-    weights_only=True, so a file that carries code is refused instead of run."""
+def load_pretokenized(path: str | Path, mmap: bool = False) -> tuple[Path, torch.Tensor, torch.Tensor]:
+    """The original's pretokenized_queries.pt as (path, input_ids, attention_mask), two 2-D integer tensors of one
+    shape. Loaded with weights_only=True, so a file that carries code is refused instead of run; `mmap` maps the
+    tensors instead of reading them (files in torch's zip format), for files larger than memory."""
     path = _require_file(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError:
+            if not mmap:
+                raise
+            data = torch.load(path, map_location="cpu", weights_only=True)  # the legacy format cannot be mapped
     except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
         raise DataError(f"{path}: not a tensor file that loads safely (weights_only=True): {e}") from None
     if not isinstance(data, dict) or not {"input_ids", "attention_mask"} <= set(data):
@@ -203,18 +232,30 @@ def read_pretokenized(path: str | Path, vocab_size: int, max_rows: int = 0) -> l
             raise DataError(f"{path}, field {name}: expected a 2-D integer tensor, found {getattr(t, 'shape', t)!r}")
     if ids.shape != mask.shape:
         raise DataError(f"{path}: input_ids {tuple(ids.shape)} and attention_mask {tuple(mask.shape)} differ in shape")
-    if max_rows:
-        ids, mask = ids[:max_rows], mask[:max_rows]
-    if ((mask != 0) & (mask != 1)).any():
-        row = int(((mask != 0) & (mask != 1)).any(1).nonzero()[0])
+    return path, ids, mask
+
+
+def check_pretokenized(path: Path, ids: torch.Tensor, mask: torch.Tensor, vocab_size: int, first_row: int = 0) -> None:
+    """Mask values 0/1 and real tokens inside the vocabulary, for rows `first_row`.. of the file (a block of it)."""
+    bad_mask = (mask != 0) & (mask != 1)
+    if bad_mask.any():
+        row = first_row + int(bad_mask.any(1).nonzero()[0])
         raise DataError(f"{path}, field attention_mask, row {row}: values must be 0 or 1")
     outside = ((ids < 0) | (ids >= vocab_size)) & mask.bool()
     if outside.any():
         row, col = (int(v) for v in outside.nonzero()[0])
         raise DataError(
-            f"{path}, field input_ids, row {row}: token id {int(ids[row, col])} is outside the tokenizer's "
-            f"vocabulary (0..{vocab_size - 1})"
+            f"{path}, field input_ids, row {first_row + row}: token id {int(ids[row, col])} is outside the "
+            f"tokenizer's vocabulary (0..{vocab_size - 1})"
         )
+
+
+def read_pretokenized(path: str | Path, vocab_size: int, max_rows: int = 0) -> list[tuple[list[int]]]:
+    """The original's pretokenized_queries.pt: {'input_ids': (N, L), 'attention_mask': (N, L)}, padding removed."""
+    path, ids, mask = load_pretokenized(path)
+    if max_rows:
+        ids, mask = ids[:max_rows], mask[:max_rows]
+    check_pretokenized(path, ids, mask, vocab_size)
     rows = [(r[m.bool()].tolist(),) for r, m in zip(ids, mask)]
     rows = [r for r in rows if r[0]]
     if not rows:
@@ -227,6 +268,20 @@ def stable_id(item: str | list[int]) -> int:
     """A 63-bit id of a text or token list, the same in every process (unlike Python's salted hash)."""
     data = item.encode("utf-8") if isinstance(item, str) else torch.tensor(item, dtype=torch.int64).numpy().tobytes()
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
+
+
+class ShuffledBatches:
+    """The default batch order: a fresh permutation of the rows every epoch (see global_batch_indices).
+
+    A batch order is anything with `per_epoch` (batches in one pass) and `batch(index) -> row indices` of global
+    batch number `index`, a pure function of the index so that resuming needs only the step number."""
+
+    def __init__(self, rows, batch_size: int, seed: int):
+        self.n, self.batch_size, self.seed = len(rows), batch_size, seed
+        self.per_epoch = self.n // batch_size
+
+    def batch(self, index: int) -> list[int]:
+        return global_batch_indices(self.n, self.batch_size, self.seed, index)
 
 
 def global_batch_indices(n_rows: int, batch_size: int, seed: int, index: int) -> list[int]:

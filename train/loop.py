@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import signal
@@ -23,12 +22,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train import checkpoint  # noqa: E402
 from train.config import ConfigError, PhaseConfig, read_previous_config, save_config  # noqa: E402
-from train.data import Collator, global_batch_indices  # noqa: E402
+from train.data import Collator, ShuffledBatches  # noqa: E402
 from train.losses import contrastive_loss, grad_cache_step  # noqa: E402
 
 
 class NonFiniteLoss(RuntimeError):
     pass
+
+
+def check_finite(model, what: str, trainable_only: bool = True) -> None:
+    """Never write poisoned weights."""
+    bad = [n for n, p in model.named_parameters() if (p.requires_grad or not trainable_only) and not torch.isfinite(p).all()]
+    if bad:
+        raise NonFiniteLoss(f"refusing to write {what}: non-finite values in {bad[:3]}")
 
 
 def load_start(cfg: PhaseConfig):
@@ -98,7 +104,11 @@ class MetricsLog:
         self.accelerator.log(values, step=step)
 
 
-def run_phase(cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast: bool) -> dict:
+def run_phase(
+    cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast: bool, batch_order: Callable = ShuffledBatches
+) -> dict:
+    """Train one phase. `read_rows(cfg, tokenizer)` returns the rows (anything with len and indexing);
+    `batch_order(rows, batch_size, seed)` decides which rows form each global batch (see data.ShuffledBatches)."""
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, set_seed
     from tqdm.auto import tqdm
@@ -107,6 +117,7 @@ def run_phase(cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast
     out = Path(cfg.output_dir)
     check_output_dir(out, resume)
     accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),  # several CPU processes then form one gloo group, not separate runs
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.grad_accum_steps,
         # batch_size is global and the loop splits it itself, so the scheduler steps once per optimizer step
@@ -128,7 +139,8 @@ def run_phase(cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast
         [{"params": adapters, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr or cfg.lr}],
         weight_decay=cfg.weight_decay,
     )
-    per_epoch = len(rows) // cfg.batch_size
+    order = batch_order(rows, cfg.batch_size, cfg.seed)
+    per_epoch = order.per_epoch
     if per_epoch == 0:
         raise ConfigError(f"{cfg.data}: {len(rows)} rows are fewer than one batch of {cfg.batch_size}")
     steps = cfg.max_steps or max(1, int(cfg.epochs * per_epoch) // cfg.grad_accum_steps)
@@ -178,7 +190,7 @@ def run_phase(cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast
             os.kill(os.getpid(), signal.SIGKILL)
         for micro in range(cfg.grad_accum_steps):
             index = step * cfg.grad_accum_steps + micro
-            ids = global_batch_indices(len(rows), cfg.batch_size, cfg.seed, index)
+            ids = order.batch(index)
             ids = ids[accelerator.process_index * local : (accelerator.process_index + 1) * local]
             streams, groups = collate([rows[i] for i in ids])
             streams = [{k: v.to(accelerator.device) for k, v in s.items()} for s in streams]
@@ -211,7 +223,9 @@ def run_phase(cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast
             window = []
         if cfg.eval_every and done % cfg.eval_every == 0 and done != steps:
             evaluate(done)
-        if cfg.save_every and done % cfg.save_every == 0 and done != steps:
+        if (cfg.save_every and done % cfg.save_every == 0) or done == steps:
+            # the last step is always saved, so a failed publish below can be retried with --resume
+            check_finite(unwrapped, f"checkpoint step-{done}")
             checkpoint.save(accelerator, out / "checkpoints", done, model, optimizer, scheduler, {}, cfg.keep_checkpoints)
     bar.close()
     train_seconds = time.time() - t0
@@ -225,7 +239,14 @@ def run_phase(cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast
         losses = [json.loads(l) for l in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
         losses = [r["loss"] for r in losses if "loss" in r]
         summary.update(first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None)
-        publish(unwrapped, tokenizer, out, cfg, previous, summary)
+        check_finite(unwrapped, "the published model", trainable_only=False)
+        try:
+            publish(unwrapped, tokenizer, out, cfg, previous, summary)
+        except OSError as e:
+            raise RuntimeError(
+                f"could not write the published model to {out} ({e}); training is saved in {out}/checkpoints: "
+                "free space or fix permissions, then run the same command with --resume"
+            ) from e
         print(json.dumps(summary), flush=True)
         if cfg.push_to_hub:
             from train.push import push_folder
