@@ -10,7 +10,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
-SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
@@ -54,12 +53,6 @@ def sqlite_queries(path, rows, table="queries", column="query"):
     con.close()
     return path
 
-
-def shared_data(*parts: str) -> Path:
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} is absent: the shared real-data folder is not beside this checkout")
-    return path
 
 
 def run_smoke_phase(n: int, out: Path, env: dict, *extra: str, init_from: Path | None = None, data: Path | None = None):
