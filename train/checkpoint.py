@@ -39,17 +39,22 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def _complete(folder: str | Path) -> list[Path]:
+    """The finished checkpoints in `folder`, oldest first (a `.tmp-step-N` being written is not one)."""
+    steps = [(int(m.group(1)), p) for p in Path(folder).glob("step-*") if (m := STEP_DIR.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(steps)]
+
+
 def latest(folder: str | Path) -> Path | None:
-    folder = Path(folder)
-    steps = [(int(m.group(1)), p) for p in folder.glob("step-*") if (m := STEP_DIR.match(p.name)) and p.is_dir()]
-    return max(steps)[1] if steps else None
+    done = _complete(folder)
+    return done[-1] if done else None
 
 
 class CheckpointWriteError(RuntimeError):
     pass
 
 
-def save(accelerator, folder: str | Path, step: int, model, optimizer, scheduler, extra: dict, keep: int) -> Path:
+def save(accelerator, folder: str | Path, step: int, model, optimizer, scheduler, keep: int) -> Path:
     """Write checkpoints/step-N atomically. Only the main process writes; the other processes' RNG states reach
     it through a gather. A failed write (disk full, no permission) removes the partial folder, keeps every earlier
     checkpoint, and stops the run with a message saying so."""
@@ -62,7 +67,7 @@ def save(accelerator, folder: str | Path, step: int, model, optimizer, scheduler
     error = None
     if accelerator.is_main_process:
         try:
-            _write(accelerator, folder, tmp, final, step, model, optimizer, scheduler, extra, keep, rng_states)
+            _write(accelerator, folder, tmp, final, step, model, optimizer, scheduler, keep, rng_states)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             last = latest(folder)
@@ -74,7 +79,7 @@ def save(accelerator, folder: str | Path, step: int, model, optimizer, scheduler
     return final
 
 
-def _write(accelerator, folder, tmp, final, step, model, optimizer, scheduler, extra, keep, rng_states) -> None:
+def _write(accelerator, folder, tmp, final, step, model, optimizer, scheduler, keep, rng_states) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for rank, state in enumerate(rng_states):
@@ -85,7 +90,6 @@ def _write(accelerator, folder, tmp, final, step, model, optimizer, scheduler, e
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "num_processes": accelerator.num_processes,
-        **extra,
     }
     _atomic_torch_save(state, tmp / "state.pt")
     _fsync_dir(tmp)
@@ -93,8 +97,7 @@ def _write(accelerator, folder, tmp, final, step, model, optimizer, scheduler, e
         os.kill(os.getpid(), signal.SIGKILL)
     os.replace(tmp, final)
     _fsync_dir(folder)
-    done = sorted((int(STEP_DIR.match(p.name).group(1)), p) for p in folder.glob("step-*") if STEP_DIR.match(p.name))
-    for _, old in done[:-keep]:
+    for old in _complete(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
 
 

@@ -226,7 +226,7 @@ def run_phase(
         if (cfg.save_every and done % cfg.save_every == 0) or done == steps:
             # the last step is always saved, so a failed publish below can be retried with --resume
             check_finite(unwrapped, f"checkpoint step-{done}")
-            checkpoint.save(accelerator, out / "checkpoints", done, model, optimizer, scheduler, {}, cfg.keep_checkpoints)
+            checkpoint.save(accelerator, out / "checkpoints", done, model, optimizer, scheduler, cfg.keep_checkpoints)
     bar.close()
     train_seconds = time.time() - t0
     summary.update(train_seconds=round(train_seconds, 1),

@@ -21,16 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from train.data import DataError, stable_id
+from train.store import mix64
 
-_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser on uint64 (multiplication wraps): a well-spread hash of each value."""
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * _M1
-        x = (x ^ (x >> np.uint64(27))) * _M2
-        return x ^ (x >> np.uint64(31))
 
 
 class LengthBucketedBatches:
@@ -84,7 +76,7 @@ class LengthBucketedBatches:
         if self.keys is None:
             spread = rng.integers(0, 2**63, size=used, dtype=np.int64).astype(np.uint64)
         else:  # a random order of queries, the same for each copy: copies end up next to each other
-            spread = _mix(self.keys[perm] ^ np.uint64(rng.integers(2**63)))
+            spread = mix64(self.keys[perm] ^ np.uint64(rng.integers(2**63)))
         length = self.lengths[perm]
         if length.max() < 2**16:
             order = np.argsort((length.astype(np.uint64) << np.uint64(48)) | (spread >> np.uint64(16)), kind="stable")

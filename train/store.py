@@ -153,13 +153,12 @@ _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _K_ID, _K_POS, _K_LEN = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xD6E8FEB86659FD93), np.uint64(0xA0761D6478BD642F)
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser, elementwise on uint64 (multiplication wraps)."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * _M1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M2
-    return x ^ (x >> np.uint64(31))
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, elementwise on uint64 (multiplication wraps): a well-spread hash of each value."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * _M1
+        x = (x ^ (x >> np.uint64(27))) * _M2
+        return x ^ (x >> np.uint64(31))
 
 
 def hash_rows(flat: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -170,9 +169,9 @@ def hash_rows(flat: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         raise ValueError("hash_rows: empty rows")
     with np.errstate(over="ignore"):
         pos = np.arange(flat.shape[0], dtype=np.int64) - np.repeat(offsets[:-1], lengths)
-        terms = _mix(flat.astype(np.uint64) * _K_ID + pos.astype(np.uint64) * _K_POS + np.uint64(1))
+        terms = mix64(flat.astype(np.uint64) * _K_ID + pos.astype(np.uint64) * _K_POS + np.uint64(1))
         sums = np.add.reduceat(terms, offsets[:-1]) if lengths.size else np.empty(0, np.uint64)
-        return _mix(sums ^ (lengths.astype(np.uint64) * _K_LEN))
+        return mix64(sums ^ (lengths.astype(np.uint64) * _K_LEN))
 
 
 def _read_meta(folder: Path) -> dict | None:
