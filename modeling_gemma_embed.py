@@ -178,15 +178,16 @@ class GemmaEmbedModel(Gemma3PreTrainedModel):
         prompt = {"query": self.config.query_prompt, "document": self.config.document_prompt, None: None}[prompt_name]
         was_training = self.training
         self.eval()
-        out = []
+        texts = [(prompt or "") + t for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch: less padding
+        out = torch.empty(len(texts), self.config.projection_dim)
         for start in range(0, len(texts), batch_size):
-            batch = [(prompt or "") + t for t in texts[start : start + batch_size]]
-            enc = tokenizer(
-                batch, padding=True, truncation=True, max_length=self.config.max_seq_length, return_tensors="pt"
-            ).to(self.device)
-            out.append(self(enc["input_ids"], enc["attention_mask"]).float().cpu())
+            idx = order[start : start + batch_size]
+            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                            max_length=self.config.max_seq_length, return_tensors="pt").to(self.device)
+            out[idx] = self(enc["input_ids"], enc["attention_mask"]).float().cpu()
         self.train(was_training)
-        return torch.cat(out) if out else torch.empty(0, self.config.projection_dim)
+        return out
 
     # ------------------------------------------------------------------------------------------------------- LoRA
     @property

@@ -4,6 +4,7 @@ import torch
 from train.data import (
     Collator,
     DataError,
+    SourceBatches,
     global_batch_indices,
     read_pretokenized,
     read_queries_db,
@@ -26,6 +27,45 @@ def test_read_bundled_files():
     assert len(read_text(REPO / "examples/data/text.txt")) == 20000
     rows = read_triplets(REPO / "examples/data/triplets.csv", vocab_size=10)
     assert len(rows) == 25883 and {len(r) for r in rows} == {2, 3}
+
+
+def test_bundled_triplets_sources():
+    sources = []
+    rows = read_triplets(REPO / "examples/data/triplets.csv", vocab_size=10, sources=sources)
+    assert len(sources) == len(rows)
+    assert {s: sources.count(s) for s in set(sources)} == {"snli": 5883, "wikisplit": 10000, "coco": 10000}
+
+
+def test_triplets_keep_only_some_sources(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("anchor,positive,negative,source\na,b,,x\nc,d,e,y\nf,g,,x\n", encoding="utf-8")
+    sources = []
+    assert read_triplets(path, 10, sources=sources, keep={"x"}) == [("a", "b"), ("f", "g")]
+    assert sources == ["x", "x"]
+    assert read_triplets(path, 10, max_rows=1, keep={"y"}) == [("c", "d", "e")]
+    with pytest.raises(DataError, match=r"t.csv: no rows of source\(s\) \['z'\]; it has \['x', 'y'\]"):
+        read_triplets(path, 10, keep={"x", "z"})
+    plain = tmp_path / "plain.csv"
+    plain.write_text("anchor,positive\na,b\n", encoding="utf-8")
+    with pytest.raises(DataError, match="plain.csv, line 1: .* no source column"):
+        read_triplets(plain, 10, keep={"x"})
+
+
+def test_source_batches_are_single_source_deterministic_and_cover_each_epoch():
+    sources = ["a"] * 25 + ["b"] * 12 + ["c"] * 3  # c has no full batch; a and b leave remainders
+    order = SourceBatches(sources, batch_size=4, seed=1)
+    assert order.per_epoch == 6 + 3
+    epoch = [order.batch(i) for i in range(order.per_epoch)]
+    for batch in epoch:
+        assert len(batch) == 4 and len({sources[i] for i in batch}) == 1
+    flat = [i for b in epoch for i in b]
+    assert len(set(flat)) == len(flat) == 36
+    assert sum(1 for b in epoch if sources[b[0]] == "b") == 3
+    assert epoch == [SourceBatches(sources, 4, seed=1).batch(i) for i in range(9)]  # a pure function of the index
+    assert [order.batch(9 + i) for i in range(9)] != epoch  # the next epoch is reshuffled
+    assert [SourceBatches(sources, 4, seed=2).batch(i) for i in range(9)] != epoch
+    with pytest.raises(DataError, match="full batch"):
+        SourceBatches(["a", "b"], batch_size=4, seed=0)
 
 
 def test_triplets_text_forms(tmp_path):

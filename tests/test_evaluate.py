@@ -7,6 +7,7 @@ import torch
 
 from train.evaluate import (
     alignment,
+    memoize,
     ranking_metrics,
     read_qrels,
     retrieval,
@@ -32,6 +33,22 @@ def test_sts_perfect_and_reversed(tmp_path):
     assert sts_spearman(perfect, path) == pytest.approx(100.0)
     reversed_ = lambda texts: torch.tensor([unit(math.pi / 2 - angle.get(t, math.pi / 2)) for t in texts])  # noqa: E731
     assert sts_spearman(reversed_, path) == pytest.approx(-100.0)
+
+
+def test_memoize_encodes_each_text_once_and_keeps_order():
+    calls = []
+
+    def embed(texts):
+        calls.append(list(texts))
+        return torch.tensor([[float(len(t)), float(ord(t[0]))] for t in texts])
+
+    cached = memoize(embed)
+    first = cached(["ab", "c", "ab"])
+    assert calls == [["ab", "c"]]
+    assert first.tolist() == [[2.0, 97.0], [1.0, 99.0], [2.0, 97.0]]
+    second = cached(["dd", "c"])
+    assert calls == [["ab", "c"], ["dd"]]
+    assert second.tolist() == [[2.0, 100.0], [1.0, 99.0]]
 
 
 def test_ranking_metrics_by_hand():

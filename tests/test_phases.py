@@ -24,6 +24,12 @@ def test_each_phase_writes_a_published_folder(chain):
         assert list((out / "logs").rglob("events.out.tfevents*")), "no TensorBoard events"
         vecs = SentenceTransformer(str(out), device="cpu").encode(["best running shoes", "a cat"])
         assert vecs.shape == (2, 256)
+    # a phase's starting score is the previous phase's final one on the same file, reused rather than recomputed
+    for n in (2, 3):
+        before = json.loads((outs[n] / "train_summary.json").read_text())["sts_before"]
+        assert before == json.loads((outs[n - 1] / "train_summary.json").read_text())["sts_after"]
+        first = json.loads((outs[n] / "logs/metrics.jsonl").read_text().splitlines()[0])
+        assert first == {"step": 0, "sts_spearman": before, "from_previous_phase": True}
     lineage = json.loads((outs[3] / "previous_phases.json").read_text())
     assert [p["phase"] for p in lineage] == ["Phase1Config", "Phase2Config"]
     assert lineage[1]["init_from"] == str(outs[1])

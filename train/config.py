@@ -111,6 +111,8 @@ class Phase2Config(PhaseConfig):
     """Supervised contrastive on triplets.csv (text columns or the original's pre-tokenised columns)."""
 
     temperature: float = 0.05
+    sources: str = ""  # comma-separated values of the `source` column to train on (empty: every row)
+    batch_by_source: bool = False  # every batch from one value of the `source` column (harder in-batch negatives)
 
 
 @dataclass

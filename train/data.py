@@ -88,9 +88,13 @@ def _parse_ids(cell: str, path: Path, line_no: int, column: str, vocab_size: int
     return values
 
 
-def read_triplets(path: str | Path, vocab_size: int, max_rows: int = 0) -> list[tuple]:
+def read_triplets(
+    path: str | Path, vocab_size: int, max_rows: int = 0, sources: list | None = None, keep: set | None = None
+) -> list[tuple]:
     """triplets.csv with a header: `anchor,positive,negative` (or `sent0,sent1,hard_neg`; the negative column may be
-    absent or empty), or the pre-tokenised `a_ids,a_mask,p_ids,p_mask,n_ids,n_mask` (n_* optional)."""
+    absent or empty), or the pre-tokenised `a_ids,a_mask,p_ids,p_mask,n_ids,n_mask` (n_* optional). An optional
+    `source` column names each row's dataset: if `sources` is a list, it receives one source per row ("" without);
+    `keep` reads only the rows of these sources."""
     path = _require_file(path)
     raw = path.read_bytes()
     for line_no, line in enumerate(raw.split(b"\n"), 1):
@@ -112,13 +116,19 @@ def read_triplets(path: str | Path, vocab_size: int, max_rows: int = 0) -> list[
     if missing:
         raise DataError(f"{path}, line 1: missing column(s) {missing}; the header is {header}")
 
-    rows = []
+    if keep and "source" not in columns:
+        raise DataError(f"{path}, line 1: sources {sorted(keep)} were asked for, but there is no source column")
+    rows, seen = [], set()
     for row in reader:
         line_no = reader.line_num
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
             raise DataError(f"{path}, line {line_no}: {len(row)} fields, but the header has {len(header)}")
+        source = row[columns["source"]].strip() if "source" in columns else ""
+        seen.add(source)
+        if keep and source not in keep:
+            continue
         if text_form:
             a, p = row[columns[text_form[0]]].strip(), row[columns[text_form[1]]].strip()
             n = row[columns[text_form[2]]].strip() if text_form[2] in columns else ""
@@ -143,8 +153,12 @@ def read_triplets(path: str | Path, vocab_size: int, max_rows: int = 0) -> list[
                     raise DataError(f"{path}, line {line_no}, column {mask_col}: the mask selects no token")
                 parts.append(kept)
             rows.append(tuple(parts))
+        if sources is not None:
+            sources.append(source)
         if max_rows and len(rows) >= max_rows:
             break
+    if keep and not max_rows and keep - seen:
+        raise DataError(f"{path}: no rows of source(s) {sorted(keep - seen)}; it has {sorted(seen)}")
     if not rows:
         raise DataError(f"{path}: no rows after the header")
     return rows
@@ -282,6 +296,35 @@ class ShuffledBatches:
 
     def batch(self, index: int) -> list[int]:
         return global_batch_indices(self.n, self.batch_size, self.seed, index)
+
+
+class SourceBatches:
+    """Each batch drawn from one source (dataset), as sentence-transformers' big training runs do: in-batch
+    negatives from the same source (caption against caption) are harder than a caption against a Wikipedia
+    sentence. Per epoch, rows are permuted within each source and cut into full batches, and the batches of all
+    sources are put in one permuted order; a pure function of (seed, epoch), so resuming needs only the step."""
+
+    def __init__(self, sources: list, batch_size: int, seed: int):
+        self.members: dict = {}
+        for i, source in enumerate(sources):
+            self.members.setdefault(source, []).append(i)
+        self.batch_size, self.seed = batch_size, seed
+        self.per_epoch = sum(len(m) // batch_size for m in self.members.values())
+        if self.per_epoch == 0:
+            raise DataError(f"no source has a full batch of {batch_size} rows")
+        self._epoch, self._batches = -1, []
+
+    def batch(self, index: int) -> list[int]:
+        epoch, i = divmod(index, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            batches = []
+            for source in sorted(self.members):
+                rows, size = self.members[source], self.batch_size
+                perm = torch.randperm(len(rows), generator=g).tolist()
+                batches += [[rows[j] for j in perm[k * size : (k + 1) * size]] for k in range(len(rows) // size)]
+            self._epoch, self._batches = epoch, [batches[j] for j in torch.randperm(len(batches), generator=g)]
+        return self._batches[i]
 
 
 def global_batch_indices(n_rows: int, batch_size: int, seed: int, index: int) -> list[int]:

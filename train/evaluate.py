@@ -170,9 +170,10 @@ def read_wikiqa(folder: str | Path) -> list[tuple[str, list[str], list[int]]]:
 def wikiqa(embed: Embed, folder: str | Path) -> dict:
     questions = read_wikiqa(folder)
     q_emb = embed([q for q, _, _ in questions]).float()
+    a_emb = embed([a for _, answers, _ in questions for a in answers]).float().split([len(g[1]) for g in questions])
     mrr = ap = 0.0
-    for (_, answers, labels), q in zip(questions, q_emb):
-        scores = embed(answers).float() @ q
+    for (_, answers, labels), q, a in zip(questions, q_emb, a_emb):
+        scores = a @ q
         m = ranking_metrics(scores[None], [{i: 1.0 for i, l in enumerate(labels) if l}], k=len(answers))
         mrr += m[f"mrr@{len(answers)}"]
         ap += m["map"]
@@ -261,10 +262,12 @@ def token_probe(
 
 
 # --------------------------------------------------------------------------------------------------------- models
-def load_embedder(spec: str, batch_size: int = 64) -> Embed:
-    """A folder (sentence-transformers), `minilm`, or `raw:BACKBONE` (mean-pooled Gemma hidden states)."""
+def load_embedder(spec: str, batch_size: int = 64, bf16: bool = False) -> Embed:
+    """A folder (sentence-transformers), `minilm`, or `raw:BACKBONE` (mean-pooled Gemma hidden states, always
+    under bf16 autocast). `bf16`: encode a folder under bf16 autocast too (2-3x faster on CPU), else in float32.
+    The embedder remembers what it has encoded, so texts shared between evaluations are encoded once."""
     if spec.startswith("raw:"):
-        return raw_backbone_embedder(spec[4:], batch_size)
+        return memoize(raw_backbone_embedder(spec[4:], batch_size))
     from sentence_transformers import SentenceTransformer
 
     folder = spec
@@ -273,7 +276,25 @@ def load_embedder(spec: str, batch_size: int = 64) -> Embed:
 
         folder = str(get_model_path())
     model = SentenceTransformer(folder, device="cpu")
-    return lambda texts: model.encode(texts, batch_size=batch_size, convert_to_tensor=True)
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return model.encode(texts, batch_size=batch_size, convert_to_tensor=True).float()
+
+    return memoize(embed)
+
+
+def memoize(embed: Embed) -> Embed:
+    """Wrap `embed` so that each distinct text is encoded once across calls."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def cached(texts: list[str]) -> torch.Tensor:
+        new = list(dict.fromkeys(t for t in texts if t not in seen))
+        if new:
+            seen.update(zip(new, embed(new)))
+        return torch.stack([seen[t] for t in texts]) if texts else embed([])
+
+    return cached
 
 
 def raw_backbone_embedder(backbone: str, batch_size: int = 64) -> Embed:
@@ -287,33 +308,40 @@ def raw_backbone_embedder(backbone: str, batch_size: int = 64) -> Embed:
 
     @torch.no_grad()
     def embed(texts: list[str]) -> torch.Tensor:
-        out = []
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=128,
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
+        out = torch.empty(len(texts), model.config.hidden_size)
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=128,
                             return_tensors="pt")
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 hidden = model(**enc).last_hidden_state.float()
             mask = enc["attention_mask"].unsqueeze(-1).bool()
-            out.append(hidden.masked_fill(~mask, 0).sum(1) / mask.sum(1))
-        return torch.cat(out)
+            out[idx] = hidden.masked_fill(~mask, 0).sum(1) / mask.sum(1)
+        return out
 
     return embed
 
 
-def evaluate_model(spec: str, args) -> dict:
-    embed = load_embedder(spec)
+def evaluate_model(
+    spec: str, sts: list[str] = (), wikiqa_dir: str | None = None, retrieval_files: list[str] | None = None,
+    geometry_sts: str | None = None, probe: bool = False, probe_train: int = 4000, probe_test: int = 1000,
+    bf16: bool = False,
+) -> dict:
+    """Every requested evaluation of one model. Keys: `sts:FILE`, `wikiqa_mrr`/`wikiqa_map`, the retrieval
+    metrics, `alignment`/`uniformity` (when `geometry_sts` is given) and the probe's."""
+    embed = load_embedder(spec, bf16=bf16)
     results: dict = {}
-    for path in args.sts:
+    for path in sts:
         results[f"sts:{Path(path).name}"] = sts_spearman(embed, path)
-    if args.wikiqa:
-        results.update({f"wikiqa_{k}": v for k, v in wikiqa(embed, args.wikiqa).items()})
-    if args.retrieval:
-        results.update(retrieval(embed, *(Path(p) for p in args.retrieval)))
-    if args.geometry:
-        train, test = probe_texts()
-        results.update(geometry(embed, args.geometry_sts, test))
-    if args.probe:
-        train, test = probe_texts(args.probe_train, args.probe_test)
+    if wikiqa_dir:
+        results.update({f"wikiqa_{k}": v for k, v in wikiqa(embed, wikiqa_dir).items()})
+    if retrieval_files:
+        results.update(retrieval(embed, *(Path(p) for p in retrieval_files)))
+    if geometry_sts:
+        results.update(geometry(embed, geometry_sts, probe_texts(0, 1000)[1]))
+    if probe:
+        train, test = probe_texts(probe_train, probe_test)
         results.update(token_probe(embed(train), train, embed(test), test))
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}
 
@@ -338,9 +366,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--probe", action="store_true", help="the invertibility probe")
     ap.add_argument("--probe_train", type=int, default=4000)
     ap.add_argument("--probe_test", type=int, default=1000)
+    ap.add_argument("--bf16", action="store_true", help="encode under bf16 autocast (faster on CPU)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
-    results = {spec: evaluate_model(spec, args) for spec in args.model}
+    geometry_sts = args.geometry_sts if args.geometry else None
+    results = {spec: evaluate_model(spec, args.sts, args.wikiqa, args.retrieval, geometry_sts, args.probe,
+                                    args.probe_train, args.probe_test, args.bf16) for spec in args.model}
     print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

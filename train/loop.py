@@ -57,6 +57,14 @@ def load_start(cfg: PhaseConfig):
     return (lambda: GemmaEmbedModel.from_gemma(path, **cfg.model)), tokenizer, {}
 
 
+def _previous_score(cfg: PhaseConfig, previous: dict) -> float | None:
+    """The previous phase's final score on the same evaluation, which is this phase's starting score: reused
+    rather than computed again."""
+    same = previous and cfg.eval_sts and all(previous.get(k) == getattr(cfg, k) for k in ("eval_sts", "eval_max_pairs"))
+    path = Path(cfg.init_from) / "train_summary.json"
+    return json.loads(path.read_text()).get("sts_after") if same and path.is_file() else None
+
+
 def check_output_dir(out: Path, resume: bool) -> None:
     """Refuse to start over a finished model or over checkpoints that --resume would continue."""
     if resume:
@@ -171,16 +179,21 @@ def run_phase(
         if main:
             from train.evaluate import sts_spearman
 
+            began = time.time()
             with accelerator.autocast():
                 score = sts_spearman(lambda t: unwrapped.encode(t, tokenizer), cfg.eval_sts, cfg.eval_max_pairs)
-            log.write(step, sts_spearman=score)
+            log.write(step, sts_spearman=score, eval_seconds=round(time.time() - began, 1))
         accelerator.wait_for_everyone()
         return score
 
     summary = {"phase": type(cfg).__name__, "rows": len(rows), "steps": steps, "batch_size": cfg.batch_size,
                "num_processes": accelerator.num_processes, "start_step": start}
     if start == 0:
-        summary["sts_before"] = evaluate(0)
+        summary["sts_before"] = _previous_score(cfg, previous)
+        if summary["sts_before"] is None:
+            summary["sts_before"] = evaluate(0)
+        else:
+            log.write(0, sts_spearman=summary["sts_before"], from_previous_phase=True)
     model.train()
     bar = tqdm(total=steps, initial=start, disable=not main, desc=type(cfg).__name__, dynamic_ncols=True)
     t0, window = time.time(), []

@@ -13,17 +13,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from train.config import Phase2Config, load_config  # noqa: E402
-from train.data import read_triplets  # noqa: E402
+from train.data import ShuffledBatches, SourceBatches, read_triplets  # noqa: E402
 from train.loop import run_phase  # noqa: E402
-
-
-def read_rows(cfg, tokenizer):
-    return read_triplets(cfg.data, len(tokenizer), cfg.max_rows)
 
 
 def main(argv=None):
     cfg, args = load_config(Phase2Config, argv)
-    return run_phase(cfg, args.resume, read_rows, self_contrast=False)
+    sources: list[str] = []  # filled by read_triplets, one per row
+
+    def read_rows(cfg, tokenizer):
+        keep = {s.strip() for s in cfg.sources.split(",")} if cfg.sources else None
+        return read_triplets(cfg.data, len(tokenizer), cfg.max_rows, sources, keep)
+
+    def by_source(rows, batch_size, seed):
+        return SourceBatches(sources, batch_size, seed)
+
+    return run_phase(cfg, args.resume, read_rows, self_contrast=False,
+                     batch_order=by_source if cfg.batch_by_source else ShuffledBatches)
 
 
 if __name__ == "__main__":
