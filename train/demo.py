@@ -38,8 +38,11 @@ LIMITATIONS = [
 ]
 
 
+STARTED = time.time()
+
+
 def step(msg: str) -> None:
-    print(f"\n== {msg}", flush=True)
+    print(f"\n== [{(time.time() - STARTED) / 60:.1f} min] {msg}", flush=True)
 
 
 def run_phase(n: int, config: Path, out: Path, backbone: str) -> dict:
