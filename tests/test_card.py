@@ -30,3 +30,11 @@ def test_card_from_the_smoke_chain(chain):
     for n in (1, 2, 3):
         assert f"**Phase {n}**" in card
     assert "12 steps on 256 rows" in card and "$" not in card.split("```")[0].replace("$ ", "")
+
+
+def test_card_shows_paths_inside_the_repository_relative():
+    from train.card import REPO, _shown
+
+    assert _shown(str(REPO / "runs/demo/phase1")) == "runs/demo/phase1"
+    assert _shown("/elsewhere/runs/phase1") == "/elsewhere/runs/phase1"
+    assert _shown("examples/data/text.txt") == "examples/data/text.txt" and _shown(64) == 64

@@ -18,8 +18,10 @@ import yaml
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
 BASE_MODELS = {"gemma3-270m": "google/gemma-3-270m"}
-HYPER = ("data", "max_rows", "max_length", "batch_size", "grad_accum_steps", "lr", "head_lr", "warmup_steps",
-         "max_steps", "epochs", "temperature", "mixed_precision", "seed")
+REPO = TEMPLATE.parent
+HYPER = ("data", "sources", "batch_by_source", "table", "column", "max_rows", "max_length", "batch_size",
+         "grad_accum_steps", "lr", "head_lr", "warmup_steps", "max_steps", "epochs", "temperature", "mixed_precision",
+         "seed")
 EVAL_ROWS = [  # (metrics.json key, label)
     ("stsb_test_spearman", "STS-B test, Spearman"),
     ("stsb_dev_spearman", "STS-B dev, Spearman"),
@@ -35,15 +37,24 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def _shown(value):
+    """A path inside the repository as a relative one, so that the card does not carry the trainer's folders."""
+    if isinstance(value, str) and value.startswith("/"):
+        path = Path(value).resolve()
+        return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else value
+    return value
+
+
 def _phase_section(n: int, folder: Path) -> str:
     cfg = yaml.safe_load((folder / "train_config.yaml").read_text(encoding="utf-8"))
     summary = json.loads((folder / "train_summary.json").read_text(encoding="utf-8"))
     kind = {"Phase1Config": "unsupervised SimCSE (each sentence twice, dropout as the only difference)",
             "Phase2Config": "supervised InfoNCE on (anchor, positive, hard negative) with in-batch negatives",
             "Phase3Config": "in-domain self-contrast on real search queries (duplicates masked)"}[cfg["phase"]]
-    start = f"from `{cfg['init_from']}`" if cfg.get("init_from") else f"from backbone `{cfg['backbone']}`"
-    params = ", ".join(f"{k}={cfg[k]}" for k in HYPER if k in cfg)
-    loss = f"loss {_fmt(summary.get('first_loss'))} -> {_fmt(summary.get('last_loss'))}"
+    start = f"from `{_shown(cfg['init_from'])}`" if cfg.get("init_from") else f"from backbone `{cfg['backbone']}`"
+    params = ", ".join(f"{k}={_shown(cfg[k])}" for k in HYPER if cfg.get(k, "") != "")
+    first, last = (summary.get(k) for k in ("first_loss", "last_loss"))
+    loss = f"loss {'-' if first is None else f'{first:.4g}'} -> {'-' if last is None else f'{last:.4g}'}"
     sts = f"STS-B dev {_fmt(summary.get('sts_before'))} -> {_fmt(summary.get('sts_after'))}"
     return (f"{n}. **Phase {n}**, {kind}, {start}: {summary['steps']} steps on {summary['rows']} rows, "
             f"{summary['train_seconds']} s ({summary['seconds_per_step']} s/step, {summary['num_processes']} "

@@ -27,8 +27,8 @@ DATASETS = ["stanfordnlp/snli", "google-research-datasets/wiki_split", "sentence
 SOURCES = [
     "Phase 1: English Wikipedia sentences (CC BY-SA), from SimCSE's wiki1m sample, the gensim test dump and "
     "WikiSplit.",
-    "Phase 2: SNLI dev+test triplets (CC BY-SA 4.0), WikiSplit tune+validation pairs (CC BY-SA 4.0), COCO 2017 val "
-    "caption pairs (CC BY 4.0).",
+    "Phase 2: SNLI dev+test triplets (CC BY-SA 4.0) and COCO 2017 val caption pairs (CC BY 4.0); the bundle's "
+    "WikiSplit pairs (CC BY-SA 4.0) are left out by the demo config.",
     "Phase 3: Natural Questions (CC BY-SA 3.0) and WebQuestions (CC BY 4.0) queries, loaded through SQLite.",
     "Evaluation: STS Benchmark (scores CC BY-SA 4.0); WikiQA (Microsoft research licence, evaluation only).",
 ]
