@@ -44,6 +44,13 @@ def refuse_fp16(dtype: torch.dtype | None) -> None:
         raise ValueError(FP16_MESSAGE)
 
 
+def batches_by_length(texts: list[str], batch_size: int) -> list[list[int]]:
+    """Indices of `texts` in batches of similar length (sorted by characters), so that padding is small; callers
+    write each batch's results back at its indices."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    return [order[start : start + batch_size] for start in range(0, len(texts), batch_size)]
+
+
 class GemmaEmbedModel(Gemma3PreTrainedModel):
     """Gemma 3 text backbone -> pooling over real tokens -> projection head -> L2 normalisation.
 
@@ -179,10 +186,8 @@ class GemmaEmbedModel(Gemma3PreTrainedModel):
         was_training = self.training
         self.eval()
         texts = [(prompt or "") + t for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch: less padding
         out = torch.empty(len(texts), self.config.projection_dim)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in batches_by_length(texts, batch_size):
             enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                             max_length=self.config.max_seq_length, return_tensors="pt").to(self.device)
             out[idx] = self(enc["input_ids"], enc["attention_mask"]).float().cpu()

@@ -117,3 +117,15 @@ def test_views_differ_in_training_mode_only(make_model, tokenizer):
         torch.testing.assert_close(model(**enc), model(**enc), rtol=0, atol=0)
     off = make_model(view_dropout=0.0, lora_dropout=0.0).train()
     torch.testing.assert_close(off(**enc), off(**enc))  # without dropout the views are identical
+
+
+def test_batches_by_length_cover_every_text_once_shortest_first():
+    from modeling_gemma_embed import batches_by_length
+
+    texts = ["ccc", "a", "bbbbb", "dd", "e", "ffff", "gg"]
+    batches = batches_by_length(texts, 3)
+    assert [len(b) for b in batches] == [3, 3, 1]
+    assert sorted(i for b in batches for i in b) == list(range(len(texts)))
+    lengths = [len(texts[i]) for b in batches for i in b]
+    assert lengths == sorted(lengths)
+    assert batches_by_length([], 3) == []

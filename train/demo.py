@@ -38,11 +38,8 @@ LIMITATIONS = [
 ]
 
 
-STARTED = time.time()
-
-
-def step(msg: str) -> None:
-    print(f"\n== [{(time.time() - STARTED) / 60:.1f} min] {msg}", flush=True)
+def step(msg: str, t0: float) -> None:
+    print(f"\n== [{(time.time() - t0) / 60:.1f} min] {msg}", flush=True)
 
 
 def run_phase(n: int, config: Path, out: Path, backbone: str) -> dict:
@@ -123,7 +120,8 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    step(f"backbone {args.backbone} (the Gemma 3 270M comes from its PyPI package, assembled and converted once, cached)")
+    step(f"backbone {args.backbone} (the Gemma 3 270M comes from its PyPI package, assembled and converted once, "
+         "cached)", t0)
     from train.backbones import resolve_backbone
 
     print(resolve_backbone(args.backbone))
@@ -135,10 +133,10 @@ def main(argv=None) -> dict:
 
     summaries = []
     for n in (1, 2, 3):
-        step(f"phase {n}")
+        step(f"phase {n}", t0)
         summaries.append(run_phase(n, Path(args.configs) / f"phase{n}.yaml", out, args.backbone))
 
-    step("evaluation (bf16 autocast)")
+    step("evaluation (bf16 autocast)", t0)
     from train.evaluate import evaluate_model
 
     model = out / "model"
@@ -186,7 +184,7 @@ def main(argv=None) -> dict:
     metrics["wall_seconds_before_card"] = time.time() - t0
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
-    step("model card and plots")
+    step("model card and plots", t0)
     from train.card import write_card
 
     print(write_card(model, [out / f"phase{n}" for n in (1, 2, 3)], metrics, args.repo_id,
@@ -194,7 +192,7 @@ def main(argv=None) -> dict:
     for png in plots(out, summaries):
         print(png)
 
-    step("summary")
+    step("summary", t0)
     rows = [("raw 270M (causal, mean-pooled)", stages["raw"]["stsb_dev_spearman"], stages["raw"]["stsb_test_spearman"]),
             ("start (config attention, new head)", summaries[0]["sts_before"], None),
             ("after phase 1", summaries[0]["sts_after"], None),
@@ -206,7 +204,7 @@ def main(argv=None) -> dict:
         print(f"{name:<38}{'' if dev is None else f'{dev:.2f}':>10}{'' if test is None else f'{test:.2f}':>11}")
     print(f"training {train_seconds:.0f} s; whole run {time.time() - t0:.0f} s; model at {model}")
 
-    step("examples against the new model")
+    step("examples against the new model", t0)
     subprocess.run([sys.executable, str(REPO / "examples/encode.py"), "--model", str(model)], check=True)
     subprocess.run([sys.executable, str(REPO / "examples/fan_out.py"), "--model", str(model), "--bank_size", "2000",
                     "--query", "best running shoes for flat feet", "--png", str(out / "fan_out.png"),

@@ -300,6 +300,7 @@ def memoize(embed: Embed) -> Embed:
 def raw_backbone_embedder(backbone: str, batch_size: int = 64) -> Embed:
     from transformers import AutoTokenizer, Gemma3TextModel
 
+    from modeling_gemma_embed import batches_by_length
     from train.backbones import resolve_backbone
 
     path = resolve_backbone(backbone)
@@ -308,10 +309,8 @@ def raw_backbone_embedder(backbone: str, batch_size: int = 64) -> Embed:
 
     @torch.no_grad()
     def embed(texts: list[str]) -> torch.Tensor:
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch
         out = torch.empty(len(texts), model.config.hidden_size)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in batches_by_length(texts, batch_size):
             enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=128,
                             return_tensors="pt")
             with torch.autocast("cpu", dtype=torch.bfloat16):
