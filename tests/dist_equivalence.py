@@ -1,5 +1,6 @@
 """Run by tests/test_distributed.py under `accelerate launch` with 1 or 2 CPU processes: one training step's loss
-and gradients on a fixed global batch of triplets (some with hard negatives, some without)."""
+and gradients on a fixed global batch of triplets (some with hard negatives, some without).
+argv: backbone, output file, GradCache chunk (0: none), symmetric loss (0 or 1)."""
 
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from modeling_gemma_embed import GemmaEmbedModel  # noqa: E402
 from train.data import Collator  # noqa: E402
 from train.loop import _forward_backward  # noqa: E402
 
-backbone, out, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3])
+backbone, out, chunk, symmetric = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 ROWS = [
     ("a man plays a guitar", "someone is playing music", "a man is sleeping"),
     ("the cat sits on the mat", "a cat is sitting", "a dog barks loudly"),
@@ -41,7 +42,7 @@ model = accelerator.prepare(model)
 local = len(ROWS) // accelerator.num_processes
 mine = ROWS[accelerator.process_index * local : (accelerator.process_index + 1) * local]
 streams, groups = Collator(tokenizer, 32, self_contrast=False)(mine)
-cfg = SimpleNamespace(temperature=0.05, grad_cache_chunk=chunk)
+cfg = SimpleNamespace(temperature=0.05, grad_cache_chunk=chunk, symmetric=symmetric)
 loss = _forward_backward(cfg, accelerator, model, streams, groups)
 grads = {n: p.grad.clone() for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
 if accelerator.is_main_process:

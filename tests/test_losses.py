@@ -50,6 +50,22 @@ def test_contrastive_loss_single_process_is_info_nce_over_the_streams():
     torch.testing.assert_close(contrastive_loss([a, p, n], None, 0.05), info_nce(a, torch.cat([p, n]), 0.05))
 
 
+def test_symmetric_loss_averages_both_directions_and_leaves_hard_negatives_out_of_the_reverse():
+    torch.manual_seed(0)
+    a, p, n = (torch.nn.functional.normalize(torch.randn(4, 8), dim=-1) for _ in range(3))
+    a[2] = a[0]  # anchors 0 and 2 are the same text
+    groups = torch.tensor([5, 1, 5, 2])
+    t = 0.05
+    ce = torch.nn.functional.cross_entropy
+    forward = a @ torch.cat([p, n]).T / t
+    reverse = p @ a.T / t
+    for logits in (forward, reverse):
+        logits[0, 2] = logits[2, 0] = float("-inf")
+    expected = (ce(forward, torch.arange(4)) + ce(reverse, torch.arange(4))) / 2
+    torch.testing.assert_close(contrastive_loss([a, p, n], groups, t, symmetric=True), expected)
+    assert not torch.isclose(contrastive_loss([a, p, n], groups, t), expected)
+
+
 def _tiny_setup(make_model, tokenizer, dropout):
     model = make_model(view_dropout=dropout, lora_dropout=dropout).attach_lora().train()
     with torch.no_grad():

@@ -20,8 +20,8 @@ TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
 BASE_MODELS = {"gemma3-270m": "google/gemma-3-270m"}
 REPO = TEMPLATE.parent
 HYPER = ("data", "sources", "batch_by_source", "table", "column", "max_rows", "max_length", "batch_size",
-         "grad_accum_steps", "lr", "head_lr", "warmup_steps", "max_steps", "epochs", "temperature", "mixed_precision",
-         "seed")
+         "grad_accum_steps", "lr", "head_lr", "warmup_steps", "max_steps", "epochs", "temperature", "symmetric",
+         "mixed_precision", "seed")
 EVAL_ROWS = [  # (metrics.json key, label)
     ("stsb_test_spearman", "STS-B test, Spearman"),
     ("stsb_dev_spearman", "STS-B dev, Spearman"),

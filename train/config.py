@@ -50,6 +50,7 @@ class PhaseConfig:
     epochs: float = 1.0
     max_grad_norm: float = 1.0
     temperature: float = 0.05
+    symmetric: bool = False  # also score each positive against all anchors (the loss's reverse direction)
     mixed_precision: str = "bf16"  # bf16 | no   (fp16 is refused: Gemma 3 overflows in it)
     gradient_checkpointing: bool = False
     # bookkeeping

@@ -276,7 +276,7 @@ def _forward_backward(cfg, accelerator, model, streams, groups) -> torch.Tensor:
 
     if cfg.grad_cache_chunk:
         def guarded(embeddings, groups_, temperature):
-            loss = contrastive_loss(embeddings, groups_, temperature)
+            loss = contrastive_loss(embeddings, groups_, temperature, cfg.symmetric)
             if not torch.isfinite(loss):
                 raise NonFiniteLoss
             return loss
@@ -286,7 +286,7 @@ def _forward_backward(cfg, accelerator, model, streams, groups) -> torch.Tensor:
             no_sync=lambda: accelerator.no_sync(model) if accelerator.num_processes > 1 else contextlib.nullcontext(),
             loss_fn=guarded,
         )
-    loss = contrastive_loss([encode(s) for s in streams], groups, cfg.temperature)
+    loss = contrastive_loss([encode(s) for s in streams], groups, cfg.temperature, cfg.symmetric)
     if not torch.isfinite(loss):
         raise NonFiniteLoss
     accelerator.backward(loss)

@@ -75,15 +75,22 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([full[i * most : i * most + c] for i, c in enumerate(counts)])
 
 
-def contrastive_loss(embeddings: list[torch.Tensor], groups: torch.Tensor | None, temperature: float) -> torch.Tensor:
+def contrastive_loss(
+    embeddings: list[torch.Tensor], groups: torch.Tensor | None, temperature: float, symmetric: bool = False
+) -> torch.Tensor:
     """The loss of one batch from its streams of embeddings: [queries, positives, (hard negatives)].
+
+    symmetric: average it with the reverse direction, each positive against all queries (no hard negatives there).
 
     Each stream is gathered across processes on its own, so hard negatives stay aligned whatever each process
     holds; the result is the loss of the global batch, the same on every process.
     """
     streams = [gather(e) for e in embeddings]
     groups = gather(groups) if groups is not None else None
-    return info_nce(streams[0], torch.cat(streams[1:]), temperature, groups)
+    loss = info_nce(streams[0], torch.cat(streams[1:]), temperature, groups)
+    if symmetric:
+        loss = (loss + info_nce(streams[1], streams[0], temperature, groups)) / 2
+    return loss
 
 
 class _RandState:
