@@ -33,8 +33,8 @@ EVAL_ROWS = [  # (metrics.json key, label)
 ]
 
 
-def _fmt(value) -> str:
-    return "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+def _fmt(value, spec: str = ".2f") -> str:
+    return "-" if value is None else f"{value:{spec}}" if isinstance(value, float) else str(value)
 
 
 def _shown(value):
@@ -53,8 +53,7 @@ def _phase_section(n: int, folder: Path) -> str:
             "Phase3Config": "in-domain self-contrast on real search queries (duplicates masked)"}[cfg["phase"]]
     start = f"from `{_shown(cfg['init_from'])}`" if cfg.get("init_from") else f"from backbone `{cfg['backbone']}`"
     params = ", ".join(f"{k}={_shown(cfg[k])}" for k in HYPER if cfg.get(k, "") != "")
-    first, last = (summary.get(k) for k in ("first_loss", "last_loss"))
-    loss = f"loss {'-' if first is None else f'{first:.4g}'} -> {'-' if last is None else f'{last:.4g}'}"
+    loss = f"loss {_fmt(summary.get('first_loss'), '.4g')} -> {_fmt(summary.get('last_loss'), '.4g')}"
     sts = f"STS-B dev {_fmt(summary.get('sts_before'))} -> {_fmt(summary.get('sts_after'))}"
     return (f"{n}. **Phase {n}**, {kind}, {start}: {summary['steps']} steps on {summary['rows']} rows, "
             f"{summary['train_seconds']} s ({summary['seconds_per_step']} s/step, {summary['num_processes']} "

@@ -369,8 +369,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     geometry_sts = args.geometry_sts if args.geometry else None
-    results = {spec: evaluate_model(spec, args.sts, args.wikiqa, args.retrieval, geometry_sts, args.probe,
-                                    args.probe_train, args.probe_test, args.bf16) for spec in args.model}
+    results = {spec: evaluate_model(spec, args.sts, wikiqa_dir=args.wikiqa, retrieval_files=args.retrieval,
+                                    geometry_sts=geometry_sts, probe=args.probe, probe_train=args.probe_train,
+                                    probe_test=args.probe_test, bf16=args.bf16) for spec in args.model}
     print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
