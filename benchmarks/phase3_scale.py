@@ -26,7 +26,6 @@ import os
 import resource
 import shutil
 import sqlite3
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,8 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from gemma_embed.data.bundled import read_queries_tsv
+
+REPO = Path(__file__).resolve().parents[1]  # the checkout: ../shared/data beside it, runs/ inside it
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
@@ -50,8 +50,7 @@ def peak_rss_mb(who=resource.RUSAGE_SELF) -> float:
 
 # ------------------------------------------------------------------------------------------------ synthetic data
 def real_queries(path: Path) -> list[str]:
-    lines = path.read_text(encoding="utf-8").splitlines()[1:]  # header: query<TAB>sources
-    return [q for q in (line.split("\t")[0].strip() for line in lines) if q]
+    return [q.strip() for q, _ in read_queries_tsv(path) if q.strip()]
 
 
 def make_queries_db(real: list[str], n: int, target: Path, seed: int, chunk: int = 500_000) -> Path:
@@ -90,7 +89,7 @@ def make_queries_db(real: list[str], n: int, target: Path, seed: int, chunk: int
 def _build_in_child(db: str, folder: str, tokenizer_dir: str, max_length: int, out) -> None:
     from transformers import AutoTokenizer
 
-    from train.store import build_from_sqlite
+    from gemma_embed.data.store import build_from_sqlite
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     t0 = time.time()
@@ -114,7 +113,7 @@ def build_store(db: Path, folder: Path, tokenizer_dir: str, max_length: int) -> 
 # ---------------------------------------------------------------------------------------------------- training
 def padded(seqs: list[list[int]], width: int | None, pad_id: int) -> dict[str, torch.Tensor]:
     """Left-padded to the longest row (dynamic padding, ours), or to a fixed `width` (the original's 128)."""
-    from train.data import pad_left
+    from gemma_embed.data.collate import pad_left
 
     if width is None:
         return pad_left(seqs, pad_id)
@@ -131,7 +130,7 @@ class Style:
     """One way of running the phase-3 step: model build, attention, precision, padding."""
 
     def __init__(self, name: str, model, width: int | None, autocast: bool, device: str, pad_id: int):
-        from train.losses import contrastive_loss
+        from gemma_embed.losses import contrastive_loss
 
         self.name, self.model, self.width, self.autocast, self.device, self.pad_id = (
             name, model, width, autocast, device, pad_id)
@@ -176,8 +175,8 @@ def stratified_batches(store, plan: np.ndarray, count: int) -> list[np.ndarray]:
 def compare_styles(label: str, backbone: str, store, batches: list[np.ndarray], device: str, id_modulo: int = 0
                    ) -> tuple[Style, Style]:
     """Our style vs the original's on the same rows; the first batch warms up, then steps alternate."""
+    from gemma_embed.data.collate import stable_id
     from modeling_gemma_embed import GemmaEmbedModel
-    from train.data import stable_id
 
     def build(attention: str) -> "GemmaEmbedModel":
         torch.manual_seed(0)
@@ -224,8 +223,8 @@ def measure_mfu(store, batches: list[np.ndarray], device: str, text_config) -> d
     so forward 2*P and backward (input gradients) 2*P per token, P the non-embedding parameters; attention adds
     4*S*heads*head_dim per token and layer forward, twice that backward."""
     from configuration_gemma_embed import GemmaEmbedConfig
+    from gemma_embed.data.collate import stable_id
     from modeling_gemma_embed import GemmaEmbedModel
-    from train.data import stable_id
 
     torch.manual_seed(0)
     model = GemmaEmbedModel(GemmaEmbedConfig(text_config=text_config))
@@ -271,9 +270,9 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     from transformers import AutoTokenizer
 
-    from train.backbones import build_tiny_backbone, resolve_backbone
-    from train.sampler import LengthBucketedBatches
-    from train.store import TokenStore
+    from gemma_embed.backbones import build_tiny_backbone, resolve_backbone
+    from gemma_embed.data.batches import LengthBucketedBatches
+    from gemma_embed.data.store import TokenStore
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     work = Path(args.work)

@@ -4,11 +4,12 @@
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from gemma_embed.data.bundled import read_queries_tsv
+from gemma_embed.data.readers import read_text
+
+SAMPLE = Path(__file__).resolve().parent / "data"
 
 
 def main(argv=None):
@@ -25,11 +26,11 @@ def main(argv=None):
     import torch
     from sentence_transformers import SentenceTransformer
 
-    rows = (REPO / "examples/data/queries.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    rows = read_queries_tsv(SAMPLE / "queries.tsv")
     kinds = {
-        "NQ queries": [r.split("\t")[0] for r in rows if r.endswith("\tnq-dev") or r.endswith("\tnq-test")],
-        "WebQuestions queries": [r.split("\t")[0] for r in rows if "webquestions" in r],
-        "Wikipedia sentences": (REPO / "examples/data/text.txt").read_text(encoding="utf-8").splitlines(),
+        "NQ queries": [q for q, source in rows if source in ("nq-dev", "nq-test")],
+        "WebQuestions queries": [q for q, source in rows if source and "webquestions" in source],
+        "Wikipedia sentences": [s for s, in read_text(SAMPLE / "text.txt")],
     }
     model = SentenceTransformer(args.model, device="cpu")
     g = torch.Generator().manual_seed(0)

@@ -8,11 +8,7 @@ and the similarities come from the pretrained backbone's mean-pooled states unde
 """
 
 import argparse
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SENTENCES = [
     "best running shoes for flat feet",
@@ -37,8 +33,8 @@ def main() -> None:
     if args.backbone:
         from transformers import AutoTokenizer
 
+        from gemma_embed.backbones import resolve_backbone
         from modeling_gemma_embed import GemmaEmbedModel
-        from train.backbones import resolve_backbone
 
         t0 = time.time()
         path = resolve_backbone(args.backbone)

@@ -6,22 +6,16 @@
 
 Decoding is nearest-neighbour over a bank of real queries (the bundled NQ and WebQuestions sample by default,
 or --bank FILE, one query per line); the bank's embeddings are cached under runs/fanout_cache. A trained query
-decoder can take its place: see train/fanout.py (Decoder).
+decoder can take its place: see gemma_embed/fanout.py (Decoder).
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from gemma_embed.data.bundled import read_queries
+from gemma_embed.fanout import NearestNeighbourDecoder, fan_out, plot_path
 
-
-def read_bank(path: Path) -> list[str]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    if lines and lines[0].lower().startswith("query\t"):
-        lines = lines[1:]
-    return list(dict.fromkeys(l.split("\t")[0].strip() for l in lines if l.strip()))
+SAMPLE = Path(__file__).resolve().parent / "data"
 
 
 def main(argv=None):
@@ -29,7 +23,7 @@ def main(argv=None):
     ap.add_argument("--model", required=True, help="a published Gemma-Embed folder (or any sentence-transformers folder)")
     ap.add_argument("--query", required=True)
     ap.add_argument("--document", required=True)
-    ap.add_argument("--bank", default=str(REPO / "examples/data/queries.tsv"))
+    ap.add_argument("--bank", default=str(SAMPLE / "queries.tsv"))
     ap.add_argument("--bank_size", type=int, default=0, help="use the first N queries of the bank (0: all)")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--slerp", action="store_true", help="spherical interpolation instead of renormalised linear")
@@ -39,13 +33,11 @@ def main(argv=None):
 
     from sentence_transformers import SentenceTransformer
 
-    from train.fanout import NearestNeighbourDecoder, fan_out, plot_path
-
     model = SentenceTransformer(args.model, device="cpu")
     embed = lambda texts: model.encode(texts, batch_size=64, convert_to_tensor=True, show_progress_bar=len(texts) > 256)  # noqa: E731
     weights = Path(args.model) / "model.safetensors"
     key = f"{Path(args.model).resolve()}:{weights.stat().st_mtime_ns if weights.exists() else ''}"
-    bank = read_bank(Path(args.bank))
+    bank = read_queries(args.bank)
     decoder = NearestNeighbourDecoder(bank[: args.bank_size or None], embed, args.cache, model_key=key)
     path = fan_out(embed, args.query, args.document, decoder, args.steps, "slerp" if args.slerp else "linear")
     print(f"seed:   {args.query}\ntarget: {args.document}\n")

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random Gemma 3 (2 layers, one sliding and one full attention, head_dim set) and its
-word-level tokenizer, built once per session from the bundled sample text."""
+word-level tokenizer, built once per session; the smoke chain of the three phases. Test helpers (launching the
+scripts of train/) live in tests/helpers/."""
 
 import os
 import sys
@@ -8,15 +9,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+SAMPLE = REPO / "examples" / "data"
+sys.path.insert(0, str(REPO / "tests" / "helpers"))  # the tests' own helpers: launch, dist_equivalence, audit_writes
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from launch import run_smoke_phase  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory) -> str:
-    from train.backbones import build_tiny_backbone
+    from gemma_embed.backbones import build_tiny_backbone
 
     return str(build_tiny_backbone(tmp_path_factory.mktemp("tiny") / "backbone"))
 
@@ -54,32 +57,16 @@ def sqlite_queries(path, rows, table="queries", column="query"):
     return path
 
 
-
-def run_smoke_phase(n: int, out: Path, env: dict, *extra: str, init_from: Path | None = None, data: Path | None = None):
-    """Launch train/phaseN.py with its smoke config under `accelerate launch`."""
-    from launch import accelerate_launch
-
-    args = ["--config", f"train/configs/smoke/phase{n}.yaml", "--output_dir", str(out), *extra]
-    if init_from:
-        args += ["--init_from", str(init_from)]
-    if data:
-        args += ["--data", str(data)]
-    return accelerate_launch(f"train/phase{n}.py", *args, env=env)
-
-
 @pytest.fixture(scope="session")
 def chain(tmp_path_factory):
-    sys.path.insert(0, str(REPO / "examples"))
-    from make_queries_db import make_queries_db
+    from gemma_embed.data.bundled import make_queries_db
 
     root = tmp_path_factory.mktemp("smoke")
     env = {"GEMMA_EMBED_CACHE": str(root / "cache")}
-    db = make_queries_db(REPO / "examples/data/queries.tsv", root / "queries.db")
+    db = make_queries_db(SAMPLE / "queries.tsv", root / "queries.db")
     outs = {}
     for n in (1, 2, 3):
         outs[n] = root / f"phase{n}"
         run = run_smoke_phase(n, outs[n], env, init_from=outs.get(n - 1), data=db if n == 3 else None)
         assert run.returncode == 0, f"phase {n}\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"
     return root, env, outs
-
-

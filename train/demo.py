@@ -19,8 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from gemma_embed.backbones import resolve_backbone
+from gemma_embed.data.bundled import make_queries_db
+from gemma_embed.eval.run import evaluate_model
+from gemma_embed.publish.card import write_card
+from gemma_embed.publish.plots import plot_run
+
+REPO = Path(__file__).resolve().parents[1]  # the checkout this script sits in
+SAMPLE = REPO / "examples" / "data"
 SHARED = REPO.parent / "shared" / "data"
 DATASETS = ["stanfordnlp/snli", "google-research-datasets/wiki_split", "sentence-transformers/coco-captions",
             "google-research-datasets/natural_questions", "stanfordnlp/web_questions", "wikipedia"]
@@ -42,7 +48,7 @@ def step(msg: str, t0: float) -> None:
     print(f"\n== [{(time.time() - t0) / 60:.1f} min] {msg}", flush=True)
 
 
-def run_phase(n: int, config: Path, out: Path, backbone: str) -> dict:
+def launch_phase(n: int, config: Path, out: Path, backbone: str) -> dict:
     """Launch one phase with accelerate, unless its published folder is already there. Its input and output
     folders are set here (out/phaseN, from out/phase{N-1}); the rest comes from `config`."""
     folder = out / f"phase{n}"
@@ -67,47 +73,6 @@ def run_phase(n: int, config: Path, out: Path, backbone: str) -> dict:
     return summary
 
 
-def plots(out: Path, summaries: list[dict]) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-    sts_x, sts_y, offset = [], [], 0
-    for n, ax in enumerate(axes, 1):
-        rows = [json.loads(l) for l in (out / f"phase{n}/logs/metrics.jsonl").read_text().splitlines()]
-        losses = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-        ax.plot([s for s, _ in losses], [v for _, v in losses], "-o", ms=3)
-        ax.set_title(f"phase {n} loss")
-        ax.set_xlabel("step")
-        ax.set_yscale("log")
-        for r in rows:
-            if "sts_spearman" in r and not (n > 1 and r["step"] == 0):
-                sts_x.append(offset + r["step"])
-                sts_y.append(r["sts_spearman"])
-        offset += summaries[n - 1]["steps"]
-    fig.tight_layout()
-    loss_png = out / "loss_per_phase.png"
-    fig.savefig(loss_png, dpi=110)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(sts_x, sts_y, "-o")
-    bounds = 0
-    for s in summaries[:-1]:
-        bounds += s["steps"]
-        ax.axvline(bounds, color="grey", ls=":")
-    ax.set_xlabel("training step (phases 1, 2, 3 in sequence)")
-    ax.set_ylabel("STS-B dev Spearman")
-    ax.set_title("STS-B dev across the run")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    sts_png = out / "stsb_dev_across_run.png"
-    fig.savefig(sts_png, dpi=110)
-    plt.close(fig)
-    return [loss_png, sts_png]
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default=str(REPO / "train/configs/demo"))
@@ -122,39 +87,30 @@ def main(argv=None) -> dict:
 
     step(f"backbone {args.backbone} (the Gemma 3 270M comes from its PyPI package, assembled and converted once, "
          "cached)", t0)
-    from train.backbones import resolve_backbone
-
     print(resolve_backbone(args.backbone))
-    sys.path.insert(0, str(REPO / "examples"))
-    from make_queries_db import make_queries_db
-
     if not (out / "queries.db").exists():
-        make_queries_db(REPO / "examples/data/queries.tsv", out / "queries.db")
+        make_queries_db(SAMPLE / "queries.tsv", out / "queries.db")
 
     summaries = []
     for n in (1, 2, 3):
         step(f"phase {n}", t0)
-        summaries.append(run_phase(n, Path(args.configs) / f"phase{n}.yaml", out, args.backbone))
+        summaries.append(launch_phase(n, Path(args.configs) / f"phase{n}.yaml", out, args.backbone))
 
     step("evaluation (bf16 autocast)", t0)
-    from train.evaluate import evaluate_model
-
     model = out / "model"
     if model.exists():
         shutil.rmtree(model)
     shutil.copytree(out / "phase3", model, ignore=shutil.ignore_patterns("checkpoints", "logs", ".publish-tmp"))
-    dev, test = str(REPO / "examples/data/sts-dev.csv"), str(REPO / "examples/data/sts-test.csv")
+    dev, test = str(SAMPLE / "sts-dev.csv"), str(SAMPLE / "sts-test.csv")
     wikiqa_dir = SHARED / "wikiqa" / "test"
     began = time.time()
     final = evaluate_model(str(model), [dev, test], str(wikiqa_dir) if wikiqa_dir.is_dir() else None,
-                           geometry_sts=dev, bf16=True)
-    final = {{"sts:sts-dev.csv": "stsb_dev_spearman", "sts:sts-test.csv": "stsb_test_spearman"}.get(k, k): v
-             for k, v in final.items()}
+                           geometry_sts=dev, bf16=True, sample=SAMPLE)
     raw = evaluate_model(f"raw:{args.backbone}", [dev, test])
-    minilm = evaluate_model("minilm", [test])["sts:sts-test.csv"]
+    minilm = evaluate_model("minilm", [test])["stsb_test_spearman"]
     print(f"final model, raw 270M and MiniLM evaluated in {time.time() - began:.0f} s", flush=True)
     stages = {
-        "raw": {"stsb_dev_spearman": raw["sts:sts-dev.csv"], "stsb_test_spearman": raw["sts:sts-test.csv"]},
+        "raw": raw,
         "phase1": {"stsb_dev_spearman": summaries[0]["sts_after"]},
         "phase2": {"stsb_dev_spearman": summaries[1]["sts_after"]},
         "final": final,
@@ -185,11 +141,9 @@ def main(argv=None) -> dict:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
     step("model card and plots", t0)
-    from train.card import write_card
-
     print(write_card(model, [out / f"phase{n}" for n in (1, 2, 3)], metrics, args.repo_id,
                      "bash scripts/demo.sh", DATASETS, SOURCES, LIMITATIONS))
-    for png in plots(out, summaries):
+    for png in plot_run(out, [out / f"phase{n}" for n in (1, 2, 3)]):
         print(png)
 
     step("summary", t0)

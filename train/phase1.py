@@ -4,14 +4,9 @@
     accelerate launch train/phase1.py --config train/configs/phase1.yaml
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from train.config import Phase1Config, load_config  # noqa: E402
-from train.data import read_text  # noqa: E402
-from train.loop import run_phase  # noqa: E402
+from gemma_embed.config import Phase1Config, load_config
+from gemma_embed.data.readers import read_text
+from gemma_embed.loop import run_phase
 
 
 def read_rows(cfg, tokenizer):

@@ -7,14 +7,10 @@ anchor's candidates are every positive and every hard negative of the global bat
 be missing) or the original's pre-tokenised a_ids,a_mask,p_ids,p_mask,n_ids,n_mask.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from train.config import Phase2Config, load_config  # noqa: E402
-from train.data import ShuffledBatches, SourceBatches, read_triplets  # noqa: E402
-from train.loop import run_phase  # noqa: E402
+from gemma_embed.config import Phase2Config, load_config
+from gemma_embed.data.batches import ShuffledBatches, SourceBatches
+from gemma_embed.data.readers import read_triplets
+from gemma_embed.loop import run_phase
 
 
 def main(argv=None):

@@ -8,16 +8,11 @@ With `store` (a folder) set, `data` is tokenised once into a memory-mapped token
 length-bucketed (no query twice in a batch): the layout for the original's 7.1M queries.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from train.config import Phase3Config, load_config  # noqa: E402
-from train.data import ShuffledBatches, read_pretokenized, read_queries_db  # noqa: E402
-from train.loop import run_phase  # noqa: E402
-from train.sampler import LengthBucketedBatches  # noqa: E402
-from train.store import store_for  # noqa: E402
+from gemma_embed.config import Phase3Config, load_config
+from gemma_embed.data.batches import LengthBucketedBatches, ShuffledBatches
+from gemma_embed.data.readers import read_pretokenized, read_queries_db
+from gemma_embed.data.store import store_for
+from gemma_embed.loop import run_phase
 
 
 def read_rows(cfg, tokenizer):

@@ -1,0 +1,139 @@
+"""Training checkpoints: what `--resume` needs to continue exactly where a run stopped.
+
+A checkpoint is a folder `checkpoints/step-N/` holding the trainable weights (LoRA adapters and head), the
+optimizer and scheduler states, every process's RNG states, and the position in the data (N steps done). It is
+written under a temporary name and renamed when complete, so a crash mid-write leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gemma_embed import faults
+
+STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _complete(folder: str | Path) -> list[Path]:
+    """The finished checkpoints in `folder`, oldest first (a `.tmp-step-N` being written is not one)."""
+    steps = [(int(m.group(1)), p) for p in Path(folder).glob("step-*") if (m := STEP_DIR.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(steps)]
+
+
+def latest(folder: str | Path) -> Path | None:
+    done = _complete(folder)
+    return done[-1] if done else None
+
+
+class CheckpointWriteError(RuntimeError):
+    pass
+
+
+def save(accelerator, folder: str | Path, step: int, model, optimizer, scheduler, keep: int) -> Path:
+    """Write checkpoints/step-N atomically. Only the main process writes; the other processes' RNG states reach
+    it through a gather. A failed write (disk full, no permission) removes the partial folder, keeps every earlier
+    checkpoint, and stops the run with a message saying so."""
+    from accelerate.utils import gather_object
+
+    folder = Path(folder)
+    final = folder / f"step-{step}"
+    tmp = folder / f".tmp-step-{step}"
+    rng_states = gather_object([rng_state()])
+    error = None
+    if accelerator.is_main_process:
+        try:
+            _write(accelerator, folder, tmp, final, step, model, optimizer, scheduler, keep, rng_states)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            last = latest(folder)
+            error = (f"could not write checkpoint {final} ({e}); the last good checkpoint is "
+                     f"{last if last else 'none'}. Free space or fix permissions, then run again with --resume")
+    errors = gather_object([error])
+    if any(errors):
+        raise CheckpointWriteError(next(e for e in errors if e))
+    return final
+
+
+def _write(accelerator, folder, tmp, final, step, model, optimizer, scheduler, keep, rng_states) -> None:
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for rank, state in enumerate(rng_states):
+        _atomic_torch_save(state, tmp / f"rng-{rank}.pt")
+    state = {
+        "step": step,
+        "trainable": trainable_state(accelerator.unwrap_model(model)),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "num_processes": accelerator.num_processes,
+    }
+    _atomic_torch_save(state, tmp / "state.pt")
+    _fsync_dir(tmp)
+    faults.point("IN_CHECKPOINT", step)  # the crash tests die here, before the rename
+    os.replace(tmp, final)
+    _fsync_dir(folder)
+    for old in _complete(folder)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load(accelerator, path: Path, model, optimizer, scheduler) -> dict:
+    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+    if state["num_processes"] != accelerator.num_processes:
+        raise RuntimeError(
+            f"{path}: written by {state['num_processes']} processes, resumed with {accelerator.num_processes}; "
+            "resume with the same number of processes"
+        )
+    unwrapped = accelerator.unwrap_model(model)
+    params = dict(unwrapped.named_parameters())
+    missing = set(state["trainable"]) - set(params)
+    if missing:
+        raise RuntimeError(f"{path}: checkpoint has weights the model lacks: {sorted(missing)[:3]}")
+    with torch.no_grad():
+        for name, value in state["trainable"].items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(torch.load(path / f"rng-{accelerator.process_index}.pt", weights_only=False))
+    return state
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,201 @@
+"""Typed phase configs: a YAML file from train/configs/ plus command-line overrides, validated up front.
+
+    accelerate launch train/phase1.py --config train/configs/phase1.yaml --lr 5e-5 --max_steps 200
+
+Every field below can be set in the YAML file or overridden as `--field value` (YAML syntax for the value, so
+`--model '{attention: bidirectional}'` works). The resolved config is written beside the output as
+`train_config.yaml`; the next phase reads it from its `init_from` folder.
+
+LoRA across phases: each phase starts from merged weights (a backbone, or the previous phase's published folder,
+whose adapters were merged when it was written), attaches fresh adapters from the model config, trains them and the
+head, and merges them again before writing its own published folder. So every phase boundary is a plain model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config that cannot run: the message names the file and the field."""
+
+
+@dataclass
+class PhaseConfig:
+    # where the model comes from and where the result goes
+    output_dir: str = ""  # the phase's published folder (plus checkpoints/ and logs/ inside it)
+    init_from: str = ""  # the previous phase's output folder; if empty, `backbone` is used
+    backbone: str = "gemma3-270m"  # gemma3-270m | tiny | a Gemma 3 folder or Hub id (see gemma_embed/backbones.py)
+    model: dict = field(default_factory=dict)  # GemmaEmbedConfig fields, used when starting from a backbone
+    # data
+    data: str = ""  # the phase's input file
+    max_length: int = 64  # tokens per text, <bos> included; longer texts are truncated
+    max_rows: int = 0  # use only the first N rows (0: all)
+    # optimisation
+    seed: int = 42
+    batch_size: int = 32  # global batch: every process sees all of it as negatives
+    grad_accum_steps: int = 1
+    grad_cache_chunk: int = 0  # >0: GradCache, encode the batch in chunks of this many rows per process
+    lr: float = 1e-4
+    head_lr: float = 0.0  # 0: same as lr
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    max_steps: int = 0  # 0: run `epochs` passes over the data
+    epochs: float = 1.0
+    max_grad_norm: float = 1.0
+    temperature: float = 0.05
+    symmetric: bool = False  # also score each positive against all anchors (the loss's reverse direction)
+    mixed_precision: str = "bf16"  # bf16 | no   (fp16 is refused: Gemma 3 overflows in it)
+    gradient_checkpointing: bool = False
+    # bookkeeping
+    log_every: int = 10
+    save_every: int = 0  # checkpoint every N optimizer steps (0: only at the end of training)
+    keep_checkpoints: int = 2
+    eval_every: int = 0  # evaluate on eval_sts every N steps (0: only before and after training)
+    eval_sts: str = ""  # an STS file (STS Benchmark layout) for Spearman during training
+    eval_max_pairs: int = 0  # evaluate on the first N pairs only (0: all)
+    nonfinite_loss: str = "stop"  # stop | skip: what a NaN or infinite loss does
+    push_to_hub: str = ""  # a repo id: upload the published folder when the phase ends
+
+    def validate(self, source: str = "config") -> None:
+        def bad(name: str, why: str):
+            raise ConfigError(f"{source}: field '{name}' {why}")
+
+        if not self.output_dir:
+            bad("output_dir", "is required")
+        if not self.data:
+            bad("data", "is required (the phase's input file)")
+        for name in ("max_length", "batch_size", "grad_accum_steps", "log_every", "keep_checkpoints"):
+            if getattr(self, name) <= 0:
+                bad(name, f"must be a positive integer, got {getattr(self, name)}")
+        for name in ("max_rows", "grad_cache_chunk", "warmup_steps", "max_steps", "save_every", "eval_every",
+                     "eval_max_pairs"):
+            if getattr(self, name) < 0:
+                bad(name, f"must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "temperature", "epochs", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                bad(name, f"must be > 0, got {getattr(self, name)}")
+        if self.head_lr < 0 or self.weight_decay < 0:
+            bad("head_lr" if self.head_lr < 0 else "weight_decay", "must be >= 0")
+        if self.mixed_precision == "fp16":
+            bad("mixed_precision", "is fp16, which Gemma 3 overflows in: use bf16 or no")
+        if self.mixed_precision not in ("bf16", "no"):
+            bad("mixed_precision", f"must be bf16 or no, got {self.mixed_precision!r}")
+        if self.nonfinite_loss not in ("stop", "skip"):
+            bad("nonfinite_loss", f"must be stop or skip, got {self.nonfinite_loss!r}")
+        if self.init_from and self.model:
+            bad("model", "cannot be combined with init_from: the model config comes from the previous phase")
+        if self.batch_size % max(1, int(os.environ.get("WORLD_SIZE", "1"))):
+            bad("batch_size", f"({self.batch_size}) must be divisible by the number of processes")
+        if self.model:
+            from configuration_gemma_embed import GemmaEmbedConfig
+
+            try:
+                GemmaEmbedConfig(**self.model)
+            except (ValueError, TypeError) as e:
+                bad("model", f"is not a valid GemmaEmbedConfig: {e}")
+
+
+@dataclass
+class Phase1Config(PhaseConfig):
+    """Unsupervised SimCSE on text.txt: each sentence twice, dropout the only difference."""
+
+
+@dataclass
+class Phase2Config(PhaseConfig):
+    """Supervised contrastive on triplets.csv (text columns or the original's pre-tokenised columns)."""
+
+    temperature: float = 0.05
+    sources: str = ""  # comma-separated values of the `source` column to train on (empty: every row)
+    batch_by_source: bool = False  # every batch from one value of the `source` column (harder in-batch negatives)
+
+
+@dataclass
+class Phase3Config(PhaseConfig):
+    """In-domain self-contrast on search queries from queries.db (SQLite) or pretokenized_queries.pt."""
+
+    table: str = "queries"
+    column: str = "query"
+    # a folder: tokenise `data` once into a compact memory-mapped token store there (reused while `data` and the
+    # tokenizer are unchanged) and batch rows of one length together (data/store.py, data/batches.py), for the
+    # original's 7.1M queries; empty: read every row into memory and shuffle batches without regard to length
+    store: str = ""
+
+
+def _coerce(name: str, value, annotation: str, source: str):
+    """Check a value against the field's annotation (the dataclass stores annotations as strings)."""
+    kinds = {"int": int, "float": float, "bool": bool, "str": str, "dict": dict}
+    kind = kinds[annotation]
+    if value is None and kind is str:  # `--init_from ""` or an empty YAML value: unset
+        return ""
+    if kind is float and not isinstance(value, bool):
+        try:  # YAML reads 3e-5 (no dot) as a string; 3 as an int
+            return float(value) if isinstance(value, (int, str)) else value
+        except ValueError:
+            pass
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"{source}: field '{name}' must be {annotation}, got {value!r}")
+    return value
+
+
+def load_config(cls: type[PhaseConfig], argv: list[str] | None = None) -> tuple[PhaseConfig, argparse.Namespace]:
+    """Parse `--config FILE`, `--resume` and `--field value` overrides into a validated `cls`."""
+    parser = argparse.ArgumentParser(description=cls.__doc__)
+    parser.add_argument("--config", help="YAML file with the phase's settings")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    known = {f.name: f for f in fields(cls)}
+    for name in known:
+        parser.add_argument(f"--{name}", dest=f"override_{name}", default=None, metavar="VALUE")
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise ConfigError(f"command line: unknown option(s) {unknown}; fields are: {sorted(known)}")
+
+    values: dict = {}
+    source = args.config or "command line"
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of field: value, got {type(loaded).__name__}")
+        phase = loaded.pop("phase", cls.__name__)  # present in a saved train_config.yaml
+        if phase != cls.__name__:
+            raise ConfigError(f"{path}: written for {phase}, but this script runs {cls.__name__}")
+        values.update(loaded)
+    overrides = {name: getattr(args, f"override_{name}") for name in known}
+    overrides = {name: yaml.safe_load(raw) for name, raw in overrides.items() if raw is not None}
+    if overrides:
+        values.update(overrides)
+        source = f"{source} (with command-line overrides)"
+    unknown_keys = sorted(set(values) - set(known))
+    if unknown_keys:
+        raise ConfigError(f"{source}: unknown field(s) {unknown_keys}; fields are: {sorted(known)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in values.items():
+        annotation = hints[name].__name__ if isinstance(hints[name], type) else str(hints[name])
+        kwargs[name] = _coerce(name, value, annotation, source)
+    config = cls(**kwargs)
+    config.validate(source)
+    return config, args
+
+
+def save_config(config: PhaseConfig, path: str | Path) -> None:
+    data = {"phase": type(config).__name__, **asdict(config)}
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def read_previous_config(folder: str | Path) -> dict:
+    path = Path(folder) / "train_config.yaml"
+    return yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
+

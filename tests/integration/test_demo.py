@@ -1,0 +1,47 @@
+"""The main job's orchestration (train/demo.py) on the tiny backbone: given the smoke chain's three phases (so no
+training here; the phases themselves are tested in test_phases.py), it evaluates, writes metrics.json, the model
+card and the plots, prints the summary and runs the examples against the new model."""
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_writes_metrics_card_and_plots(chain, tmp_path, monkeypatch, capsys):
+    from launch import load_script
+
+    demo = load_script("demo")
+
+    _, env, outs = chain
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "demo"
+    for n, folder in outs.items():
+        shutil.copytree(folder, out / f"phase{n}")
+    metrics = demo.main(["--configs", "train/configs/smoke", "--out", str(out), "--backbone", "tiny"])
+
+    printed = capsys.readouterr().out
+    for n in (1, 2, 3):
+        assert f"phase {n}: already done" in printed
+    assert "after phase 2" in printed and "all-MiniLM-L6-v2" in printed
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    summaries = [json.loads((outs[n] / "train_summary.json").read_text()) for n in (1, 2, 3)]
+    assert [saved[f"phase{n}_stsb_dev"] for n in (1, 2, 3)] == [s["sts_after"] for s in summaries]
+    assert saved["train_seconds"] == pytest.approx(sum(s["train_seconds"] for s in summaries))
+    for key in ("raw_stsb_test_spearman", "stsb_test_spearman", "stsb_dev_spearman"):
+        assert -100 <= saved[key] <= 100
+    assert saved["baselines"]["all-MiniLM-L6-v2, STS-B test"] > 75  # the real MiniLM, evaluated by the same code
+    assert {"alignment", "uniformity"} <= set(saved["stages"]["final"])
+
+    card = (out / "model/README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    values = [r["metrics"][0]["value"] for r in front["model-index"][0]["results"]]
+    assert values == [round(saved["stsb_test_spearman"], 2), round(saved["stsb_dev_spearman"], 2)]
+    for png in ("loss_per_phase.png", "stsb_dev_across_run.png", "fan_out.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "model/checkpoints").exists()

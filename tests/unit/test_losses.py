@@ -1,0 +1,118 @@
+import math
+
+import pytest
+import torch
+
+from gemma_embed.losses import contrastive_loss, grad_cache_step, info_nce
+
+
+def test_info_nce_matches_hand_computation():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    k = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, -1.0]])  # two positives, one hard negative
+    t = 0.5
+    expected = 0.0
+    for i in range(2):
+        logits = [float(q[i] @ k[j]) / t for j in range(3)]
+        expected += -logits[i] + math.log(sum(math.exp(x) for x in logits))
+    assert info_nce(q, k, t).item() == pytest.approx(expected / 2, rel=1e-6)
+
+
+def test_perfect_separation_gives_near_zero_loss_and_temperature_sharpens():
+    q = torch.eye(4)
+    assert info_nce(q, q, 0.01).item() < 1e-6
+    assert info_nce(q, q, 1.0).item() > info_nce(q, q, 0.1).item()
+
+
+def test_hard_negative_close_to_the_query_raises_the_loss():
+    q = torch.nn.functional.normalize(torch.randn(4, 8, generator=torch.Generator().manual_seed(0)), dim=-1)
+    far, near = -q[:1], q[:1] * 0.99
+    assert info_nce(q, torch.cat([q, near]), 0.05) > info_nce(q, torch.cat([q, far]), 0.05)
+
+
+def test_groups_mask_duplicates_instead_of_counting_them_as_negatives():
+    torch.manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    q[2] = q[0]  # rows 0 and 2 are the same text
+    k = q.clone()
+    groups = torch.tensor([7, 1, 7, 3])
+    masked = info_nce(q, k, 0.05, groups)
+    # by hand: row 0 does not see key 2, row 2 does not see key 0
+    logits = q @ k.T / 0.05
+    logits[0, 2] = logits[2, 0] = float("-inf")
+    expected = torch.nn.functional.cross_entropy(logits, torch.arange(4))
+    torch.testing.assert_close(masked, expected)
+    assert masked < info_nce(q, k, 0.05)  # unmasked, the duplicate is a (false) negative as close as the positive
+
+
+def test_contrastive_loss_single_process_is_info_nce_over_the_streams():
+    torch.manual_seed(0)
+    a, p, n = (torch.nn.functional.normalize(torch.randn(3, 8), dim=-1) for _ in range(3))
+    torch.testing.assert_close(contrastive_loss([a, p, n], None, 0.05), info_nce(a, torch.cat([p, n]), 0.05))
+
+
+def test_symmetric_loss_averages_both_directions_and_leaves_hard_negatives_out_of_the_reverse():
+    torch.manual_seed(0)
+    a, p, n = (torch.nn.functional.normalize(torch.randn(4, 8), dim=-1) for _ in range(3))
+    a[2] = a[0]  # anchors 0 and 2 are the same text
+    groups = torch.tensor([5, 1, 5, 2])
+    t = 0.05
+    ce = torch.nn.functional.cross_entropy
+    forward = a @ torch.cat([p, n]).T / t
+    reverse = p @ a.T / t
+    for logits in (forward, reverse):
+        logits[0, 2] = logits[2, 0] = float("-inf")
+    expected = (ce(forward, torch.arange(4)) + ce(reverse, torch.arange(4))) / 2
+    torch.testing.assert_close(contrastive_loss([a, p, n], groups, t, symmetric=True), expected)
+    assert not torch.isclose(contrastive_loss([a, p, n], groups, t), expected)
+
+
+def _tiny_setup(make_model, tokenizer, dropout):
+    model = make_model(view_dropout=dropout, lora_dropout=dropout).attach_lora().train()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.1)
+    texts = ["a man is playing a guitar", "the cat sleeps", "stocks fell sharply today", "a dog runs in a park",
+             "how tall is everest", "cheap flights to rome", "a woman slices an onion", "the sun is a star"]
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    enc2 = tokenizer(list(reversed(texts)), padding=True, return_tensors="pt")
+    streams = [dict(enc), dict(enc2)]
+    groups = torch.arange(len(texts))
+    return model, streams, groups
+
+
+def _grads(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 8])
+def test_grad_cache_matches_the_uncached_loss_and_gradients(make_model, tokenizer, chunk):
+    model, streams, groups = _tiny_setup(make_model, tokenizer, dropout=0.0)
+    encode = lambda b: model(b["input_ids"], b["attention_mask"])  # noqa: E731
+    loss = contrastive_loss([encode(s) for s in streams], groups, 0.05)
+    loss.backward()
+    reference = _grads(model)
+    model.zero_grad()
+    cached = grad_cache_step(encode, streams, groups, 0.05, chunk, lambda t, gradient: t.backward(gradient))
+    torch.testing.assert_close(cached, loss.detach(), rtol=1e-5, atol=1e-6)
+    for name, g in _grads(model).items():
+        torch.testing.assert_close(g, reference[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_grad_cache_replays_dropout(make_model, tokenizer):
+    """With dropout on, the recomputation must draw the same masks as the first pass, so the gradients equal a
+    chunk-by-chunk encoding with a graph from the same RNG state."""
+    model, streams, groups = _tiny_setup(make_model, tokenizer, dropout=0.3)
+    encode = lambda b: model(b["input_ids"], b["attention_mask"])  # noqa: E731
+    chunk = 4
+    torch.manual_seed(123)
+    embs = [torch.cat([encode({k: v[i:i + chunk] for k, v in s.items()}) for i in range(0, 8, chunk)]) for s in streams]
+    loss = contrastive_loss(embs, groups, 0.05)
+    loss.backward()
+    reference = _grads(model)
+    model.zero_grad()
+    torch.manual_seed(123)
+    cached = grad_cache_step(encode, streams, groups, 0.05, chunk, lambda t, gradient: t.backward(gradient))
+    torch.testing.assert_close(cached, loss.detach(), rtol=1e-5, atol=1e-6)
+    for name, g in _grads(model).items():
+        torch.testing.assert_close(g, reference[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -1,0 +1,66 @@
+import hashlib
+
+import pytest
+
+from gemma_embed.publish.push import push_folder
+
+
+class FakeHub:
+    def __init__(self, fail: bool = False):
+        self.calls, self.fail = [], fail
+
+    def create_repo(self, repo_id, private=False, exist_ok=False):
+        self.calls.append(("create_repo", repo_id, private))
+
+    def upload_folder(self, folder_path, repo_id, ignore_patterns, commit_message):
+        if self.fail:
+            raise ConnectionError("network unreachable")
+        from pathlib import Path
+        import fnmatch
+
+        sent = sorted(
+            p.relative_to(folder_path).as_posix() for p in Path(folder_path).rglob("*")
+            if p.is_file() and not any(fnmatch.fnmatch(p.relative_to(folder_path).as_posix(), g) for g in ignore_patterns)
+        )
+        self.calls.append(("upload_folder", repo_id, sent))
+
+
+@pytest.fixture
+def folder(make_model, tokenizer, tmp_path):
+    out = tmp_path / "model"
+    make_model().save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "checkpoints/step-5").mkdir(parents=True)
+    (out / "checkpoints/step-5/state.pt").write_bytes(b"x")
+    (out / "logs").mkdir()
+    (out / "logs/metrics.jsonl").write_text("{}\n")
+    (out / "README.md").write_text("card\n")
+    return out
+
+
+def digest(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_dry_run_lists_exactly_what_is_sent(folder, capsys):
+    listed = push_folder(folder, "org/gemma-embed", dry_run=True)
+    assert capsys.readouterr().out.split() == listed
+    assert "model.safetensors" in listed and "README.md" in listed and "2_Dense/model.safetensors" in listed
+    assert not any(n.startswith(("checkpoints/", "logs/")) for n in listed)
+    hub = FakeHub()
+    sent = push_folder(folder, "org/gemma-embed", api=hub)
+    assert hub.calls[0] == ("create_repo", "org/gemma-embed", False)
+    assert hub.calls[1] == ("upload_folder", "org/gemma-embed", listed) and sent == listed
+
+
+def test_failed_upload_keeps_the_folder_and_says_how_to_retry(folder):
+    before = digest(folder)
+    with pytest.raises(RuntimeError, match="retry with: python train/push.py"):
+        push_folder(folder, "org/gemma-embed", api=FakeHub(fail=True))
+    assert digest(folder) == before
+
+
+def test_refuses_a_folder_that_is_not_published(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a published Gemma-Embed folder"):
+        push_folder(tmp_path, "org/x", dry_run=True)

@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from gemma_embed.config import ConfigError, Phase1Config, Phase3Config, load_config, save_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_yaml_and_command_line_overrides(tmp_path):
+    path = write(tmp_path, "output_dir: out\ndata: text.txt\nlr: 1.0e-4\nmodel: {attention: bidirectional}\n")
+    cfg, args = load_config(Phase1Config, ["--config", path, "--lr", "3e-5", "--batch_size", "8", "--resume"])
+    assert cfg.lr == 3e-5 and cfg.batch_size == 8 and cfg.model == {"attention": "bidirectional"} and args.resume
+    save_config(cfg, tmp_path / "resolved.yaml")  # the resolved config saved beside the output loads back
+    again, _ = load_config(Phase1Config, ["--config", str(tmp_path / "resolved.yaml")])
+    assert again == cfg
+    with pytest.raises(ConfigError, match="written for Phase1Config"):
+        load_config(Phase3Config, ["--config", str(tmp_path / "resolved.yaml")])
+
+
+def test_phase3_fields(tmp_path):
+    cfg, _ = load_config(Phase3Config, ["--output_dir", "o", "--data", "q.db", "--table", "t", "--column", "c"])
+    assert (cfg.table, cfg.column) == ("t", "c")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("output_dir: o\ndata: d\nlearning_rate: 1\n", "unknown field(s) ['learning_rate']"),
+        ("output_dir: o\ndata: d\nbatch_size: 0\n", "'batch_size' must be a positive integer"),
+        ("output_dir: o\ndata: d\nbatch_size: many\n", "'batch_size' must be int"),
+        ("output_dir: o\ndata: d\nmixed_precision: fp16\n", "fp16, which Gemma 3 overflows in"),
+        ("output_dir: o\ndata: d\nlr: -1\n", "'lr' must be > 0"),
+        ("output_dir: o\ndata: d\nmodel: {pooling: max}\n", "pooling must be one of"),
+        ("output_dir: o\ndata: d\ninit_from: p1\nmodel: {lora_r: 4}\n", "cannot be combined with init_from"),
+        ("data: d\n", "'output_dir' is required"),
+        ("- a list\n", "expected a mapping"),
+    ],
+)
+def test_config_errors_name_the_file_and_field(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=None) as err:
+        load_config(Phase1Config, ["--config", path])
+    assert message in str(err.value) and path in str(err.value)
+
+
+def test_unknown_command_line_option():
+    with pytest.raises(ConfigError, match="unknown option"):
+        load_config(Phase1Config, ["--output_dir", "o", "--data", "d", "--learning_rate", "1"])
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "train/configs").rglob("*.yaml")))
+def test_shipped_configs_load(path):
+    from gemma_embed.config import Phase2Config
+
+    cls = {"phase1": Phase1Config, "phase2": Phase2Config, "phase3": Phase3Config}[Path(path).stem]
+    cfg, _ = load_config(cls, ["--config", str(REPO / path)])
+    assert cfg.output_dir.startswith("runs/")
