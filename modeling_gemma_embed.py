@@ -180,14 +180,21 @@ class GemmaEmbedModel(Gemma3PreTrainedModel):
         return F.normalize(x, p=2, dim=-1) if self.config.normalize else x
 
     @torch.no_grad()
-    def encode(self, texts: list[str], tokenizer, prompt_name: str | None = None, batch_size: int = 32) -> torch.Tensor:
-        """Embed texts in eval mode; `prompt_name` "query" or "document" prepends the configured prompt."""
+    def encode(self, texts: list[str], tokenizer, prompt_name: str | None = None, batch_size: int = 32,
+               progress: bool = False) -> torch.Tensor:
+        """Embed texts in eval mode; `prompt_name` "query" or "document" prepends the configured prompt; `progress`
+        shows a bar over the batches."""
         prompt = {"query": self.config.query_prompt, "document": self.config.document_prompt, None: None}[prompt_name]
         was_training = self.training
         self.eval()
         texts = [(prompt or "") + t for t in texts]
         out = torch.empty(len(texts), self.config.projection_dim)
-        for idx in batches_by_length(texts, batch_size):
+        batches = batches_by_length(texts, batch_size)
+        if progress:
+            from tqdm.auto import tqdm  # a dependency of transformers
+
+            batches = tqdm(batches, desc=f"encode {len(texts)} texts", unit="batch", dynamic_ncols=True)
+        for idx in batches:
             enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                             max_length=self.config.max_seq_length, return_tensors="pt").to(self.device)
             out[idx] = self(enc["input_ids"], enc["attention_mask"]).float().cpu()

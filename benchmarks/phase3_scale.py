@@ -5,16 +5,19 @@
     python benchmarks/phase3_scale.py --threads 1                       # on a CPU shared with another job
 
 1. Builds a queries.db of N synthetic queries shaped like the 97k real ones in ../shared/data/web_queries_anserini
-   (each takes a real query's word count, then words drawn from the real words' distribution), kept under --work.
+   (each takes a real query's word count, then words drawn from the real words' distribution), kept under --work;
+   without ../shared/data, shaped like the bundled examples/data/queries.tsv (14,399 real queries) instead.
 2. Builds the token store from it (in a child process, so its peak RSS is the build's own): seconds, bytes on
    disk, and the ratio to the original layout (two N x 128 int64 tensors: N * 128 * 8 * 2 bytes).
 3. Plans an epoch of length-bucketed batches: the fraction of real (non-pad) tokens vs the original's fixed 128.
 4. Times phase-3 training steps (two dropout views, InfoNCE, backward, AdamW on LoRA) in our style (store, bucketed
-   batches, dynamic padding, SDPA, bf16 autocast) and the original's (the same rows padded to 128, eager attention,
-   fp32), alternating step by step, on the tiny model and on the real Gemma 3 270M: real tokens per second.
+   batches, dynamic padding, SDPA, and the precision a user gets by default: gemma_embed.precision's decision for
+   this machine) and the original's (the same rows padded to 128, eager attention, fp32), alternating step by step,
+   on the tiny model and on the real Gemma 3 270M: real tokens per second. `--precision bf16|no` forces ours.
 5. With CUDA, times our style on the gemma-3-1b-pt architecture (random weights, bf16, SDPA) and reports its
-   model FLOPs utilisation.
-The last line: storage_ratio=... build_seconds=... useful_token_fraction=... speedup_vs_original=...
+   model FLOPs utilisation (for a GPU whose exact name has a known peak, benchmarks/gemma1b.py).
+The CPU model, the torch threads and each side's precision are printed beside the times. The last line:
+storage_ratio=... build_seconds=... useful_token_fraction=... speedup_vs_original=... ours_precision=... cpu=...
 """
 
 from __future__ import annotations
@@ -33,15 +36,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gemma1b import gemma3_1b_text_config, lora_step_flops, peak_flops
 from gemma_embed.data.bundled import read_queries_tsv
+from gemma_embed.precision import Decision, resolve
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout: ../shared/data beside it, runs/ inside it
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 REAL_QUERIES = REPO.parent / "shared" / "data" / "web_queries_anserini" / "all_real_queries_dedup.tsv"
+BUNDLED_QUERIES = REPO / "examples" / "data" / "queries.tsv"
 ORIGINAL_WIDTH = 128  # the original padded every query to 128 tokens
-PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
 
 
 def peak_rss_mb(who=resource.RUSAGE_SELF) -> float:
@@ -129,11 +134,11 @@ def padded(seqs: list[list[int]], width: int | None, pad_id: int) -> dict[str, t
 class Style:
     """One way of running the phase-3 step: model build, attention, precision, padding."""
 
-    def __init__(self, name: str, model, width: int | None, autocast: bool, device: str, pad_id: int):
+    def __init__(self, name: str, model, width: int | None, precision: Decision, device: str, pad_id: int):
         from gemma_embed.losses import contrastive_loss
 
-        self.name, self.model, self.width, self.autocast, self.device, self.pad_id = (
-            name, model, width, autocast, device, pad_id)
+        self.name, self.model, self.width, self.precision, self.device, self.pad_id = (
+            name, model, width, precision, device, pad_id)
         self.loss = contrastive_loss
         self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
         self.seconds, self.real_tokens, self.padded_tokens = 0.0, 0, 0
@@ -142,7 +147,7 @@ class Style:
         batch = {k: v.to(self.device) for k, v in padded(seqs, self.width, self.pad_id).items()}
         _sync(self.device)
         t0 = time.perf_counter()
-        with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.autocast):
+        with self.precision.autocast(self.device):
             views = [self.model(batch["input_ids"], batch["attention_mask"]) for _ in range(2)]  # two dropout views
             loss = self.loss(views, groups.to(self.device), 0.05)
         loss.backward()
@@ -172,9 +177,10 @@ def stratified_batches(store, plan: np.ndarray, count: int) -> list[np.ndarray]:
     return [plan[by_width[i]] for i in picks]
 
 
-def compare_styles(label: str, backbone: str, store, batches: list[np.ndarray], device: str, id_modulo: int = 0
-                   ) -> tuple[Style, Style]:
-    """Our style vs the original's on the same rows; the first batch warms up, then steps alternate."""
+def compare_styles(label: str, backbone: str, store, batches: list[np.ndarray], device: str, precision: Decision,
+                   id_modulo: int = 0) -> tuple[Style, Style]:
+    """Our style (in `precision`) vs the original's (float32) on the same rows; the first batch warms up, then
+    steps alternate."""
     from gemma_embed.data.collate import stable_id
     from modeling_gemma_embed import GemmaEmbedModel
 
@@ -183,8 +189,8 @@ def compare_styles(label: str, backbone: str, store, batches: list[np.ndarray], 
         model = GemmaEmbedModel.from_gemma(backbone, attn_implementation=attention).to(device)
         return model.attach_lora().train()
 
-    ours = Style("ours", build("sdpa"), None, True, device, 0)
-    original = Style("original", build("eager"), ORIGINAL_WIDTH, False, device, 0)
+    ours = Style("ours", build("sdpa"), None, precision, device, 0)
+    original = Style("original", build("eager"), ORIGINAL_WIDTH, Decision("no", "the original's", device), device, 0)
     for i, rows in enumerate(batches):
         seqs = [store[int(r)][0] for r in rows]
         if id_modulo:  # the tiny model's small vocabulary: same lengths, ids folded into it
@@ -193,35 +199,18 @@ def compare_styles(label: str, backbone: str, store, batches: list[np.ndarray], 
         for style in (ours, original) if i % 2 else (original, ours):
             style.step(seqs, groups, timed=i > 0)
     for style in (ours, original):
-        print(f"  {label} {style.name:8s}: {style.real_tokens / 2 / (len(batches) - 1):7.0f} real tokens per view "
-              f"per step, {style.real_tokens / style.padded_tokens:5.3f} of the tokens computed are real, "
-              f"{style.seconds / (len(batches) - 1):7.3f} s/step, {style.tokens_per_second:9.1f} real tokens/s",
-              flush=True)
+        print(f"  {label} {style.name:8s} ({style.precision.name}): {style.real_tokens / 2 / (len(batches) - 1):7.0f} "
+              f"real tokens per view per step, {style.real_tokens / style.padded_tokens:5.3f} of the tokens computed "
+              f"are real, {style.seconds / (len(batches) - 1):7.3f} s/step, {style.tokens_per_second:9.1f} real "
+              "tokens/s", flush=True)
     print(f"  {label} speedup: {ours.tokens_per_second / original.tokens_per_second:.1f}x", flush=True)
     return ours, original
 
 
 # ------------------------------------------------------------------------------------------------- gemma-3-1b
-def gemma3_1b_text_config(**overrides):
-    """google/gemma-3-1b-pt's published text architecture (random weights here)."""
-    from transformers import Gemma3TextConfig
-
-    layers = overrides.pop("num_hidden_layers", 26)
-    kwargs = dict(
-        vocab_size=262144, hidden_size=1152, intermediate_size=6912, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=1, head_dim=256, sliding_window=512,
-        layer_types=["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(layers)],
-        max_position_embeddings=32768, query_pre_attn_scalar=256,
-    )
-    kwargs.update(overrides)
-    return Gemma3TextConfig(**kwargs)
-
-
 def measure_mfu(store, batches: list[np.ndarray], device: str, text_config) -> dict:
     """Our style (bucketed batches, dynamic padding, SDPA, bf16 weights) on `text_config` with random weights:
-    real tokens/s and model FLOPs utilisation. FLOPs of a LoRA step: the frozen weights need no weight gradients,
-    so forward 2*P and backward (input gradients) 2*P per token, P the non-embedding parameters; attention adds
-    4*S*heads*head_dim per token and layer forward, twice that backward."""
+    real tokens/s and model FLOPs utilisation (gemma1b.lora_step_flops over the peak of this exact GPU)."""
     from configuration_gemma_embed import GemmaEmbedConfig
     from gemma_embed.data.collate import stable_id
     from modeling_gemma_embed import GemmaEmbedModel
@@ -232,19 +221,16 @@ def measure_mfu(store, batches: list[np.ndarray], device: str, text_config) -> d
     model = model.to(device=device, dtype=torch.bfloat16).attach_lora().train()
     c = text_config
     params = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)
-    style = Style("ours", model, None, False, device, 0)
+    style = Style("ours", model, None, Decision("no", "bf16 weights", device), device, 0)
     flops = 0.0
     for i, rows in enumerate(batches):
         seqs = [[t % c.vocab_size for t in store[int(r)][0]] for r in rows]
         style.step(seqs, torch.tensor([stable_id(s) for s in seqs]), timed=i > 0)
         if i > 0:
-            width = max(len(s) for s in seqs)
-            tokens = 2 * len(seqs) * width  # two views, padded tokens are computed too
-            attention = 4 * width * c.num_attention_heads * c.head_dim * c.num_hidden_layers
-            flops += tokens * (4 * params + 3 * attention)
+            flops += lora_step_flops(c, params, len(seqs), max(len(s) for s in seqs))
     achieved = flops / style.seconds
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+    peak = peak_flops(name)
     return {"device": name, "tokens_per_second": style.tokens_per_second, "tflops": achieved / 1e12,
             "mfu": achieved / peak if peak else None, "params_non_embedding": params}
 
@@ -261,11 +247,9 @@ def main(argv=None) -> None:
     ap.add_argument("--work", default=str(REPO / "runs" / "bench_phase3"), help="where the db and store go")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip_270m", action="store_true", help="time the tiny model only")
+    ap.add_argument("--precision", default="auto", help="our style's precision: auto (a user's default), bf16 or no")
     args = ap.parse_args(argv)
-    if not REAL_QUERIES.exists():
-        print(f"skipped: {REAL_QUERIES} is absent (the shared real-data folder is not beside this checkout); the "
-              "synthetic queries are shaped after it")
-        return
+    shape_source = REAL_QUERIES if REAL_QUERIES.exists() else BUNDLED_QUERIES
     if args.threads:
         torch.set_num_threads(args.threads)
     from transformers import AutoTokenizer
@@ -275,6 +259,7 @@ def main(argv=None) -> None:
     from gemma_embed.data.store import TokenStore
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    precision = resolve(args.precision, device)
     work = Path(args.work)
     try:
         gemma = resolve_backbone("gemma3-270m")
@@ -282,10 +267,14 @@ def main(argv=None) -> None:
         gemma = None
         print(f"the real Gemma 3 270M is unavailable ({e}): its tokenizer and step are skipped", flush=True)
     tokenizer_dir = gemma or str(build_tiny_backbone(work / "tiny"))
-    print(f"device {device}, torch threads {torch.get_num_threads()}, tokenizer {tokenizer_dir}", flush=True)
+    cpu = precision.cpu or torch.cuda.get_device_name()
+    print(f"device {device} ({cpu}), torch threads {torch.get_num_threads()}, tokenizer {tokenizer_dir}; our style's "
+          f"{precision.line()}; the original's: float32", flush=True)
+    print(f"synthetic queries shaped like {shape_source}", flush=True)
 
     n = args.queries
-    db = make_queries_db(real_queries(REAL_QUERIES), n, work / f"queries-{n}-seed{args.seed}.db", args.seed)
+    db = make_queries_db(real_queries(shape_source), n, work / f"queries-{n}-{shape_source.stem}-seed{args.seed}.db",
+                         args.seed)
     folder = work / f"store-{n}"
     built = build_store(db, folder, tokenizer_dir, args.max_length)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -319,10 +308,10 @@ def main(argv=None) -> None:
           flush=True)
     tiny = str(build_tiny_backbone(work / "tiny")) if not (work / "tiny").exists() else str(work / "tiny")
     tiny_vocab = len(AutoTokenizer.from_pretrained(tiny))
-    ours, original = compare_styles("tiny", tiny, store, batches, device, id_modulo=tiny_vocab)
+    ours, original = compare_styles("tiny", tiny, store, batches, device, precision, id_modulo=tiny_vocab)
     speedup, speedup_model = ours.tokens_per_second / original.tokens_per_second, "tiny"
     if gemma and not args.skip_270m:
-        ours, original = compare_styles("270m", gemma, store, batches, device)
+        ours, original = compare_styles("270m", gemma, store, batches, device, precision)
         speedup, speedup_model = ours.tokens_per_second / original.tokens_per_second, "270m"
     else:
         print("  270m: not measured (" + ("--skip_270m" if gemma else "the 270M is unavailable") + ")")
@@ -338,9 +327,11 @@ def main(argv=None) -> None:
         print("gemma-3-1b-pt architecture: not measured (no CUDA device)")
     print(f"peak RSS of this process {peak_rss_mb():,.0f} MB, with both styles' models and the original style's "
           f"activations (the build ran in a child: {built['peak_rss_mb']:,.0f} MB)")
-    print(json.dumps({"queries": n, "store_bytes": built["bytes"], "speedup_model": speedup_model}))
+    print(json.dumps({"queries": n, "store_bytes": built["bytes"], "speedup_model": speedup_model,
+                      "ours_precision": precision.to_dict(), "original_precision": "float32", "cpu": cpu,
+                      "torch_threads": torch.get_num_threads()}))
     print(f"storage_ratio={storage_ratio:.1f} build_seconds={built['seconds']:.1f} useful_token_fraction={useful:.3f} "
-          f"speedup_vs_original={speedup:.1f}")
+          f"speedup_vs_original={speedup:.1f} ours_precision={precision.precision} cpu={cpu.replace(' ', '_')}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Training checkpoints: what `--resume` needs to continue exactly where a run stopped.
 
 A checkpoint is a folder `checkpoints/step-N/` holding the trainable weights (LoRA adapters and head), the
-optimizer and scheduler states, every process's RNG states, and the position in the data (N steps done). It is
+optimizer and scheduler states, every process's RNG states (its own device's only), and the position in the data
+(N steps done). It is
 written under a temporary name and renamed when complete, so a crash mid-write leaves the previous one intact.
 """
 
@@ -21,19 +22,34 @@ from gemma_embed import faults
 STEP_DIR = re.compile(r"^step-(\d+)$")
 
 
-def rng_state() -> dict:
+def rng_state(device: torch.device | None = None) -> dict:
+    """This process's random states: Python, NumPy, torch's CPU generator and, on a CUDA device, that device's
+    generator only (another process owns each other device, and another run may see a different number of them)."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def device_rng(saved, device_index: int | None):
+    """The CUDA generator state to restore on this process's device from a checkpoint's `cuda` entry: a tensor
+    (this process's own device) or, in checkpoints written before that, a list over every visible device, of which
+    this process's own device index is taken. None: nothing to restore (no CUDA device now, or none saved)."""
+    if saved is None or device_index is None:
+        return None
+    if isinstance(saved, torch.Tensor):
+        return saved
+    return saved[device_index] if device_index < len(saved) else None
+
+
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    index = (device.index or 0) if device is not None and device.type == "cuda" else None
+    cuda = device_rng(state.get("cuda"), index)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -64,7 +80,7 @@ def save(accelerator, folder: str | Path, step: int, model, optimizer, scheduler
     folder = Path(folder)
     final = folder / f"step-{step}"
     tmp = folder / f".tmp-step-{step}"
-    rng_states = gather_object([rng_state()])
+    rng_states = gather_object([rng_state(accelerator.device)])
     error = None
     if accelerator.is_main_process:
         try:
@@ -118,7 +134,7 @@ def load(accelerator, path: Path, model, optimizer, scheduler) -> dict:
             params[name].copy_(value)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(torch.load(path / f"rng-{accelerator.process_index}.pt", weights_only=False))
+    set_rng_state(torch.load(path / f"rng-{accelerator.process_index}.pt", weights_only=False), accelerator.device)
     return state
 
 

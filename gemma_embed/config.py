@@ -51,8 +51,13 @@ class PhaseConfig:
     max_grad_norm: float = 1.0
     temperature: float = 0.05
     symmetric: bool = False  # also score each positive against all anchors (the loss's reverse direction)
-    mixed_precision: str = "bf16"  # bf16 | no   (fp16 is refused: Gemma 3 overflows in it)
+    # auto: bf16 autocast where the hardware runs bf16 natively, float32 elsewhere (gemma_embed/precision.py);
+    # bf16 | no (float32) are obeyed; fp16 is refused: Gemma 3 overflows in it
+    mixed_precision: str = "auto"
     gradient_checkpointing: bool = False
+    # where and how: auto (CUDA if torch sees it; several processes without CUDA are refused unless device is cpu)
+    device: str = "auto"
+    dist_timeout_minutes: float = 120.0  # the process group's timeout for collectives
     # bookkeeping
     log_every: int = 10
     save_every: int = 0  # checkpoint every N optimizer steps (0: only at the end of training)
@@ -84,9 +89,13 @@ class PhaseConfig:
         if self.head_lr < 0 or self.weight_decay < 0:
             bad("head_lr" if self.head_lr < 0 else "weight_decay", "must be >= 0")
         if self.mixed_precision == "fp16":
-            bad("mixed_precision", "is fp16, which Gemma 3 overflows in: use bf16 or no")
-        if self.mixed_precision not in ("bf16", "no"):
-            bad("mixed_precision", f"must be bf16 or no, got {self.mixed_precision!r}")
+            bad("mixed_precision", "is fp16, which Gemma 3 overflows in: use auto, bf16 or no")
+        if self.mixed_precision not in ("auto", "bf16", "no"):
+            bad("mixed_precision", f"must be auto, bf16 or no, got {self.mixed_precision!r}")
+        if self.device not in ("auto", "cuda", "cpu"):
+            bad("device", f"must be auto, cuda or cpu, got {self.device!r}")
+        if not self.dist_timeout_minutes > 0:
+            bad("dist_timeout_minutes", f"must be > 0, got {self.dist_timeout_minutes}")
         if self.nonfinite_loss not in ("stop", "skip"):
             bad("nonfinite_loss", f"must be stop or skip, got {self.nonfinite_loss!r}")
         if self.init_from and self.model:
@@ -134,14 +143,25 @@ def _coerce(name: str, value, annotation: str, source: str):
     kind = kinds[annotation]
     if value is None and kind is str:  # `--init_from ""` or an empty YAML value: unset
         return ""
+    if name == "mixed_precision" and value is False:  # YAML reads an unquoted `no` as false
+        return "no"
     if kind is float and not isinstance(value, bool):
         try:  # YAML reads 3e-5 (no dot) as a string; 3 as an int
             return float(value) if isinstance(value, (int, str)) else value
         except ValueError:
             pass
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(f"{source}: field '{name}' must be {annotation}, got {value!r}")
+        hint = " (YAML reads unquoted yes/no/on/off as booleans: quote the value)" if (
+            kind is str and isinstance(value, bool)) else ""
+        raise ConfigError(f"{source}: field '{name}' must be {annotation}, got {value!r}{hint}")
     return value
+
+
+def _override(raw: str, annotation) -> object:
+    """A command-line value in YAML syntax; a text field keeps the text where YAML would read something else
+    (`--mixed_precision no` is "no", not false)."""
+    value = yaml.safe_load(raw)
+    return raw if annotation is str and value is not None and not isinstance(value, str) else value
 
 
 def load_config(cls: type[PhaseConfig], argv: list[str] | None = None) -> tuple[PhaseConfig, argparse.Namespace]:
@@ -172,15 +192,15 @@ def load_config(cls: type[PhaseConfig], argv: list[str] | None = None) -> tuple[
         if phase != cls.__name__:
             raise ConfigError(f"{path}: written for {phase}, but this script runs {cls.__name__}")
         values.update(loaded)
+    hints = typing.get_type_hints(cls)
     overrides = {name: getattr(args, f"override_{name}") for name in known}
-    overrides = {name: yaml.safe_load(raw) for name, raw in overrides.items() if raw is not None}
+    overrides = {name: _override(raw, hints[name]) for name, raw in overrides.items() if raw is not None}
     if overrides:
         values.update(overrides)
         source = f"{source} (with command-line overrides)"
     unknown_keys = sorted(set(values) - set(known))
     if unknown_keys:
         raise ConfigError(f"{source}: unknown field(s) {unknown_keys}; fields are: {sorted(known)}")
-    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in values.items():
         annotation = hints[name].__name__ if isinstance(hints[name], type) else str(hints[name])

@@ -25,7 +25,9 @@ from gemma_embed import checkpoint, faults
 from gemma_embed.config import ConfigError, PhaseConfig, read_previous_config, save_config
 from gemma_embed.data.batches import ShuffledBatches
 from gemma_embed.data.collate import Collator
-from gemma_embed.losses import contrastive_loss, grad_cache_step
+from gemma_embed.losses import contrastive_loss, encode_streams, grad_cache_step
+from gemma_embed.precision import Decision
+from gemma_embed.runtime import MainOnly, make_accelerator, run_facts
 
 
 class NonFiniteLoss(RuntimeError):
@@ -132,6 +134,8 @@ class Run:
     previous: dict
     steps: int
     start: int
+    precision: Decision
+    main_only: MainOnly  # work the main process does while the others wait on a file, not in a collective
     summary: dict = field(default_factory=dict)
 
     @property
@@ -157,15 +161,13 @@ def set_up(cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast: b
            batch_order: Callable = ShuffledBatches) -> Run:
     """Accelerator, rows, model with fresh adapters, optimizer and schedule, restored from the last checkpoint when
     resuming. Every input check happens before the model is loaded."""
-    from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, set_seed
     from transformers import get_linear_schedule_with_warmup
 
     out = Path(cfg.output_dir)
     check_output_dir(out, resume)
-    accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),  # several CPU processes then form one gloo group, not separate runs
-        mixed_precision=cfg.mixed_precision,
+    accelerator, precision = make_accelerator(
+        cfg,
         gradient_accumulation_steps=cfg.grad_accum_steps,
         # batch_size is global and the loop splits it itself, so the scheduler steps once per optimizer step
         dataloader_config=DataLoaderConfiguration(split_batches=True),
@@ -206,27 +208,33 @@ def set_up(cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast: b
     accelerator.init_trackers("train")
     run = Run(cfg=cfg, out=out, accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler,
               tokenizer=tokenizer, rows=rows, order=order, collate=Collator(tokenizer, cfg.max_length, self_contrast),
-              log=MetricsLog(accelerator, out / "logs"), previous=previous, steps=steps, start=start)
+              log=MetricsLog(accelerator, out / "logs"), previous=previous, steps=steps, start=start,
+              precision=precision, main_only=MainOnly(accelerator, out))
     run.summary = {"phase": type(cfg).__name__, "rows": len(rows), "steps": steps, "batch_size": cfg.batch_size,
-                   "num_processes": accelerator.num_processes, "start_step": start}
+                   "num_processes": accelerator.num_processes, "start_step": start,
+                   **run_facts(accelerator, precision)}
     return run
 
 
-def evaluate(run: Run, step: int) -> float | None:
-    """STS Spearman of the current model on `eval_sts`, computed by the main process while the others wait."""
+def evaluate(run: Run, step: int, everyone: bool = True) -> float | None:
+    """STS Spearman of the current model on `eval_sts`, computed by the main process; with `everyone`, the others
+    wait for it (on a file) and get the score too, else only the main process calls this."""
     cfg = run.cfg
     if not cfg.eval_sts:
         return None
-    score = None
-    if run.main:
+
+    def work() -> float:
         from gemma_embed.eval.tasks import sts_spearman
 
+        faults.pause("EVAL")
         began = time.time()
-        with run.accelerator.autocast():
-            score = sts_spearman(lambda t: run.unwrapped.encode(t, run.tokenizer), cfg.eval_sts, cfg.eval_max_pairs)
+        with run.precision.autocast(run.accelerator.device.type):
+            score = sts_spearman(lambda t: run.unwrapped.encode(t, run.tokenizer, progress=True), cfg.eval_sts,
+                                 cfg.eval_max_pairs)
         run.log.write(step, sts_spearman=score, eval_seconds=round(time.time() - began, 1))
-    run.accelerator.wait_for_everyone()
-    return score
+        return score
+
+    return run.main_only(f"eval-{step}", work) if everyone else work()
 
 
 def train(run: Run) -> None:
@@ -302,15 +310,16 @@ def _optimizer_step(run: Run, step: int) -> list[float]:
 
 
 def finish(run: Run) -> dict:
-    """Merge the adapters, evaluate the merged model, and publish it (the main process writes; a failed write keeps
-    the checkpoints for --resume); push it to the Hub when the config names a repository."""
+    """Merge the adapters, evaluate the merged model, and publish it, on the main process (a failed write keeps the
+    checkpoints for --resume); push it to the Hub when the config names a repository. The other processes have
+    nothing left to do after the last checkpoint and do not wait for this."""
     cfg, out, summary = run.cfg, run.out, run.summary
-    run.accelerator.wait_for_everyone()
-    unwrapped = run.unwrapped
-    unwrapped.merge_lora()
-    unwrapped.eval()
-    summary["sts_after"] = evaluate(run, run.steps)
+    run.main_only.clean()
     if run.main:
+        unwrapped = run.unwrapped
+        unwrapped.merge_lora()
+        unwrapped.eval()
+        summary["sts_after"] = evaluate(run, run.steps, everyone=False)
         losses = [json.loads(l) for l in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
         losses = [r["loss"] for r in losses if "loss" in r]
         summary.update(first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None)
@@ -327,9 +336,9 @@ def finish(run: Run) -> dict:
             from gemma_embed.publish.push import push_folder
 
             push_folder(out, cfg.push_to_hub)
-    run.accelerator.wait_for_everyone()
     run.accelerator.end_training()
     return summary
+
 
 
 def _forward_backward(cfg, accelerator, model, streams, groups) -> torch.Tensor:
@@ -348,7 +357,7 @@ def _forward_backward(cfg, accelerator, model, streams, groups) -> torch.Tensor:
             no_sync=lambda: accelerator.no_sync(model) if accelerator.num_processes > 1 else contextlib.nullcontext(),
             loss_fn=guarded,
         )
-    loss = contrastive_loss([encode(s) for s in streams], groups, cfg.temperature, cfg.symmetric)
+    loss = contrastive_loss(encode_streams(encode, streams), groups, cfg.temperature, cfg.symmetric)
     if not torch.isfinite(loss):
         raise NonFiniteLoss
     accelerator.backward(loss)

@@ -66,6 +66,8 @@ def gather(x: torch.Tensor) -> torch.Tensor:
     dist.all_gather(counts, count)
     counts = [int(c) for c in counts]
     most = max(counts)
+    if most == 0:  # every process holds an empty stream (no hard negatives anywhere): nothing to exchange
+        return x
     if x.dtype == torch.bool or not x.is_floating_point():
         parts = [torch.zeros((most, *x.shape[1:]), dtype=x.dtype, device=x.device) for _ in counts]
         dist.all_gather(parts, F.pad(x, (0, 0) * (x.dim() - 1) + (0, most - x.shape[0])).contiguous())
@@ -91,6 +93,16 @@ def contrastive_loss(
     if symmetric:
         loss = (loss + info_nce(streams[1], streams[0], temperature, groups)) / 2
     return loss
+
+
+def encode_streams(encode: Callable[[dict], torch.Tensor], streams: list[dict]) -> list[torch.Tensor]:
+    """Each stream's embeddings; an empty stream (0 rows) becomes a (0, d) tensor without calling the model. It
+    requires a gradient when the others do, so that its gather's backward (a collective) runs on this process as it
+    does on processes whose stream is not empty."""
+    out = [encode(s) if s["input_ids"].shape[0] else None for s in streams]
+    first = next(e for e in out if e is not None)
+    empty = lambda: first.new_zeros((0, first.shape[1])).requires_grad_(first.requires_grad)  # noqa: E731
+    return [e if e is not None else empty() for e in out]
 
 
 class _RandState:
@@ -130,14 +142,27 @@ def grad_cache_step(
        embedding gradient through it.
     `backward(tensor, gradient=...)` is the accelerator's; `no_sync` defers the DDP all-reduce to the last chunk;
     `loss_fn(embeddings, groups, temperature)` may raise to stop before any gradient is computed.
+
+    When every stream fits in one chunk there is nothing to save: the batch is encoded once with a graph and
+    backpropagated directly (the same gradients, a third less compute). Empty streams (a process without hard
+    negatives) are never encoded.
     """
+    # The same choice on every process: the anchors stream holds the local batch, the same size everywhere, and no
+    # stream holds more. Processes may still run different numbers of chunks (negatives differ); DDP's all-reduce
+    # happens once each, on the last chunk.
+    if all(stream["input_ids"].shape[0] <= chunk for stream in streams):
+        loss = loss_fn(encode_streams(encode, streams), groups, temperature)
+        backward(loss, gradient=None)
+        return loss.detach()
     pieces = [(s, i) for s, stream in enumerate(streams) for i in range(0, stream["input_ids"].shape[0], chunk)]
     states, reps = [], [[] for _ in streams]
     with torch.no_grad():
         for s, i in pieces:
             states.append(_RandState(streams[s]["input_ids"].device))
             reps[s].append(encode({k: v[i : i + chunk] for k, v in streams[s].items()}))
-    leaves = [torch.cat(r).detach().requires_grad_(True) for r in reps]
+    width = next(r[0].shape[1] for r in reps if r)
+    leaves = [(torch.cat(r) if r else torch.zeros(0, width, device=streams[0]["input_ids"].device)).detach()
+              .requires_grad_(True) for r in reps]
     loss = loss_fn(leaves, groups, temperature)
     loss.backward()  # gradients with respect to the cached embeddings only
     for n, ((s, i), state) in enumerate(zip(pieces, states)):

@@ -13,16 +13,18 @@ from gemma_embed.data.batches import LengthBucketedBatches, ShuffledBatches
 from gemma_embed.data.readers import read_pretokenized, read_queries_db
 from gemma_embed.data.store import store_for
 from gemma_embed.loop import run_phase
+from gemma_embed.runtime import wait_for
 
 
 def read_rows(cfg, tokenizer):
     if cfg.store:
         from accelerate import PartialState
 
-        state = PartialState()
-        with state.main_process_first():  # the main process builds (or checks) the store; the others then reuse it
-            return store_for(cfg.data, cfg.store, tokenizer, cfg.max_length, cfg.table, cfg.column, cfg.max_rows,
-                             progress=state.is_main_process)
+        args = (cfg.data, cfg.store, tokenizer, cfg.max_length, cfg.table, cfg.column, cfg.max_rows)
+        if PartialState().is_main_process:  # builds the store (or checks and reuses it)
+            return store_for(*args)
+        # the others poll for the finished store rather than wait in a collective, which could time out
+        return wait_for(lambda: store_for(*args, progress=False, build=False), f"token store {cfg.store}")
     if cfg.data.endswith(".pt"):
         return read_pretokenized(cfg.data, len(tokenizer), cfg.max_rows)
     return read_queries_db(cfg.data, cfg.table, cfg.column, cfg.max_rows)

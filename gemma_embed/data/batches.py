@@ -7,7 +7,8 @@ A batch order has `per_epoch` (batches in one pass) and `batch(index) -> row ind
     SourceBatches(sources, batch_size, seed)        every batch from one source (phase 2's `batch_by_source`)
     LengthBucketedBatches(store, batch_size, seed)  rows of one length together (phase 3's token store)
 
-Length-bucketed batches: rows of one length share a batch, so dynamic padding pads almost nothing. Epoch e is planned from (seed, e) alone, so `batch(index)` is a pure function of the index and resuming needs only
+Length-bucketed batches: rows of one length share a batch, so dynamic padding pads almost nothing. Epoch e is
+planned from (seed, e) alone, so `batch(index)` is a pure function of the index and resuming needs only
 the step number. A plan: a random permutation of the rows (the n % batch_size left over sit the epoch out), sorted
 by length, so each length is one bucket of consecutive batch slots; within a bucket the rows are in a random order
 of queries with the copies of a repeated query next to each other, and are dealt to the bucket's batches round

@@ -15,7 +15,7 @@ def stable_id(item: str | list[int]) -> int:
 
 
 def pad_left(seqs: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(s) for s in seqs)
+    width = max((len(s) for s in seqs), default=0)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
@@ -26,15 +26,19 @@ def pad_left(seqs: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
 
 
 class Collator:
-    """Rows -> the streams of one batch ([queries, positives] or [anchors, positives, negatives]) and the group
-    id of each query. Texts are tokenised here with truncation; token lists are truncated and padded. Padding is
-    dynamic (to the longest in the stream) and on the left, like Gemma's tokenizer."""
+    """Rows -> the streams of one batch ([queries, positives] for self-contrast, [anchors, positives, negatives]
+    otherwise) and the group id of each query. Texts are tokenised here with truncation; token lists are truncated
+    and padded. Padding is dynamic (to the longest in the stream) and on the left, like Gemma's tokenizer.
+
+    The number of streams depends only on `self_contrast`, never on the rows: with several processes each gathers
+    every stream, so every process must hold the same streams. A process whose rows have no hard negative holds an
+    empty negatives stream (0 rows)."""
 
     def __init__(self, tokenizer, max_length: int, self_contrast: bool):
         self.tokenizer, self.max_length, self.self_contrast = tokenizer, max_length, self_contrast
 
     def encode(self, items: list) -> dict[str, torch.Tensor]:
-        if isinstance(items[0], str):
+        if items and isinstance(items[0], str):
             seqs = self.tokenizer(items, truncation=True, max_length=self.max_length)["input_ids"]
         else:
             seqs = [s[: self.max_length] for s in items]
@@ -44,8 +48,7 @@ class Collator:
         anchors = [r[0] for r in rows]
         first = self.encode(anchors)
         streams = [first, first] if self.self_contrast else [first, self.encode([r[1] for r in rows])]
-        negatives = [r[2] for r in rows if len(r) > 2]
-        if negatives:
-            streams.append(self.encode(negatives))
+        if not self.self_contrast:
+            streams.append(self.encode([r[2] for r in rows if len(r) > 2]))
         groups = torch.tensor([stable_id(a) for a in anchors], dtype=torch.long)
         return streams, groups

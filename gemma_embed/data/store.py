@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gemma_embed import faults
 from gemma_embed.data.readers import DataError, check_pretokenized, iter_queries, load_pretokenized, open_queries_table
 
 FORMAT = 1
@@ -250,14 +251,16 @@ def _reusable(folder: Path, identity: dict, source: dict, max_length: int | None
     return None
 
 
-def _build(folder: str | Path, tokenizer, source: dict, max_length: int | None, fill, quiet: bool) -> TokenStore:
+def _build(folder: str | Path, tokenizer, source: dict, max_length: int | None, fill, quiet: bool,
+           build: bool = True) -> TokenStore | None:
     """Reuse the store in `folder`, or build one with `fill(writer) -> max_length` in a temporary folder beside it
-    and rename it into place."""
+    and rename it into place. `build=False`: only reuse (None if there is nothing to reuse)."""
     folder = Path(folder)
     identity = tokenizer_identity(tokenizer)
-    existing = _reusable(folder, identity, source, max_length, quiet)
-    if existing is not None:
+    existing = _reusable(folder, identity, source, max_length, quiet or not build)
+    if existing is not None or not build:
         return existing
+    faults.pause("STORE_BUILD")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.uname().nodename}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -305,8 +308,8 @@ def _flatten(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
 
 def build_from_sqlite(
     db: str | Path, table: str, column: str, tokenizer, folder: str | Path, max_length: int,
-    chunk_rows: int = 50_000, progress: bool = True,
-) -> TokenStore:
+    chunk_rows: int = 50_000, progress: bool = True, build: bool = True,
+) -> TokenStore | None:
     """The store of queries.db's `table`.`column`, tokenised with truncation to `max_length`: streamed in chunks
     of `chunk_rows` (flat memory however many rows), each tokenised in one batch. Reused if already built from the
     same file, tokenizer and max_length."""
@@ -335,12 +338,13 @@ def build_from_sqlite(
             raise DataError(f"{db}: changed while its token store was being built; run again")
         return max_length
 
-    return _build(folder, tokenizer, source, max_length, fill, quiet=not progress)
+    return _build(folder, tokenizer, source, max_length, fill, quiet=not progress, build=build)
 
 
 def import_pretokenized(
-    pt_path: str | Path, tokenizer, folder: str | Path, chunk_rows: int = 1 << 17, progress: bool = True
-) -> TokenStore:
+    pt_path: str | Path, tokenizer, folder: str | Path, chunk_rows: int = 1 << 17, progress: bool = True,
+    build: bool = True,
+) -> TokenStore | None:
     """The store of the original's padded pretokenized_queries.pt: each row's real tokens (attention_mask 1), rows
     of padding only dropped, as data.read_pretokenized does. The file is memory-mapped and checked block by block
     (mask values 0/1, ids inside the tokenizer's vocabulary; errors name the file and row)."""
@@ -365,14 +369,18 @@ def import_pretokenized(
             raise DataError(f"{path}: every row is padding")
         return width
 
-    return _build(folder, tokenizer, source, None, fill, quiet=not progress)
+    return _build(folder, tokenizer, source, None, fill, quiet=not progress, build=build)
 
 
 def store_for(data: str | Path, folder: str | Path, tokenizer, max_length: int, table: str = "queries",
-              column: str = "query", max_rows: int = 0, progress: bool = True) -> TokenStore:
-    """Phase 3's rows from a store in `folder`, built from `data` (queries.db, or the original's .pt) if needed."""
+              column: str = "query", max_rows: int = 0, progress: bool = True, build: bool = True
+              ) -> TokenStore | None:
+    """Phase 3's rows from a store in `folder`, built from `data` (queries.db, or the original's .pt) if needed;
+    `build=False` only reuses a finished store of that source and tokenizer (None while there is none)."""
     if str(data).endswith(".pt"):
-        store = import_pretokenized(data, tokenizer, folder, progress=progress)
+        store = import_pretokenized(data, tokenizer, folder, progress=progress, build=build)
     else:
-        store = build_from_sqlite(data, table, column, tokenizer, folder, max_length, progress=progress)
+        store = build_from_sqlite(data, table, column, tokenizer, folder, max_length, progress=progress, build=build)
+    if store is None:
+        return None
     return TokenStore.open(store.folder, tokenizer, max_rows) if max_rows else store

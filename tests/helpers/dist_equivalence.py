@@ -1,22 +1,24 @@
-"""Run by tests/test_distributed.py under `accelerate launch` with 1 or 2 CPU processes: one training step's loss
-and gradients on a fixed global batch of triplets (some with hard negatives, some without).
-argv: backbone, output file, GradCache chunk (0: none), symmetric loss (0 or 1)."""
+"""Run by tests/reliability/test_distributed.py under `accelerate launch` with 1 or 2 CPU processes: one training
+step's loss and gradients on a fixed global batch of triplets, some with hard negatives and some without, through
+the loop's own accelerator set-up and forward-backward.
+argv: backbone, output file, GradCache chunk (0: none), symmetric loss (0 or 1), layout:
+  mixed  every process holds rows with and rows without a negative
+  split  the first half of the batch (process 0's rows) has negatives, the second half (process 1's) none"""
 
 import sys
 from types import SimpleNamespace
 
 import torch
-
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from transformers import AutoTokenizer
 
 from gemma_embed.data.collate import Collator
 from gemma_embed.loop import _forward_backward
+from gemma_embed.runtime import make_accelerator
 from modeling_gemma_embed import GemmaEmbedModel
 
-backbone, out, chunk, symmetric = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
-ROWS = [
+backbone, out, chunk, symmetric, layout = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
+MIXED = [
     ("a man plays a guitar", "someone is playing music", "a man is sleeping"),
     ("the cat sits on the mat", "a cat is sitting", "a dog barks loudly"),
     ("stocks fell sharply today", "markets dropped"),
@@ -26,7 +28,12 @@ ROWS = [
     ("a child rides a bike", "a kid is cycling"),
     ("the sun is a star", "our sun is a star", "the moon is made of cheese"),
 ]
-accelerator = Accelerator(cpu=True)
+SPLIT = sorted(MIXED, key=lambda row: -len(row))  # the five rows with a negative first, then the three without
+SPLIT = SPLIT[:4] + [row[:2] for row in SPLIT[4:]]  # so the second half has none at all
+ROWS = {"mixed": MIXED, "split": SPLIT}[layout]
+cfg = SimpleNamespace(temperature=0.05, grad_cache_chunk=chunk, symmetric=symmetric, device="cpu",
+                      mixed_precision="no", dist_timeout_minutes=5.0)
+accelerator, _ = make_accelerator(cfg)
 set_seed(0)
 tokenizer = AutoTokenizer.from_pretrained(backbone)
 model = GemmaEmbedModel.from_gemma(backbone, view_dropout=0.0, lora_dropout=0.0).attach_lora().train()
@@ -39,9 +46,9 @@ model = accelerator.prepare(model)
 local = len(ROWS) // accelerator.num_processes
 mine = ROWS[accelerator.process_index * local : (accelerator.process_index + 1) * local]
 streams, groups = Collator(tokenizer, 32, self_contrast=False)(mine)
-cfg = SimpleNamespace(temperature=0.05, grad_cache_chunk=chunk, symmetric=symmetric)
 loss = _forward_backward(cfg, accelerator, model, streams, groups)
 grads = {n: p.grad.clone() for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
 if accelerator.is_main_process:
-    torch.save({"loss": loss, "grads": grads, "processes": accelerator.num_processes}, out)
+    torch.save({"loss": loss, "grads": grads, "processes": accelerator.num_processes,
+                "negatives": [len(r) > 2 for r in ROWS]}, out)
 accelerator.wait_for_everyone()

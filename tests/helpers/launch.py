@@ -21,14 +21,14 @@ def accelerate_launch(script: str, *args: str, processes: int = 1, env: dict | N
     return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
-def load_script(name: str):
-    """train/<name>.py as a module (the scripts are not a package: train/ is what users launch)."""
-    if name not in _SCRIPTS:
-        spec = importlib.util.spec_from_file_location(f"train_script_{name}", REPO / "train" / f"{name}.py")
+def load_script(name: str, folder: str = "train"):
+    """<folder>/<name>.py as a module (the scripts of train/ and benchmarks/ are not packages: users launch them)."""
+    if (folder, name) not in _SCRIPTS:
+        spec = importlib.util.spec_from_file_location(f"{folder}_script_{name}", REPO / folder / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        _SCRIPTS[name] = module
-    return _SCRIPTS[name]
+        _SCRIPTS[folder, name] = module
+    return _SCRIPTS[folder, name]
 
 
 def run_smoke_phase(n: int, out: Path, env: dict, *extra: str, init_from: Path | None = None, data: Path | None = None):

@@ -258,7 +258,7 @@ def test_only_the_main_process_writes(chain, tmp_path):
     run = accelerate_launch(
         "tests/helpers/audit_writes.py", str(out), str(log), str(REPO / "train/phase1.py"),
         "--config", "train/configs/smoke/phase1.yaml", "--output_dir", str(out), "--save_every", "3",
-        processes=2, env=env,
+        "--device", "cpu", processes=2, env=env,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     main = Path(f"{log}.0").read_text()

@@ -114,3 +114,11 @@ def test_collator_streams_and_groups(tokenizer):
     assert len(ids) == 2 and ids[0] is ids[1]  # self-contrast: one stream, encoded twice
     assert ids[0]["input_ids"].tolist() == [[2, 5, 6, 7], [0, 0, 2, 9]]
     assert stable_id("abc") == stable_id("abc") != stable_id([1, 2])
+
+
+def test_collator_streams_do_not_depend_on_the_rows(tokenizer):
+    """Every process gathers every stream, so a process whose rows have no hard negative still holds the stream."""
+    streams, _ = Collator(tokenizer, max_length=8, self_contrast=False)([("a cat", "cat"), ("a dog", "dog")])
+    assert len(streams) == 3 and streams[2]["input_ids"].shape == (0, 0)
+    token_rows, _ = Collator(tokenizer, max_length=8, self_contrast=False)([([2, 5], [2, 6])])
+    assert len(token_rows) == 3 and token_rows[2]["attention_mask"].shape[0] == 0

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gemma_embed.losses import contrastive_loss, grad_cache_step, info_nce
+from gemma_embed.losses import contrastive_loss, encode_streams, grad_cache_step, info_nce
 
 
 def test_info_nce_matches_hand_computation():
@@ -116,3 +116,40 @@ def test_grad_cache_replays_dropout(make_model, tokenizer):
     torch.testing.assert_close(cached, loss.detach(), rtol=1e-5, atol=1e-6)
     for name, g in _grads(model).items():
         torch.testing.assert_close(g, reference[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_grad_cache_skips_the_recomputation_when_every_stream_fits_in_one_chunk(make_model, tokenizer):
+    model, streams, groups = _tiny_setup(make_model, tokenizer, dropout=0.0)
+    calls = []
+
+    def encode(b):
+        calls.append(b["input_ids"].shape[0])
+        return model(b["input_ids"], b["attention_mask"])
+
+    loss = contrastive_loss([encode(s) for s in streams], groups, 0.05)
+    loss.backward()
+    reference = _grads(model)
+    model.zero_grad()
+    calls.clear()
+    cached = grad_cache_step(encode, streams, groups, 0.05, 8, lambda t, gradient: t.backward(gradient))
+    assert calls == [8, 8]  # one pass per stream, with a graph: nothing encoded twice
+    torch.testing.assert_close(cached, loss.detach(), rtol=1e-5, atol=1e-6)
+    for name, g in _grads(model).items():
+        torch.testing.assert_close(g, reference[name], rtol=1e-4, atol=1e-6, msg=name)
+    calls.clear()
+    grad_cache_step(encode, streams, groups, 0.05, 4, lambda t, gradient: t.backward(gradient))
+    assert calls == [4, 4, 4, 4] * 2  # larger than a chunk: encoded without, then with a graph
+
+
+def test_an_empty_negatives_stream_is_not_encoded_and_changes_nothing(make_model, tokenizer):
+    model, streams, groups = _tiny_setup(make_model, tokenizer, dropout=0.0)
+    encode = lambda b: model(b["input_ids"], b["attention_mask"])  # noqa: E731
+    empty = {k: v[:0] for k, v in streams[0].items()}
+    embeddings = encode_streams(encode, streams + [empty])
+    assert embeddings[2].shape == (0, 256) and embeddings[2].requires_grad
+    torch.testing.assert_close(contrastive_loss(embeddings, groups, 0.05),
+                               contrastive_loss(embeddings[:2], groups, 0.05))
+    for chunk in (4, 8):  # with and without the recomputation
+        model.zero_grad()
+        loss = grad_cache_step(encode, streams + [empty], groups, 0.05, chunk, lambda t, gradient: t.backward(gradient))
+        torch.testing.assert_close(loss, contrastive_loss(embeddings[:2], groups, 0.05).detach())
