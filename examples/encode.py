@@ -25,9 +25,16 @@ def main() -> None:
     group.add_argument("--model", help="a published Gemma-Embed folder")
     group.add_argument("--backbone", help="gemma3-270m, tiny, a Gemma 3 folder or Hub id")
     ap.add_argument("--out", default="runs/encode_demo/model", help="where --backbone writes its folder")
+    ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "no"],
+                    help="auto: bf16 where the CPU runs it natively, float32 elsewhere")
     args = ap.parse_args()
 
     from sentence_transformers import SentenceTransformer
+
+    from gemma_embed.precision import resolve
+
+    precision = resolve(args.precision, "cpu")
+    print(precision.line())
 
     folder = args.model
     if args.backbone:
@@ -45,7 +52,8 @@ def main() -> None:
         folder = args.out
 
     model = SentenceTransformer(folder, device="cpu")
-    emb = model.encode(SENTENCES, convert_to_tensor=True)
+    with precision.autocast("cpu"):
+        emb = model.encode(SENTENCES, convert_to_tensor=True).float()
     print(f"embeddings: {tuple(emb.shape)}, norms {emb.norm(dim=-1).min():.4f}..{emb.norm(dim=-1).max():.4f}")
     sim = model.similarity(emb, emb)
     width = max(len(s) for s in SENTENCES)

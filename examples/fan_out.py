@@ -29,12 +29,16 @@ def main(argv=None):
     ap.add_argument("--slerp", action="store_true", help="spherical interpolation instead of renormalised linear")
     ap.add_argument("--png", default="runs/fan_out.png")
     ap.add_argument("--cache", default="runs/fanout_cache")
+    ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "no"],
+                    help="auto: bf16 where the CPU runs it natively, float32 elsewhere")
     args = ap.parse_args(argv)
 
-    from sentence_transformers import SentenceTransformer
+    from gemma_embed.eval.embedders import load_embedder
+    from gemma_embed.precision import resolve
 
-    model = SentenceTransformer(args.model, device="cpu")
-    embed = lambda texts: model.encode(texts, batch_size=64, convert_to_tensor=True, show_progress_bar=len(texts) > 256)  # noqa: E731
+    precision = resolve(args.precision, "cpu")
+    print(precision.line())
+    embed = load_embedder(args.model, precision=precision)
     weights = Path(args.model) / "model.safetensors"
     key = f"{Path(args.model).resolve()}:{weights.stat().st_mtime_ns if weights.exists() else ''}"
     bank = read_queries(args.bank)

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,7 +81,10 @@ def check_output_dir(out: Path, resume: bool) -> None:
 
 
 def publish(model, tokenizer, out: Path, cfg: PhaseConfig, previous: dict, summary: dict) -> None:
-    """Write the published folder into `out`: first beside it, then moved in, so a crash leaves no half model."""
+    """Write the published folder into `out`, with its model card: first beside it, then moved in, so a crash
+    leaves no half model."""
+    from gemma_embed.publish.card import write_phase_card
+
     tmp = out / ".publish-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
@@ -89,6 +93,7 @@ def publish(model, tokenizer, out: Path, cfg: PhaseConfig, previous: dict, summa
     if previous:
         (tmp / "previous_phases.json").write_text(json.dumps(_lineage(cfg.init_from, previous), indent=2) + "\n")
     (tmp / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_phase_card(tmp, cfg.push_to_hub or out.name)
     for item in tmp.iterdir():
         target = out / item.name
         if target.is_dir():
@@ -98,9 +103,12 @@ def publish(model, tokenizer, out: Path, cfg: PhaseConfig, previous: dict, summa
 
 
 def _lineage(init_from: str, previous: dict) -> list[dict]:
-    """The resolved configs of every earlier phase, oldest first: the previous folder's own lineage, then it."""
+    """The resolved configs of every earlier phase, each with its summary under `train_summary`, oldest first: the
+    previous folder's own lineage, then it."""
     earlier = Path(init_from) / "previous_phases.json"
-    return (json.loads(earlier.read_text()) if earlier.exists() else []) + [previous]
+    summary = Path(init_from) / "train_summary.json"
+    own = {**previous, "train_summary": json.loads(summary.read_text()) if summary.is_file() else None}
+    return (json.loads(earlier.read_text()) if earlier.exists() else []) + [own]
 
 
 class MetricsLog:
@@ -211,7 +219,7 @@ def set_up(cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast: b
               log=MetricsLog(accelerator, out / "logs"), previous=previous, steps=steps, start=start,
               precision=precision, main_only=MainOnly(accelerator, out))
     run.summary = {"phase": type(cfg).__name__, "rows": len(rows), "steps": steps, "batch_size": cfg.batch_size,
-                   "num_processes": accelerator.num_processes, "start_step": start,
+                   "num_processes": accelerator.num_processes, "start_step": start, "argv": list(sys.argv),
                    **run_facts(accelerator, precision)}
     return run
 

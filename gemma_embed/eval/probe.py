@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from gemma_embed.data.bundled import read_queries_tsv
 from gemma_embed.data.readers import read_text
@@ -55,7 +56,7 @@ def token_probe(
     torch.manual_seed(seed)
     probe = torch.nn.Sequential(torch.nn.Linear(xs.shape[1], 1024), torch.nn.GELU(), torch.nn.Linear(1024, len(vocab)))
     opt = torch.optim.AdamW(probe.parameters(), lr=2e-3, weight_decay=1e-2)
-    for _ in range(steps):
+    for _ in tqdm(range(steps), desc="training the probe", unit="step", disable=len(xs) < 2000, dynamic_ncols=True):
         loss = F.binary_cross_entropy_with_logits(probe(xs[n_val:]), y_train[n_val:])
         opt.zero_grad()
         loss.backward()

@@ -19,6 +19,7 @@ from gemma_embed.eval.embedders import load_embedder
 from gemma_embed.eval.metrics import label, sts_key
 from gemma_embed.eval.probe import probe_texts, token_probe
 from gemma_embed.eval.tasks import geometry, retrieval, sts_spearman, wikiqa
+from gemma_embed.precision import resolve
 
 SAMPLE = Path("examples/data")  # the bundled sample, relative to a checkout's root (override with --sample)
 
@@ -26,12 +27,13 @@ SAMPLE = Path("examples/data")  # the bundled sample, relative to a checkout's r
 def evaluate_model(
     spec: str, sts: list[str] = (), wikiqa_dir: str | None = None, retrieval_files: list[str] | None = None,
     geometry_sts: str | None = None, probe: bool = False, probe_train: int = 4000, probe_test: int = 1000,
-    bf16: bool = False, sample: str | Path = SAMPLE,
+    precision: str = "auto", sample: str | Path = SAMPLE,
 ) -> dict:
     """Every requested evaluation of one model, keyed by eval/metrics.py's names: the STS files' (`sts_key`),
     `wikiqa_mrr`/`wikiqa_map`, the retrieval metrics, `alignment`/`uniformity` (when `geometry_sts` is given)
-    and the probe's (texts from the bundled `sample` folder)."""
-    embed = load_embedder(spec, bf16=bf16)
+    and the probe's (texts from the bundled `sample` folder). `precision`: auto (decided by the hardware), bf16 or
+    no (float32)."""
+    embed = load_embedder(spec, precision=precision)
     results: dict = {}
     for path in sts:
         results[sts_key(path)] = sts_spearman(embed, path)
@@ -68,13 +70,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--probe", action="store_true", help="the invertibility probe")
     ap.add_argument("--probe_train", type=int, default=4000)
     ap.add_argument("--probe_test", type=int, default=1000)
-    ap.add_argument("--bf16", action="store_true", help="encode under bf16 autocast (faster on CPU)")
+    ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "no"],
+                    help="auto: bf16 where the CPU runs it natively, float32 elsewhere")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
+    print(resolve(args.precision, "cpu").line(), flush=True)
     geometry_sts = args.geometry_sts if args.geometry else None
     results = {spec: evaluate_model(spec, args.sts, wikiqa_dir=args.wikiqa, retrieval_files=args.retrieval,
                                     geometry_sts=geometry_sts, probe=args.probe, probe_train=args.probe_train,
-                                    probe_test=args.probe_test, bf16=args.bf16, sample=args.sample)
+                                    probe_test=args.probe_test, precision=args.precision,
+                                    sample=args.sample)
                for spec in args.model}
     print_table(results)
     if args.json:

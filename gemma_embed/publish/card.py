@@ -4,6 +4,10 @@ summaries, and the run's metrics.json.
     python -m gemma_embed.publish.card --model runs/demo/model \\
         --phases runs/demo/phase1 runs/demo/phase2 runs/demo/phase3 --metrics runs/demo/metrics.json
 
+Every published folder carries a card: `write_phase_card` writes one into a phase's folder from its own files and
+its lineage (previous_phases.json holds every earlier phase's resolved config and summary), so a folder pushed
+straight from a phase is never uploaded without one; the demo replaces it with the fuller card of its run.
+
 Every number in the card comes from those files; nothing is typed by hand. The same generator serves the demo on
 the 270M and a full-scale run on google/gemma-3-1b-pt.
 """
@@ -12,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 from string import Template
 
 import yaml
 
-from gemma_embed.eval.metrics import label
+from gemma_embed.eval.metrics import label, sts_key
 
 TEMPLATE = Path(__file__).with_name("model_card.md")
 BASE_MODELS = {"gemma3-270m": "google/gemma-3-270m"}
@@ -26,6 +31,16 @@ HYPER = ("data", "sources", "batch_by_source", "table", "column", "max_rows", "m
          "mixed_precision", "seed")
 EVAL_ROWS = ("stsb_test_spearman", "stsb_dev_spearman", "wikiqa_mrr", "wikiqa_map", "alignment", "uniformity",
              "probe_f1")  # metrics.json keys, in the card's order
+DEMO_PROVENANCE = ("All numbers were measured by the run that produced these weights (`{command}`) and are read from "
+                   "its `metrics.json`. Spearman correlations are x 100. Only STS-B dev is evaluated during training; "
+                   "STS-B test is measured once, on the final model.")
+PHASE_PROVENANCE = ("All numbers were measured by the training loop of the run that produced these weights "
+                    "(`{command}`), on each phase's `eval_sts` file after the phase, and are read from the phases' "
+                    "`train_summary.json`. Spearman correlations are x 100.")
+DEMO_COLUMNS = (("raw", "raw"), ("phase1", "after phase 1"), ("phase2", "after phase 2"), ("final", "final"))
+KINDS = {"Phase1Config": "unsupervised SimCSE (each sentence twice, dropout as the only difference)",
+         "Phase2Config": "supervised InfoNCE on (anchor, positive, hard negative) with in-batch negatives",
+         "Phase3Config": "in-domain self-contrast on real search queries (duplicates masked)"}
 
 
 def _fmt(value, spec: str = ".2f") -> str:
@@ -41,25 +56,41 @@ def _shown(value):
     return value
 
 
-def _phase_section(n: int, folder: Path) -> str:
-    cfg = yaml.safe_load((folder / "train_config.yaml").read_text(encoding="utf-8"))
-    summary = json.loads((folder / "train_summary.json").read_text(encoding="utf-8"))
-    kind = {"Phase1Config": "unsupervised SimCSE (each sentence twice, dropout as the only difference)",
-            "Phase2Config": "supervised InfoNCE on (anchor, positive, hard negative) with in-batch negatives",
-            "Phase3Config": "in-domain self-contrast on real search queries (duplicates masked)"}[cfg["phase"]]
+def load_phase(folder: Path) -> tuple[dict, dict]:
+    """A phase folder's resolved config and summary."""
+    return (yaml.safe_load((folder / "train_config.yaml").read_text(encoding="utf-8")),
+            json.loads((folder / "train_summary.json").read_text(encoding="utf-8")))
+
+
+def _hardware(summary: dict) -> str:
+    """Where a phase ran and in what precision, as its summary recorded it."""
+    precision = summary.get("precision")
+    if not precision:
+        return ""
+    threads = f", {summary['cpu_threads']} threads" if summary.get("device") == "cpu" else ""
+    return (f" on {summary.get('device', '?')} ({summary.get('device_name') or '?'}{threads}), "
+            f"{precision['name']} ({precision['reason']})")
+
+
+def _phase_section(n: int, cfg: dict, summary: dict) -> str:
+    kind = KINDS.get(cfg["phase"], cfg["phase"])
     start = f"from `{_shown(cfg['init_from'])}`" if cfg.get("init_from") else f"from backbone `{cfg['backbone']}`"
     params = ", ".join(f"{k}={_shown(cfg[k])}" for k in HYPER if cfg.get(k, "") != "")
     loss = f"loss {_fmt(summary.get('first_loss'), '.4g')} -> {_fmt(summary.get('last_loss'), '.4g')}"
     sts = f"STS-B dev {_fmt(summary.get('sts_before'))} -> {_fmt(summary.get('sts_after'))}"
     return (f"{n}. **Phase {n}**, {kind}, {start}: {summary['steps']} steps on {summary['rows']} rows, "
             f"{summary['train_seconds']} s ({summary['seconds_per_step']} s/step, {summary['num_processes']} "
-            f"process(es)); {loss}; {sts}.\n   Resolved settings: {params}.")
+            f"process(es){_hardware(summary)}); {loss}; {sts}.\n   Resolved settings: {params}.")
 
 
-def render(model: Path, phases: list[Path], metrics: dict, repo_id: str, command: str,
-           datasets: list[str], sources: list[str], limitations: list[str]) -> str:
+def render(model: Path, phases: list[tuple[dict, dict]], metrics: dict, repo_id: str, command: str,
+           datasets: list[str], sources: list[str], limitations: list[str], columns=DEMO_COLUMNS,
+           provenance: str = DEMO_PROVENANCE) -> str:
+    """The card of the published folder `model`: `phases` are each phase's (resolved config, summary), oldest
+    first; `metrics` the run's evaluation (metrics.json's layout); `columns` the (stage, label) columns of the
+    evaluation table."""
     config = json.loads((model / "config.json").read_text(encoding="utf-8"))
-    first = yaml.safe_load((phases[0] / "train_config.yaml").read_text(encoding="utf-8"))
+    first = phases[0][0]
     base = BASE_MODELS.get(first.get("backbone"), first.get("backbone"))
     text = config["text_config"]
     architecture = "\n".join([
@@ -72,13 +103,13 @@ def render(model: Path, phases: list[Path], metrics: dict, repo_id: str, command
         f"({text['hidden_size']} -> {config['projection_dim']}); L2 normalisation: {config['normalize']}.",
         f"- Maximum input: {config['max_seq_length']} tokens.",
     ])
-    training = "\n".join(_phase_section(i + 1, p) for i, p in enumerate(phases))
+    training = "\n".join(_phase_section(i + 1, cfg, summary) for i, (cfg, summary) in enumerate(phases))
     if "train_seconds" in metrics:
         training += f"\n\nTotal training time: {metrics['train_seconds']:.0f} s ({metrics.get('hardware', 'CPU')})."
-    columns = [("raw", "raw"), ("phase1", "after phase 1"), ("phase2", "after phase 2"), ("final", "final")]
-    lines = ["| metric | " + " | ".join(label for _, label in columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    lines = ["| metric | " + " | ".join(name for _, name in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     stages = metrics.get("stages", {})
-    for key in EVAL_ROWS:
+    extra = sorted({k for stage in stages.values() for k in stage} - set(EVAL_ROWS))
+    for key in (*EVAL_ROWS, *extra):
         cells = [stages.get(stage, {}).get(key) for stage, _ in columns]
         if any(c is not None for c in cells):
             lines.append(f"| {label(key)} | " + " | ".join(_fmt(c) for c in cells) + " |")
@@ -111,7 +142,7 @@ def render(model: Path, phases: list[Path], metrics: dict, repo_id: str, command
         repo_id=repo_id,
         architecture=architecture,
         training=training,
-        command=command,
+        provenance=provenance.format(command=command),
         evaluation=evaluation,
         limitations="\n".join(f"- {l}" for l in limitations),
         sources="\n".join(f"- {s}" for s in sources),
@@ -120,9 +151,39 @@ def render(model: Path, phases: list[Path], metrics: dict, repo_id: str, command
 
 def write_card(model: str | Path, phases: list, metrics: dict, repo_id: str, command: str,
                datasets: list[str], sources: list[str], limitations: list[str]) -> Path:
+    """The card of `model` from its run's phase folders (oldest first) and metrics.json, as README.md."""
     path = Path(model) / "README.md"
-    path.write_text(render(Path(model), [Path(p) for p in phases], metrics, repo_id, command, datasets, sources,
-                           limitations), encoding="utf-8")
+    path.write_text(render(Path(model), [load_phase(Path(p)) for p in phases], metrics, repo_id, command, datasets,
+                           sources, limitations), encoding="utf-8")
+    return path
+
+
+def write_phase_card(folder: str | Path, repo_id: str = "") -> Path:
+    """The card of a phase's published folder from its own files and its lineage: every phase's settings,
+    hardware, precision and STS scores before and after, as the phases measured them."""
+    folder = Path(folder)
+    lineage = folder / "previous_phases.json"
+    earlier = json.loads(lineage.read_text(encoding="utf-8")) if lineage.is_file() else []
+    phases = [(entry, entry.get("train_summary") or {}) for entry in earlier] + [load_phase(folder)]
+    stages, columns = {}, []
+    for n, (cfg, summary) in enumerate(phases, 1):
+        if cfg.get("eval_sts") and summary.get("sts_after") is not None:
+            stages[f"phase{n}"] = {sts_key(cfg["eval_sts"]): summary["sts_after"]}
+        columns.append((f"phase{n}", f"after phase {n}"))
+    cfg, summary = phases[-1]
+    own = sts_key(cfg["eval_sts"]) if cfg.get("eval_sts") else None
+    metrics = {"stages": stages, **({own: summary["sts_after"]} if own and summary.get("sts_after") is not None
+                                    else {})}
+    repo_id = repo_id or cfg.get("push_to_hub") or folder.name
+    sources = [f"Phase {n}: `{_shown(c.get('data'))}`" + (f" (sources: {c['sources']})" if c.get("sources") else "")
+               for n, (c, _) in enumerate(phases, 1)]
+    limitations = ["Evaluated only on the phases' own evaluation files (see the table); this card was written by the "
+                   "training loop, not by an evaluation run."]
+    argv = summary.get("argv") or [f"train/phase{len(phases)}.py"]
+    command = shlex.join(str(_shown(a)) for a in argv)
+    path = folder / "README.md"
+    path.write_text(render(folder, phases, metrics, repo_id, command, [], sources, limitations, columns,
+                           PHASE_PROVENANCE), encoding="utf-8")
     return path
 
 

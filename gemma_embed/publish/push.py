@@ -16,10 +16,24 @@ def files_to_upload(folder: str | Path) -> list[str]:
     return [n for n in names if not any(fnmatch.fnmatch(n, pattern) for pattern in IGNORE)]
 
 
+def ensure_card(folder: Path, repo_id: str) -> None:
+    """Never upload a repository without a model card: a phase folder that has none (written before phases wrote
+    their own) gets one from its lineage and train_summary.json; a folder without those is refused."""
+    if (folder / "README.md").is_file():
+        return
+    if not ((folder / "train_summary.json").is_file() and (folder / "train_config.yaml").is_file()):
+        raise FileNotFoundError(f"{folder} has no model card (README.md) and no train_summary.json to write one from; "
+                                "add a card before pushing")
+    from gemma_embed.publish.card import write_phase_card
+
+    print(f"wrote the model card {write_phase_card(folder, repo_id)}", flush=True)
+
+
 def push_folder(folder: str | Path, repo_id: str, private: bool = False, dry_run: bool = False, api=None) -> list[str]:
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not (folder / "modules.json").is_file():
         raise FileNotFoundError(f"{folder} is not a published Gemma-Embed folder (config.json and modules.json)")
+    ensure_card(folder, repo_id)
     files = files_to_upload(folder)
     if dry_run:
         for name in files:
