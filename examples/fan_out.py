@@ -1,57 +1,117 @@
-"""Query fan-out: walk from a seed query's embedding toward a document's and decode each step.
+"""Query fan-out: walk from a seed query's embedding toward a document's and decode each step into a query.
 
-    python examples/fan_out.py --model runs/demo/model \
+    python examples/fan_out.py --decoder runs/demo/decoder \
         --query "best running shoes for flat feet" \
         --document "Stability shoes with arch support help runners whose feet roll inward." --steps 6
+    python examples/fan_out.py --decoder runs/demo/decoder --wikiqa ../shared/data/wikiqa/test --pairs 20
+    python examples/fan_out.py --model runs/demo/model --query ... --document ...     # nearest neighbour instead
 
-Decoding is nearest-neighbour over a bank of real queries (the bundled NQ and WebQuestions sample by default,
-or --bank FILE, one query per line); the bank's embeddings are cached under runs/fanout_cache. A trained query
-decoder can take its place: see gemma_embed/fanout.py (Decoder).
+With --decoder, each step is written by the trained query decoder (sampled candidates and the greedy one,
+re-embedded, the closest to the step's point kept): new queries, which need exist nowhere. Exact and near
+duplicates of the seed or an earlier step are marked. The encoder is the one the decoder was trained on (--model
+may name it, and is checked). Without --decoder, each step is the nearest query of a bank of real queries (the
+bundled NQ and WebQuestions sample, or --bank FILE), whose embeddings are cached under runs/fanout_cache.
+
+--wikiqa DIR walks from each of the first --pairs WikiQA questions to its correct answer sentence and prints the
+fan-out metrics: distinct queries, novel ones (not in the decoder's training data), round-trip cosine per step,
+and the share closer to the document than the seed query.
 """
 
 import argparse
+import json
 from pathlib import Path
 
 from gemma_embed.data.bundled import read_queries
-from gemma_embed.fanout import NearestNeighbourDecoder, fan_out, plot_path
+from gemma_embed.fanout import GenerativeDecoder, NearestNeighbourDecoder, fan_out, fanout_metrics, plot_path
 
 SAMPLE = Path(__file__).resolve().parent / "data"
 
 
+def print_path(query: str, document: str, path: list[dict]) -> None:
+    print(f"\nseed:     {query}\ndocument: {document}")
+    print(f"{'step':>4} {'point~seed':>10} {'point~doc':>9} {'query~seed':>10} {'query~doc':>9} {'query~point':>11}  "
+          "decoded query")
+    for r in path:
+        dup = "  (repeat)" if r["duplicate"] else ""
+        print(f"{r['step']:>4} {r['sim_seed']:10.3f} {r['sim_target']:9.3f} {r['decoded_seed']:10.3f} "
+              f"{r['decoded_target']:9.3f} {r['decoded_sim']:11.3f}  {r['decoded']}{dup}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="a published Gemma-Embed folder (or any sentence-transformers folder)")
-    ap.add_argument("--query", required=True)
-    ap.add_argument("--document", required=True)
-    ap.add_argument("--bank", default=str(SAMPLE / "queries.tsv"))
+    ap.add_argument("--decoder", help="a trained query decoder folder (generative fan-out)")
+    ap.add_argument("--model", help="the encoder: a published Gemma-Embed folder (or any sentence-transformers "
+                                    "folder); with --decoder, the one it was trained on (the default)")
+    ap.add_argument("--query", action="append", default=[], help="a seed query (repeatable, with --document)")
+    ap.add_argument("--document", action="append", default=[], help="the document to walk toward, per --query")
+    ap.add_argument("--wikiqa", help="a WikiQA split folder: walk from questions to their correct answers")
+    ap.add_argument("--pairs", type=int, default=20, help="WikiQA pairs to walk (with --wikiqa)")
+    ap.add_argument("--candidates", type=int, default=8, help="sampled candidates per step (with --decoder)")
+    ap.add_argument("--bank", default=str(SAMPLE / "queries.tsv"), help="nearest-neighbour bank (without --decoder)")
     ap.add_argument("--bank_size", type=int, default=0, help="use the first N queries of the bank (0: all)")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--slerp", action="store_true", help="spherical interpolation instead of renormalised linear")
-    ap.add_argument("--png", default="runs/fan_out.png")
+    ap.add_argument("--png", default="runs/fan_out.png", help="the first walk's plot")
+    ap.add_argument("--json", help="write the walks (and metrics) here")
     ap.add_argument("--cache", default="runs/fanout_cache")
     ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "no"],
                     help="auto: bf16 where the CPU runs it natively, float32 elsewhere")
     args = ap.parse_args(argv)
+    if len(args.query) != len(args.document):
+        ap.error("give one --document per --query")
+    if not args.query and not args.wikiqa:
+        ap.error("give --query and --document, or --wikiqa")
 
     from gemma_embed.eval.embedders import load_embedder
     from gemma_embed.precision import resolve
 
     precision = resolve(args.precision, "cpu")
     print(precision.line())
-    embed = load_embedder(args.model, precision=precision)
-    weights = Path(args.model) / "model.safetensors"
-    key = f"{Path(args.model).resolve()}:{weights.stat().st_mtime_ns if weights.exists() else ''}"
-    bank = read_queries(args.bank)
-    decoder = NearestNeighbourDecoder(bank[: args.bank_size or None], embed, args.cache, model_key=key)
-    path = fan_out(embed, args.query, args.document, decoder, args.steps, "slerp" if args.slerp else "linear")
-    print(f"seed:   {args.query}\ntarget: {args.document}\n")
-    print(f"{'step':>4} {'sim seed':>8} {'sim doc':>8} {'match':>6}  decoded query")
-    for row in path:
-        print(f"{row['step']:>4} {row['sim_seed']:8.3f} {row['sim_target']:8.3f} {row['decoded_sim']:6.3f}  {row['decoded']}")
+    training: set[str] = set()
+    if args.decoder:
+        from transformers import AutoTokenizer
+
+        from gemma_embed.decoder import encoder_fingerprint, training_queries
+        from modeling_gemma_embed_decoder import GemmaEmbedDecoder
+
+        model = GemmaEmbedDecoder.from_pretrained(args.decoder).eval()
+        encoder = args.model or model.config.encoder["name_or_path"]
+        model.verify_encoder(encoder_fingerprint(encoder), f"the encoder {encoder}")
+        embed = load_embedder(encoder, precision=precision)
+        decoder = GenerativeDecoder(model, AutoTokenizer.from_pretrained(args.decoder), embed, args.candidates)
+        training = set(training_queries(args.decoder))
+    else:
+        if not args.model:
+            ap.error("give --decoder, or --model for nearest-neighbour decoding")
+        embed = load_embedder(args.model, precision=precision)
+        weights = Path(args.model) / "model.safetensors"
+        key = f"{Path(args.model).resolve()}:{weights.stat().st_mtime_ns if weights.exists() else ''}"
+        bank = read_queries(args.bank)[: args.bank_size or None]
+        decoder = NearestNeighbourDecoder(bank, embed, args.cache, model_key=key)
+        training = set(bank)
+
+    pairs = list(zip(args.query, args.document))
+    if args.wikiqa:
+        from gemma_embed.eval.tasks import read_wikiqa
+
+        pairs += [(q, answers[labels.index(1)]) for q, answers, labels in read_wikiqa(args.wikiqa)[: args.pairs]]
+    mode = "slerp" if args.slerp else "linear"
+    paths = []
+    for query, document in pairs:
+        paths.append(fan_out(embed, query, document, decoder, args.steps, mode))
+        if len(pairs) <= 5:
+            print_path(query, document, paths[-1])
+    seed_to_document = [path[0]["sim_target"] for path in paths]  # the seed point is the query's own vector
+    metrics = fanout_metrics(paths, seed_to_document, training)
+    print(f"\n{len(paths)} walk(s), {args.steps} steps: distinct {metrics['distinct']:.2f}, novel {metrics['novel']:.2f}, "
+          f"closer to the document than the seed {metrics['closer_to_document']:.2f}; round-trip cosine by step "
+          + " ".join(f"{c:.2f}" for c in metrics["roundtrip_cosine_by_step"]))
     Path(args.png).parent.mkdir(parents=True, exist_ok=True)
-    plot_path(path, args.png, title=f"fan-out: {args.query[:40]}")
-    print(f"\nwrote {args.png}")
-    return path
+    plot_path(paths[0], args.png, title=f"fan-out: {pairs[0][0][:40]}")
+    print(f"wrote {args.png}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"pairs": pairs, "paths": paths, "metrics": metrics}, indent=2) + "\n")
+    return paths, metrics
 
 
 if __name__ == "__main__":

@@ -27,30 +27,30 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class PhaseConfig:
+class TrainConfig:
+    """What every training script shares: where the model comes from and goes, the data, the optimisation, the
+    hardware and the bookkeeping. The three phases (PhaseConfig) and the query decoder (DecoderConfig) add theirs."""
+
     # where the model comes from and where the result goes
-    output_dir: str = ""  # the phase's published folder (plus checkpoints/ and logs/ inside it)
+    output_dir: str = ""  # the published folder (plus checkpoints/ and logs/ inside it)
     init_from: str = ""  # the previous phase's output folder; if empty, `backbone` is used
     backbone: str = "gemma3-270m"  # gemma3-270m | tiny | a Gemma 3 folder or Hub id (see gemma_embed/backbones.py)
-    model: dict = field(default_factory=dict)  # GemmaEmbedConfig fields, used when starting from a backbone
+    model: dict = field(default_factory=dict)  # the model's config fields, used when starting from a backbone
     # data
-    data: str = ""  # the phase's input file
+    data: str = ""  # the input file
     max_length: int = 64  # tokens per text, <bos> included; longer texts are truncated
     max_rows: int = 0  # use only the first N rows (0: all)
     # optimisation
     seed: int = 42
-    batch_size: int = 32  # global batch: every process sees all of it as negatives
+    batch_size: int = 32  # global batch
     grad_accum_steps: int = 1
-    grad_cache_chunk: int = 0  # >0: GradCache, encode the batch in chunks of this many rows per process
     lr: float = 1e-4
-    head_lr: float = 0.0  # 0: same as lr
+    head_lr: float = 0.0  # the encoder's head or the decoder's prefix MLP (0: same as lr)
     weight_decay: float = 0.0
     warmup_steps: int = 0
     max_steps: int = 0  # 0: run `epochs` passes over the data
     epochs: float = 1.0
     max_grad_norm: float = 1.0
-    temperature: float = 0.05
-    symmetric: bool = False  # also score each positive against all anchors (the loss's reverse direction)
     # auto: bf16 autocast where the hardware runs bf16 natively, float32 elsewhere (gemma_embed/precision.py);
     # bf16 | no (float32) are obeyed; fp16 is refused: Gemma 3 overflows in it
     mixed_precision: str = "auto"
@@ -62,11 +62,9 @@ class PhaseConfig:
     log_every: int = 10
     save_every: int = 0  # checkpoint every N optimizer steps (0: only at the end of training)
     keep_checkpoints: int = 2
-    eval_every: int = 0  # evaluate on eval_sts every N steps (0: only before and after training)
-    eval_sts: str = ""  # an STS file (STS Benchmark layout) for Spearman during training
-    eval_max_pairs: int = 0  # evaluate on the first N pairs only (0: all)
+    eval_every: int = 0  # evaluate every N steps (0: only before and after training)
     nonfinite_loss: str = "stop"  # stop | skip: what a NaN or infinite loss does
-    push_to_hub: str = ""  # a repo id: upload the published folder when the phase ends
+    push_to_hub: str = ""  # a repo id: upload the published folder when training ends
 
     def validate(self, source: str = "config") -> None:
         def bad(name: str, why: str):
@@ -75,15 +73,14 @@ class PhaseConfig:
         if not self.output_dir:
             bad("output_dir", "is required")
         if not self.data:
-            bad("data", "is required (the phase's input file)")
+            bad("data", "is required (the input file)")
         for name in ("max_length", "batch_size", "grad_accum_steps", "log_every", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 bad(name, f"must be a positive integer, got {getattr(self, name)}")
-        for name in ("max_rows", "grad_cache_chunk", "warmup_steps", "max_steps", "save_every", "eval_every",
-                     "eval_max_pairs"):
+        for name in ("max_rows", "warmup_steps", "max_steps", "save_every", "eval_every"):
             if getattr(self, name) < 0:
                 bad(name, f"must be >= 0, got {getattr(self, name)}")
-        for name in ("lr", "temperature", "epochs", "max_grad_norm"):
+        for name in ("lr", "epochs", "max_grad_norm"):
             if not getattr(self, name) > 0:
                 bad(name, f"must be > 0, got {getattr(self, name)}")
         if self.head_lr < 0 or self.weight_decay < 0:
@@ -102,13 +99,33 @@ class PhaseConfig:
             bad("model", "cannot be combined with init_from: the model config comes from the previous phase")
         if self.batch_size % max(1, int(os.environ.get("WORLD_SIZE", "1"))):
             bad("batch_size", f"({self.batch_size}) must be divisible by the number of processes")
+
+
+@dataclass
+class PhaseConfig(TrainConfig):
+    """The contrastive phases' settings: the loss, GradCache and the STS evaluation; `model` holds
+    GemmaEmbedConfig fields."""
+
+    grad_cache_chunk: int = 0  # >0: GradCache, encode the batch in chunks of this many rows per process
+    temperature: float = 0.05
+    symmetric: bool = False  # also score each positive against all anchors (the loss's reverse direction)
+    eval_sts: str = ""  # an STS file (STS Benchmark layout) for Spearman during training
+    eval_max_pairs: int = 0  # evaluate on the first N pairs only (0: all)
+
+    def validate(self, source: str = "config") -> None:
+        super().validate(source)
+        for name in ("grad_cache_chunk", "eval_max_pairs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{source}: field '{name}' must be >= 0, got {getattr(self, name)}")
+        if not self.temperature > 0:
+            raise ConfigError(f"{source}: field 'temperature' must be > 0, got {self.temperature}")
         if self.model:
             from configuration_gemma_embed import GemmaEmbedConfig
 
             try:
                 GemmaEmbedConfig(**self.model)
             except (ValueError, TypeError) as e:
-                bad("model", f"is not a valid GemmaEmbedConfig: {e}")
+                raise ConfigError(f"{source}: field 'model' is not a valid GemmaEmbedConfig: {e}") from None
 
 
 @dataclass
@@ -135,6 +152,41 @@ class Phase3Config(PhaseConfig):
     # tokenizer are unchanged) and batch rows of one length together (data/store.py, data/batches.py), for the
     # original's 7.1M queries; empty: read every row into memory and shuffle batches without regard to length
     store: str = ""
+
+
+@dataclass
+class DecoderConfig(TrainConfig):
+    """The query decoder (train/decoder.py): a Gemma 3 LM, `backbone`, learns to write the queries of `data`
+    (queries.db or pretokenized_queries.pt, as phase 3 reads them) back from a frozen encoder's vectors; `model`
+    holds GemmaEmbedDecoderConfig fields (prefix_length, noise_std, lora_*, ...)."""
+
+    encoder: str = ""  # the encoder to invert: a published folder, minilm, or raw:BACKBONE
+    table: str = "queries"
+    column: str = "query"
+    store: str = ""  # a token-store folder, as phase 3's (the vectors are cached beside the store's files)
+    vectors: str = ""  # where the vectors are cached without a store (default: <output_dir>/../vector_cache)
+    num_layers: int = 0  # keep only the LM's first N layers (0: all)
+    restrict_vocab: bool = True  # the decoder's vocabulary: the training queries' tokens only
+    heldout: str = ""  # a query file (query<TAB>source lines) scored during training; training rows in it are dropped
+    eval_queries: int = 64  # held-out queries decoded greedily for the score during training (token F1)
+    encode_batch_size: int = 128  # texts per batch when the vectors are computed
+
+    def validate(self, source: str = "config") -> None:
+        super().validate(source)
+        if not self.encoder:
+            raise ConfigError(f"{source}: field 'encoder' is required (a published folder, minilm or raw:BACKBONE)")
+        for name in ("num_layers", "eval_queries"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{source}: field '{name}' must be >= 0, got {getattr(self, name)}")
+        if self.encode_batch_size <= 0:
+            raise ConfigError(f"{source}: field 'encode_batch_size' must be a positive integer")
+        if self.model:
+            from configuration_gemma_embed_decoder import GemmaEmbedDecoderConfig
+
+            try:
+                GemmaEmbedDecoderConfig(**self.model)
+            except (ValueError, TypeError) as e:
+                raise ConfigError(f"{source}: field 'model' is not a valid GemmaEmbedDecoderConfig: {e}") from None
 
 
 def _coerce(name: str, value, annotation: str, source: str):
@@ -164,7 +216,7 @@ def _override(raw: str, annotation) -> object:
     return raw if annotation is str and value is not None and not isinstance(value, str) else value
 
 
-def load_config(cls: type[PhaseConfig], argv: list[str] | None = None) -> tuple[PhaseConfig, argparse.Namespace]:
+def load_config(cls: type[TrainConfig], argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
     """Parse `--config FILE`, `--resume` and `--field value` overrides into a validated `cls`."""
     parser = argparse.ArgumentParser(description=cls.__doc__)
     parser.add_argument("--config", help="YAML file with the phase's settings")
@@ -210,7 +262,7 @@ def load_config(cls: type[PhaseConfig], argv: list[str] | None = None) -> tuple[
     return config, args
 
 
-def save_config(config: PhaseConfig, path: str | Path) -> None:
+def save_config(config: TrainConfig, path: str | Path) -> None:
     data = {"phase": type(config).__name__, **asdict(config)}
     Path(path).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 

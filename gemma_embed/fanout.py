@@ -1,7 +1,8 @@
 """Query fan-out: walk from a query's embedding toward a document's and decode each step into a query.
 
-The decoder here is nearest-neighbour search over a bank of real queries. A trained query decoder replaces it by
-implementing the same one-method interface, `decode(vectors) -> list[(text, score)]`, and being passed to fan_out.
+Two decoders share one interface, `decode(vectors) -> list[(text, score)]`: `GenerativeDecoder` writes new queries
+with a trained query decoder (re-ranked by the encoder), `NearestNeighbourDecoder` returns the closest query of a
+bank of existing ones. `fan_out` walks one (query, document) pair; `fanout_metrics` scores many.
 """
 
 from __future__ import annotations
@@ -59,20 +60,75 @@ class NearestNeighbourDecoder:
         return [(self.texts[i], float(s)) for s, i in zip(best.values, best.indices)]
 
 
+class GenerativeDecoder:
+    """Decodes a vector by writing new queries: a trained query decoder samples `candidates` queries (plus its
+    greedy one), the encoder re-embeds them, and the one closest to the vector is kept (gemma_embed.eval.decoder's
+    re-ranking). Its queries need not exist anywhere."""
+
+    def __init__(self, decoder, tokenizer, embed: Embed, candidates: int = 8):
+        self.decoder, self.tokenizer, self.embed, self.candidates = decoder, tokenizer, embed, candidates
+
+    def decode(self, vectors: torch.Tensor) -> list[tuple[str, float]]:
+        from gemma_embed.eval.decoder import rerank
+
+        greedy = self.decoder.decode(vectors, self.tokenizer)
+        sampled = self.decoder.decode(vectors, self.tokenizer, mode="sample", num_candidates=self.candidates)
+        best, cosines = rerank([g + s for g, s in zip(greedy, sampled)], vectors, self.embed)
+        return [(t, float(c)) for t, c in zip(best, cosines)]
+
+
+def same_query(a: str, b: str, near: float = 0.8) -> bool:
+    """Exact (up to case and spaces) or near duplicates: word F1 of `near` or more."""
+    from gemma_embed.decoder import token_f1
+    from gemma_embed.eval.decoder import normalise
+
+    return normalise(a) == normalise(b) or token_f1(a, b) >= near
+
+
 def fan_out(embed: Embed, query: str, document: str, decoder: Decoder, steps: int = 8, mode: str = "linear") -> list[dict]:
     """The path from the query to the document: one row per point (the seed, `steps` intermediate points, the
-    target), with its similarity to seed and target and the decoded query."""
+    target) with its similarity to seed and target, the decoded query, the decoded query's own similarity to the
+    point (`decoded_sim`), to the seed and to the document, and whether it repeats (exactly or nearly) the seed
+    query or an earlier step's query."""
     seed, target = F.normalize(embed([query, document]).float(), dim=-1)
     points = torch.cat([seed[None], interpolate(seed, target, steps, mode), target[None]])
     decoded = decoder.decode(points)
-    return [
-        {"step": i, "t": i / (steps + 1), "sim_seed": float(p @ seed), "sim_target": float(p @ target),
-         "decoded": text, "decoded_sim": score}
-        for i, (p, (text, score)) in enumerate(zip(points, decoded))
-    ]
+    texts = [text for text, _ in decoded]
+    emb = F.normalize(embed(texts).float(), dim=-1)
+    rows, kept = [], [query]
+    for i, (p, (text, score)) in enumerate(zip(points, decoded)):
+        duplicate = any(same_query(text, k) for k in kept)
+        if not duplicate:
+            kept.append(text)
+        rows.append({"step": i, "t": i / (steps + 1), "sim_seed": float(p @ seed), "sim_target": float(p @ target),
+                     "decoded": text, "decoded_sim": score, "decoded_seed": float(emb[i] @ seed),
+                     "decoded_target": float(emb[i] @ target), "duplicate": duplicate})
+    return rows
+
+
+def fanout_metrics(paths: list[list[dict]], seed_to_document: list[float], training: set[str]) -> dict:
+    """Over the paths of several (query, document) pairs: the share of steps whose query is new along its path
+    (neither the seed nor an earlier step's, nor a near copy), the share of generated queries found nowhere in the
+    training data (novelty), the mean cosine of each step's query to its point (round-trip, by step), and the share
+    of generated queries closer to the document than the seed query is."""
+    from gemma_embed.eval.decoder import normalise
+
+    rows = [r for path in paths for r in path]
+    training = {normalise(t) for t in training}
+    steps = max(len(path) for path in paths)
+    closer = [r["decoded_target"] > s for path, s in zip(paths, seed_to_document) for r in path]
+    return {
+        "distinct": sum(not r["duplicate"] for r in rows) / len(rows),
+        "novel": sum(normalise(r["decoded"]) not in training for r in rows) / len(rows),
+        "closer_to_document": sum(closer) / len(closer),
+        "roundtrip_cosine_by_step": [sum(p[i]["decoded_sim"] for p in paths if i < len(p)) /
+                                     sum(1 for p in paths if i < len(p)) for i in range(steps)],
+        "pairs": len(paths),
+    }
 
 
 def plot_path(path: list[dict], png: str | Path, title: str = "") -> None:
+    """The walk: each point's similarity to the seed and the document, and the decoded query's."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,13 +136,16 @@ def plot_path(path: list[dict], png: str | Path, title: str = "") -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = [r["step"] for r in path]
-    ax.plot(steps, [r["sim_seed"] for r in path], "o-", label="similarity to the seed query")
-    ax.plot(steps, [r["sim_target"] for r in path], "s-", label="similarity to the target document")
-    ax.plot(steps, [r["decoded_sim"] for r in path], "^:", label="similarity of the decoded query")
-    ax.set_xlabel("step")
+    ax.plot(steps, [r["sim_seed"] for r in path], "o-", color="C0", label="point: cosine to the seed query")
+    ax.plot(steps, [r["sim_target"] for r in path], "s-", color="C1", label="point: cosine to the document")
+    if "decoded_seed" in path[0]:
+        ax.plot(steps, [r["decoded_seed"] for r in path], "o:", color="C0", label="decoded query: to the seed")
+        ax.plot(steps, [r["decoded_target"] for r in path], "s:", color="C1", label="decoded query: to the document")
+    ax.plot(steps, [r["decoded_sim"] for r in path], "^--", color="C2", label="decoded query: to its point")
+    ax.set_xlabel("step (0: the seed query, last: the document)")
     ax.set_ylabel("cosine similarity")
     ax.set_title(title or "query fan-out path")
-    ax.legend()
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(png, dpi=120)

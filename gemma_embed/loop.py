@@ -1,11 +1,14 @@
-"""The one training loop behind the three phases: Accelerate, LoRA, the contrastive loss, checkpoints, logging.
+"""The one training loop behind every training script: Accelerate, LoRA, checkpoints, resume, logging, the
+non-finite policy, evaluation, publishing.
 
-A phase script supplies its config class, a reader (config, tokenizer) -> rows, and whether each row is its own
-positive (self-contrast, phases 1 and 3) or carries one (phase 2). Everything else happens here, once:
+A script supplies a `Task`: its rows, how rows become a batch, the loss's forward and backward, its evaluation and
+its card. The three contrastive phases share one (`contrastive_task`: a reader (config, tokenizer) -> rows, and
+whether each row is its own positive, phases 1 and 3, or carries one, phase 2); the query decoder has its own
+(gemma_embed/decoder.py). Everything else happens here, once:
 
-    run = set_up(cfg, resume, read_rows, self_contrast)   # model, optimizer, data, resume point
-    train(run)                                             # the step loop, evaluations, checkpoints
-    finish(run)                                            # merge the adapters, evaluate, publish, push
+    run = set_up(cfg, resume, task)   # model, optimizer, data, resume point
+    train(run)                        # the step loop, evaluations, checkpoints
+    finish(run)                       # merge the adapters, evaluate, publish, push
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from gemma_embed.precision import Decision
 from gemma_embed.runtime import MainOnly, make_accelerator, run_facts
 
 
+HEAD_MODULES = ("head.", "prefix.")  # parameters trained at head_lr: the encoder's head, the decoder's prefix MLP
+
+
 class NonFiniteLoss(RuntimeError):
     pass
 
@@ -43,7 +49,8 @@ def check_finite(model, what: str, trainable_only: bool = True) -> None:
 
 
 def load_start(cfg: PhaseConfig):
-    """The model and tokenizer a phase starts from, and the previous phase's resolved config (if any)."""
+    """How to build the model a phase starts from (a function of the rows), its tokenizer, and the previous
+    phase's resolved config (if any)."""
     from transformers import AutoTokenizer
 
     from gemma_embed.backbones import resolve_backbone
@@ -54,20 +61,21 @@ def load_start(cfg: PhaseConfig):
         if not (folder / "config.json").is_file():
             raise ConfigError(f"init_from: {folder} is not a published Gemma-Embed folder (no config.json)")
         tokenizer = AutoTokenizer.from_pretrained(folder)
-        return (lambda: GemmaEmbedModel.from_pretrained(folder, attn_implementation="sdpa")), tokenizer, (
+        return (lambda rows: GemmaEmbedModel.from_pretrained(folder, attn_implementation="sdpa")), tokenizer, (
             read_previous_config(folder)
         )
     path = resolve_backbone(cfg.backbone)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    return (lambda: GemmaEmbedModel.from_gemma(path, **cfg.model)), tokenizer, {}
+    return (lambda rows: GemmaEmbedModel.from_gemma(path, **cfg.model)), tokenizer, {}
 
 
-def _previous_score(cfg: PhaseConfig, previous: dict) -> float | None:
+def _previous_score(cfg: PhaseConfig, previous: dict, metric: str) -> float | None:
     """The previous phase's final score on the same evaluation, which is this phase's starting score: reused
     rather than computed again."""
-    same = previous and cfg.eval_sts and all(previous.get(k) == getattr(cfg, k) for k in ("eval_sts", "eval_max_pairs"))
+    same = previous and getattr(cfg, "eval_sts", "") and all(
+        previous.get(k) == getattr(cfg, k) for k in ("eval_sts", "eval_max_pairs"))
     path = Path(cfg.init_from) / "train_summary.json"
-    return json.loads(path.read_text()).get("sts_after") if same and path.is_file() else None
+    return json.loads(path.read_text()).get(f"{metric}_after") if same and path.is_file() else None
 
 
 def check_output_dir(out: Path, resume: bool) -> None:
@@ -80,11 +88,13 @@ def check_output_dir(out: Path, resume: bool) -> None:
         raise ConfigError(f"output_dir {out} has checkpoints: pass --resume to continue, or delete {out}/checkpoints")
 
 
-def publish(model, tokenizer, out: Path, cfg: PhaseConfig, previous: dict, summary: dict) -> None:
-    """Write the published folder into `out`, with its model card: first beside it, then moved in, so a crash
-    leaves no half model."""
+def publish(model, tokenizer, out: Path, cfg: PhaseConfig, previous: dict, summary: dict,
+            write_card: Callable | None = None) -> None:
+    """Write the published folder into `out`, with its model card (`write_card(folder, repo_id)`, the phases' by
+    default): first beside it, then moved in, so a crash leaves no half model."""
     from gemma_embed.publish.card import write_phase_card
 
+    write_card = write_card or write_phase_card
     tmp = out / ".publish-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
@@ -93,7 +103,7 @@ def publish(model, tokenizer, out: Path, cfg: PhaseConfig, previous: dict, summa
     if previous:
         (tmp / "previous_phases.json").write_text(json.dumps(_lineage(cfg.init_from, previous), indent=2) + "\n")
     (tmp / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    write_phase_card(tmp, cfg.push_to_hub or out.name)
+    write_card(tmp, cfg.push_to_hub or out.name)
     for item in tmp.iterdir():
         target = out / item.name
         if target.is_dir():
@@ -125,6 +135,40 @@ class MetricsLog:
 
 
 @dataclass
+class Task:
+    """What a training script brings to the loop."""
+
+    read_rows: Callable  # (cfg, tokenizer) -> rows: anything with len and indexing
+    collate: Callable  # (cfg, tokenizer, model) -> a function rows -> batch (tensors, or lists/tuples/dicts of them)
+    forward_backward: Callable  # (cfg, accelerator, model, batch) -> the detached loss; raises NonFiniteLoss
+    evaluate: Callable | None = None  # (cfg, model, tokenizer) -> a score, on the main process; None: no evaluation
+    start: Callable = load_start  # cfg -> (build_model(rows), tokenizer, previous phase's config)
+    batch_order: Callable = ShuffledBatches  # (rows, batch_size, seed) -> a batch order (data/batches.py)
+    metric: str = "sts"  # the summary's <metric>_before and <metric>_after
+    log_key: str = "sts_spearman"  # the score's name in logs/metrics.jsonl
+    write_card: Callable | None = None  # (folder, repo_id): the published folder's card; None: a phase's card
+
+
+def contrastive_task(read_rows: Callable, self_contrast: bool, batch_order: Callable = ShuffledBatches) -> Task:
+    """The three phases' task: rows of texts or token lists, InfoNCE, STS Spearman on `eval_sts`."""
+    return Task(
+        read_rows=read_rows,
+        collate=lambda cfg, tokenizer, model: Collator(tokenizer, cfg.max_length, self_contrast),
+        forward_backward=lambda cfg, accelerator, model, batch: _forward_backward(cfg, accelerator, model, *batch),
+        evaluate=_sts_score,
+        batch_order=batch_order,
+    )
+
+
+def _sts_score(cfg, model, tokenizer) -> float | None:
+    from gemma_embed.eval.tasks import sts_spearman
+
+    if not cfg.eval_sts:
+        return None
+    return sts_spearman(lambda t: model.encode(t, tokenizer, progress=True), cfg.eval_sts, cfg.eval_max_pairs)
+
+
+@dataclass
 class Run:
     """Everything one phase's training holds between set-up, the step loop and finishing."""
 
@@ -137,7 +181,8 @@ class Run:
     tokenizer: object
     rows: object
     order: object
-    collate: Collator
+    collate: Callable
+    task: Task
     log: MetricsLog
     previous: dict
     steps: int
@@ -158,15 +203,18 @@ class Run:
 def run_phase(
     cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast: bool, batch_order: Callable = ShuffledBatches
 ) -> dict:
-    """Train one phase. `read_rows(cfg, tokenizer)` returns the rows (anything with len and indexing);
+    """Train one contrastive phase. `read_rows(cfg, tokenizer)` returns the rows (anything with len and indexing);
     `batch_order(rows, batch_size, seed)` decides which rows form each global batch (see data/batches.py)."""
-    run = set_up(cfg, resume, read_rows, self_contrast, batch_order)
+    return run_task(cfg, resume, contrastive_task(read_rows, self_contrast, batch_order))
+
+
+def run_task(cfg, resume: bool, task: Task) -> dict:
+    run = set_up(cfg, resume, task)
     train(run)
     return finish(run)
 
 
-def set_up(cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast: bool,
-           batch_order: Callable = ShuffledBatches) -> Run:
+def set_up(cfg: PhaseConfig, resume: bool, task: Task) -> Run:
     """Accelerator, rows, model with fresh adapters, optimizer and schedule, restored from the last checkpoint when
     resuming. Every input check happens before the model is loaded."""
     from accelerate.utils import DataLoaderConfiguration, set_seed
@@ -182,20 +230,22 @@ def set_up(cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast: b
         log_with="tensorboard",
         project_dir=str(out / "logs"),
     )
-    build_model, tokenizer, previous = load_start(cfg)
-    rows = read_rows(cfg, tokenizer)
+    build_model, tokenizer, previous = task.start(cfg)
+    rows = task.read_rows(cfg, tokenizer)
     set_seed(cfg.seed)
-    model = build_model()
+    model = build_model(rows)
     model.attach_lora()
     if cfg.gradient_checkpointing:
-        model.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    head = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("head.")]
-    adapters = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("head.")]
+        backbone = model.model if hasattr(model, "model") else model.causal_lm
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # the head (encoder) or prefix MLP (decoder) may train at its own learning rate
+    head = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(HEAD_MODULES)]
+    adapters = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(HEAD_MODULES)]
     optimizer = torch.optim.AdamW(
         [{"params": adapters, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr or cfg.lr}],
         weight_decay=cfg.weight_decay,
     )
-    order = batch_order(rows, cfg.batch_size, cfg.seed)
+    order = task.batch_order(rows, cfg.batch_size, cfg.seed)
     if order.per_epoch == 0:
         raise ConfigError(f"{cfg.data}: {len(rows)} rows are fewer than one batch of {cfg.batch_size}")
     steps = cfg.max_steps or max(1, int(cfg.epochs * order.per_epoch) // cfg.grad_accum_steps)
@@ -215,7 +265,7 @@ def set_up(cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast: b
         save_config(cfg, out / "train_config.yaml")
     accelerator.init_trackers("train")
     run = Run(cfg=cfg, out=out, accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler,
-              tokenizer=tokenizer, rows=rows, order=order, collate=Collator(tokenizer, cfg.max_length, self_contrast),
+              tokenizer=tokenizer, rows=rows, order=order, collate=task.collate(cfg, tokenizer, accelerator.unwrap_model(model)), task=task,
               log=MetricsLog(accelerator, out / "logs"), previous=previous, steps=steps, start=start,
               precision=precision, main_only=MainOnly(accelerator, out))
     run.summary = {"phase": type(cfg).__name__, "rows": len(rows), "steps": steps, "batch_size": cfg.batch_size,
@@ -225,21 +275,19 @@ def set_up(cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast: b
 
 
 def evaluate(run: Run, step: int, everyone: bool = True) -> float | None:
-    """STS Spearman of the current model on `eval_sts`, computed by the main process; with `everyone`, the others
-    wait for it (on a file) and get the score too, else only the main process calls this."""
-    cfg = run.cfg
-    if not cfg.eval_sts:
+    """The task's score of the current model (STS Spearman on `eval_sts`, for the phases), computed by the main
+    process; with `everyone`, the others wait for it (on a file) and get the score too, else only the main process
+    calls this."""
+    if run.task.evaluate is None:
         return None
 
-    def work() -> float:
-        from gemma_embed.eval.tasks import sts_spearman
-
+    def work() -> float | None:
         faults.pause("EVAL")
         began = time.time()
         with run.precision.autocast(run.accelerator.device.type):
-            score = sts_spearman(lambda t: run.unwrapped.encode(t, run.tokenizer, progress=True), cfg.eval_sts,
-                                 cfg.eval_max_pairs)
-        run.log.write(step, sts_spearman=score, eval_seconds=round(time.time() - began, 1))
+            score = run.task.evaluate(run.cfg, run.unwrapped, run.tokenizer)
+        if score is not None:
+            run.log.write(step, **{run.task.log_key: score}, eval_seconds=round(time.time() - began, 1))
         return score
 
     return run.main_only(f"eval-{step}", work) if everyone else work()
@@ -250,13 +298,13 @@ def train(run: Run) -> None:
     periodic evaluation and checkpoints (the last step is always saved)."""
     from tqdm.auto import tqdm
 
-    cfg, summary = run.cfg, run.summary
+    cfg, summary, before = run.cfg, run.summary, f"{run.task.metric}_before"
     if run.start == 0:
-        summary["sts_before"] = _previous_score(cfg, run.previous)
-        if summary["sts_before"] is None:
-            summary["sts_before"] = evaluate(run, 0)
+        summary[before] = _previous_score(cfg, run.previous, run.task.metric)
+        if summary[before] is None:
+            summary[before] = evaluate(run, 0)
         else:
-            run.log.write(0, sts_spearman=summary["sts_before"], from_previous_phase=True)
+            run.log.write(0, **{run.task.log_key: summary[before]}, from_previous_phase=True)
     run.model.train()
     bar = tqdm(total=run.steps, initial=run.start, disable=not run.main, desc=type(cfg).__name__, dynamic_ncols=True)
     t0, window = time.time(), []
@@ -292,12 +340,10 @@ def _optimizer_step(run: Run, step: int) -> list[float]:
     for micro in range(cfg.grad_accum_steps):
         index = step * cfg.grad_accum_steps + micro
         ids = run.order.batch(index)[accelerator.process_index * local : (accelerator.process_index + 1) * local]
-        streams, groups = run.collate([run.rows[i] for i in ids])
-        streams = [{k: v.to(accelerator.device) for k, v in s.items()} for s in streams]
-        groups = groups.to(accelerator.device)
+        batch = _to(run.collate([run.rows[i] for i in ids]), accelerator.device)
         with accelerator.accumulate(run.model):
             try:
-                loss = _forward_backward(cfg, accelerator, run.model, streams, groups)
+                loss = run.task.forward_backward(cfg, accelerator, run.model, batch)
             except NonFiniteLoss:
                 where = f"step {step + 1}, global batch {index} (epoch {index // run.order.per_epoch})"
                 if cfg.nonfinite_loss == "stop":
@@ -327,13 +373,13 @@ def finish(run: Run) -> dict:
         unwrapped = run.unwrapped
         unwrapped.merge_lora()
         unwrapped.eval()
-        summary["sts_after"] = evaluate(run, run.steps, everyone=False)
+        summary[f"{run.task.metric}_after"] = evaluate(run, run.steps, everyone=False)
         losses = [json.loads(l) for l in (out / "logs" / "metrics.jsonl").read_text().splitlines()]
         losses = [r["loss"] for r in losses if "loss" in r]
         summary.update(first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None)
         check_finite(unwrapped, "the published model", trainable_only=False)
         try:
-            publish(unwrapped, run.tokenizer, out, cfg, run.previous, summary)
+            publish(unwrapped, run.tokenizer, out, cfg, run.previous, summary, run.task.write_card)
         except OSError as e:
             raise RuntimeError(
                 f"could not write the published model to {out} ({e}); training is saved in {out}/checkpoints: "
@@ -349,7 +395,19 @@ def finish(run: Run) -> dict:
 
 
 
+def _to(batch, device):
+    """A batch's tensors moved to `device`, however they are nested in lists, tuples and dicts."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to(v, device) for v in batch)
+    return batch
+
+
 def _forward_backward(cfg, accelerator, model, streams, groups) -> torch.Tensor:
+    """The contrastive loss of one batch's streams, backpropagated (through GradCache with grad_cache_chunk)."""
     def encode(batch):
         return model(batch["input_ids"], batch["attention_mask"])
 

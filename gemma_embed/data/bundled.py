@@ -1,9 +1,10 @@
 """The bundled sample data's formats, read in one place: query files (`query<TAB>source` lines under an optional
 `query<TAB>...` header, as in examples/data/queries.tsv and ../shared/data/web_queries_anserini) and the SQLite
-queries.db that phase 3 reads, built from one of them.
+queries.db that phase 3 and the decoder read, built from one of them; and the held-out split of a query file.
 
     rows = read_queries_tsv("examples/data/queries.tsv")          # [(query, source or None), ...]
-    make_queries_db("examples/data/queries.tsv", "runs/demo/queries.db")
+    train, heldout = split_heldout(rows, permille=30)             # by a hash of the query: the same everywhere
+    make_queries_db(train, "runs/demo/queries.db")                # a query file's path, or rows
 """
 
 from __future__ import annotations
@@ -47,10 +48,32 @@ def read_queries(path: str | Path, sources: tuple[str, ...] = ()) -> list[str]:
     return list(dict.fromkeys(q.strip() for q, _ in rows if q.strip()))
 
 
-def make_queries_db(source: str | Path, target: str | Path, table: str = "queries", column: str = "query") -> Path:
-    """Load a query file into a real SQLite queries.db (`table` with columns id, `column`, source): written beside
-    the target and renamed into place."""
-    rows = read_queries_tsv(source)
+def split_heldout(rows: list[tuple[str, str | None]], permille: int) -> tuple[list, list]:
+    """(training rows, held-out rows): a query is held out when a hash of its lower-cased text falls in the first
+    `permille` of 1000, so every copy of a query lands on the same side and the split is the same on every
+    machine."""
+    from gemma_embed.data.collate import stable_id
+
+    held = [stable_id(q.strip().lower()) % 1000 < permille for q, _ in rows]
+    return [r for r, h in zip(rows, held) if not h], [r for r, h in zip(rows, held) if h]
+
+
+def write_queries_tsv(rows: list[tuple[str, str | None]], target: str | Path) -> Path:
+    """A query file (`query<TAB>source` lines under a header) from rows."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["query\tsource"] + [f"{q}\t{s or ''}" for q, s in rows]
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+def make_queries_db(source: str | Path | list, target: str | Path, table: str = "queries", column: str = "query"
+                    ) -> Path:
+    """Load a query file (or its rows) into a real SQLite queries.db (`table` with columns id, `column`, source):
+    written beside the target and renamed into place."""
+    rows = source if isinstance(source, list) else read_queries_tsv(source)
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")

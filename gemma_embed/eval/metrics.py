@@ -32,6 +32,16 @@ METRICS = {m.key: m for m in [
     Metric("probe_precision", "invertibility probe, word precision"),
     Metric("probe_recall", "invertibility probe, word recall"),
     Metric("probe_f1", "invertibility probe, word F1"),
+    # the query decoder (eval/decoder.py), x 100 but the cosines
+    Metric("exact_match", "exact match"),
+    Metric("token_f1", "token F1"),
+    Metric("bleu", "BLEU"),
+    Metric("roundtrip_cosine", "round-trip cosine"),
+    Metric("floor_cosine", "cosine of random pairs (floor)"),
+    Metric("heldout_token_f1", "held-out greedy token F1 (training loop)"),
+    Metric("distinct", "distinct generated queries, share"),
+    Metric("novel", "generated queries not in the training data, share"),
+    Metric("closer_to_document", "generated queries closer to the document than the seed, share"),
 ]}
 
 # STS files known by name; any other STS file is reported as sts_<file stem>_spearman

@@ -58,9 +58,40 @@ def print_table(results: dict[str, dict]) -> None:
         print(f"{label(k):<38}{cells}")
 
 
+def decoder_main(args) -> dict:
+    """--decoder: the decoder's metrics on the held-out sets (gemma_embed/eval/decoder.py)."""
+    from gemma_embed.data.bundled import read_queries
+    from gemma_embed.decoder import training_queries
+    from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets, print_report, write_report
+
+    folder = Path(args.decoder)
+    pool = [] if args.pool == "none" else read_queries(args.pool) if args.pool else training_queries(folder)
+    sets = heldout_sets(args.heldout, args.n, exclude=set(pool))
+    report = evaluate_decoder(folder, sets, encoder=args.encoder, pool=pool or None, candidates=args.candidates,
+                              precision=args.precision)
+    report["command"] = "python train/evaluate.py " + " ".join(args.argv)
+    print_report(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if args.write:
+        print(f"wrote {write_report(report, folder)} and the card")
+    return report
+
+
 def main(argv=None) -> dict:
+    import sys
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", action="append", required=True, help="folder, minilm or raw:BACKBONE (repeatable)")
+    ap.add_argument("--model", action="append", default=[], help="folder, minilm or raw:BACKBONE (repeatable)")
+    ap.add_argument("--decoder", help="a published query-decoder folder: decoder metrics on --heldout")
+    ap.add_argument("--heldout", action="append", default=[],
+                    help="held-out queries: FILE or FILE@tag,tag (lines whose source carries a tag); repeatable")
+    ap.add_argument("--n", type=int, default=200, help="held-out queries per set (0: all)")
+    ap.add_argument("--candidates", type=int, default=8, help="sampled candidates for re-ranked decoding")
+    ap.add_argument("--encoder", help="the decoder's encoder (default: the one named in its config)")
+    ap.add_argument("--pool", default="", help="queries for the nearest-neighbour row (default: the decoder's "
+                                               "training queries; none: no such row)")
+    ap.add_argument("--write", action="store_true", help="write decoder_eval.json and the card into the folder")
     ap.add_argument("--sts", action="append", default=[], help="an STS file (repeatable)")
     ap.add_argument("--wikiqa", help="a WikiQA split folder (a.toks, b.toks, id.txt, sim.txt)")
     ap.add_argument("--retrieval", nargs=3, metavar=("QUERIES", "CORPUS", "QRELS"))
@@ -74,7 +105,14 @@ def main(argv=None) -> dict:
                     help="auto: bf16 where the CPU runs it natively, float32 elsewhere")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     print(resolve(args.precision, "cpu").line(), flush=True)
+    if args.decoder:
+        if not args.heldout:
+            ap.error("--decoder needs at least one --heldout file")
+        return decoder_main(args)
+    if not args.model:
+        ap.error("give --model (repeatable) or --decoder")
     geometry_sts = args.geometry_sts if args.geometry else None
     results = {spec: evaluate_model(spec, args.sts, wikiqa_dir=args.wikiqa, retrieval_files=args.retrieval,
                                     geometry_sts=geometry_sts, probe=args.probe, probe_train=args.probe_train,

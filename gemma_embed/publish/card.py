@@ -187,6 +187,76 @@ def write_phase_card(folder: str | Path, repo_id: str = "") -> Path:
     return path
 
 
+DECODER_TEMPLATE = Path(__file__).with_name("decoder_card.md")
+DECODER_ROWS = ("exact_match", "token_f1", "bleu", "roundtrip_cosine")
+
+
+def write_decoder_card(folder: str | Path, repo_id: str = "", sources: list[str] = ()) -> Path:
+    """The card of a published decoder folder: its config (LM, prefix, vocabulary, the encoder it inverts), its
+    training (train_config.yaml, train_summary.json) and, when the folder holds one, its evaluation
+    (decoder_eval.json, written by gemma_embed.eval.decoder)."""
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    cfg, summary = load_phase(folder)
+    text, encoder = config["text_config"], config.get("encoder") or {}
+    base = BASE_MODELS.get(cfg.get("backbone"), cfg.get("backbone"))
+    architecture = "\n".join([
+        f"- LM: Gemma 3 causal LM, {text['num_hidden_layers']} layers, hidden size {text['hidden_size']}; its "
+        f"vocabulary restricted to {text['vocab_size']:,} tokens (the training queries' tokens and the special ones)"
+        if config.get("vocab_ids") else
+        f"- LM: Gemma 3 causal LM, {text['num_hidden_layers']} layers, hidden size {text['hidden_size']}, the full "
+        f"{text['vocab_size']:,}-token vocabulary.",
+        f"- Conditioning: the L2-normalised vector -> a two-layer MLP ({config['prefix_activation']}) -> "
+        f"{config['prefix_length']} soft tokens after `<bos>`; Gaussian noise (std {config['noise_std']} per "
+        "dimension, renormalised) on the vector during training, so that points between queries decode too.",
+        f"- LoRA during training: rank {config['lora_r']}, alpha {config['lora_alpha']}, on "
+        f"{', '.join(config['lora_target_modules']) or 'nothing (the LM frozen)'}; merged into these weights.",
+        f"- Queries up to {config['max_query_length']} tokens.",
+    ])
+    params = ", ".join(f"{k}={_shown(cfg[k])}" for k in (*HYPER, "num_layers", "model") if cfg.get(k, "") not in ("", {}))
+    training = (f"{summary['steps']} steps on {summary['rows']:,} queries, {summary['train_seconds']} s "
+                f"({summary['seconds_per_step']} s/step{_hardware(summary)}); loss "
+                f"{_fmt(summary.get('first_loss'), '.4g')} -> {_fmt(summary.get('last_loss'), '.4g')}; held-out greedy "
+                f"token F1 {_fmt(summary.get('heldout_f1_before'))} -> {_fmt(summary.get('heldout_f1_after'))}.\n"
+                f"Resolved settings: {params}.")
+    evaluation = "Not evaluated beyond the training loop's held-out score (above)."
+    report = folder / "decoder_eval.json"
+    if report.is_file():
+        ev = json.loads(report.read_text(encoding="utf-8"))
+        evaluation = render_decoder_eval(ev)
+    front = {"library_name": "transformers", "pipeline_tag": "text-generation", "base_model": base,
+             "license": "gemma", "language": ["en"], "tags": ["gemma3", "query-decoder", "embedding-inversion",
+                                                             "query-fan-out"]}
+    card = Template(DECODER_TEMPLATE.read_text(encoding="utf-8")).substitute(
+        front_matter=yaml.safe_dump(front, sort_keys=False).strip(), title=repo_id or folder.name,
+        repo_id=repo_id or folder.name, base_model=base, encoder_name=_shown(encoder.get("name_or_path", "?")),
+        encoder_dim=config["embedding_dim"], encoder_fingerprint=encoder.get("fingerprint", "?"),
+        architecture=architecture, training=training, evaluation=evaluation,
+        sources="\n".join(f"- {s}" for s in sources) or f"- Training queries: `{_shown(cfg.get('data'))}`.")
+    path = folder / "README.md"
+    path.write_text(card, encoding="utf-8")
+    return path
+
+
+def render_decoder_eval(ev: dict) -> str:
+    """The evaluation table of a decoder_eval.json: each held-out set, greedy and re-ranked decoding and the
+    nearest existing query, with the space's floor (the mean cosine between random pairs of held-out queries)."""
+    lines = [f"Measured by `{ev.get('command', 'gemma_embed.eval.decoder')}`. Exact match, token F1 and BLEU (sacrebleu, "
+             "corpus level) compare the decoded query with the original; round-trip cosine is the encoder's cosine "
+             "between the decoded query and the target vector, comparable only within one space, so each set shows "
+             "its floor (random pairs of held-out queries) beside it.", ""]
+    for name, result in ev["sets"].items():
+        lines.append(f"**{name}** ({result['queries']} queries; floor {result['floor_cosine']:.3f})")
+        lines.append("")
+        lines.append("| decoding | " + " | ".join(label(k) for k in DECODER_ROWS) + " |")
+        lines.append("|---" * (len(DECODER_ROWS) + 1) + "|")
+        for mode, metrics in result["modes"].items():
+            lines.append(f"| {mode} | " + " | ".join(_fmt(metrics.get(k), ".3f" if k == "roundtrip_cosine" else ".2f")
+                                                  for k in DECODER_ROWS) + " |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)

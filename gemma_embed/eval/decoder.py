@@ -1,0 +1,168 @@
+"""How faithfully a query decoder writes queries back from their vectors, on held-out queries no training run saw:
+
+  exact match       the decoded query equals the original (lower-cased, spaces collapsed), x 100
+  token F1          word overlap of decoded and original, x 100 (as SQuAD counts it)
+  BLEU              sacrebleu's corpus BLEU of the decoded queries against the originals (lower-cased)
+  round-trip        the encoder's cosine between the decoded query and the target vector; comparable only within
+  cosine            one space, so each set also reports its floor: the mean cosine of random pairs of its queries
+
+for greedy decoding, for re-ranked decoding (N sampled candidates and the greedy one, re-embedded, the closest to
+the target kept: a corrector that needs no second model), and for the nearest existing query of a pool (today's
+nearest-neighbour fan-out decoding).
+
+    python train/evaluate.py --decoder runs/demo/decoder --heldout runs/demo/heldout_queries.tsv --json eval.json
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from gemma_embed.decoder import token_f1
+from gemma_embed.eval.embedders import Embed
+
+SPACES = re.compile(r"\s+")
+
+
+def normalise(text: str) -> str:
+    return SPACES.sub(" ", text.lower()).strip()
+
+
+def scores(decoded: list[str], references: list[str], vectors: torch.Tensor, embed: Embed) -> dict:
+    """The four metrics of `decoded` against `references` (and their target `vectors`, in `embed`'s space)."""
+    import sacrebleu
+
+    cos = F.cosine_similarity(embed(decoded).float(), vectors.float()).mean().item() if decoded else None
+    return {
+        "exact_match": 100 * sum(normalise(d) == normalise(r) for d, r in zip(decoded, references)) / len(references),
+        "token_f1": 100 * sum(token_f1(d, r) for d, r in zip(decoded, references)) / len(references),
+        "bleu": sacrebleu.corpus_bleu(decoded, [references], lowercase=True).score,
+        "roundtrip_cosine": cos,
+    }
+
+
+def floor_cosine(vectors: torch.Tensor, seed: int = 0) -> float:
+    """Mean cosine between each vector and another chosen at random: what an unrelated query scores."""
+    n = vectors.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    other = (torch.arange(n) + torch.randint(1, n, (n,), generator=g)) % n
+    return F.cosine_similarity(vectors[other].float(), vectors.float()).mean().item()
+
+
+def rerank(candidates: list[list[str]], targets: torch.Tensor, embed: Embed) -> tuple[list[str], torch.Tensor]:
+    """For each target, the candidate whose embedding is closest to it, and that cosine. Empty candidates are left
+    out (unless a target has nothing else)."""
+    candidates = [[c for c in group if c.strip()] or group for group in candidates]
+    flat = [c for group in candidates for c in group]
+    emb = F.normalize(embed(flat).float(), dim=-1)
+    best, cosines, at = [], [], 0
+    for group, target in zip(candidates, F.normalize(targets.float(), dim=-1)):
+        sims = emb[at : at + len(group)] @ target
+        best.append(group[int(sims.argmax())])
+        cosines.append(sims.max())
+        at += len(group)
+    return best, torch.stack(cosines)
+
+
+def nearest(pool: list[str], pool_vectors: torch.Tensor, targets: torch.Tensor) -> list[str]:
+    sims = F.normalize(targets.float(), dim=-1) @ F.normalize(pool_vectors.float(), dim=-1).T
+    return [pool[i] for i in sims.argmax(dim=1).tolist()]
+
+
+def decode_all(decoder, tokenizer, vectors: torch.Tensor, batch_size: int = 32, **kwargs) -> list[list[str]]:
+    from tqdm.auto import tqdm
+
+    out = []
+    starts = range(0, vectors.shape[0], batch_size)
+    for i in tqdm(starts, desc=f"decoding {vectors.shape[0]} vectors ({kwargs.get('mode', 'greedy')})", unit="batch",
+                  disable=len(starts) < 2, dynamic_ncols=True):
+        out += decoder.decode(vectors[i : i + batch_size], tokenizer, **kwargs)
+    return out
+
+
+def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], encoder: str | None = None,
+                     pool: list[str] | None = None, candidates: int = 8, precision: str = "auto",
+                     examples: int = 10) -> dict:
+    """Every metric of the decoder in `decoder_folder` on each named set of held-out queries: greedy, re-ranked
+    (`candidates` sampled + greedy) and, given a `pool` of existing queries (the training pool), the nearest one.
+    The encoder is the one named in the decoder's config (or `encoder`), and must be the one it was trained on."""
+    from transformers import AutoTokenizer
+
+    from gemma_embed.decoder import encoder_fingerprint
+    from gemma_embed.eval.embedders import load_embedder
+    from modeling_gemma_embed_decoder import GemmaEmbedDecoder
+
+    decoder = GemmaEmbedDecoder.from_pretrained(str(decoder_folder)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(decoder_folder))
+    spec = encoder or decoder.config.encoder["name_or_path"]
+    decoder.verify_encoder(encoder_fingerprint(spec), f"the encoder {spec}")
+    embed = load_embedder(spec, precision=precision)
+    pool_vectors = embed(pool) if pool else None
+    report = {"decoder": str(decoder_folder), "encoder": spec, "candidates": candidates, "sets": {}}
+    for name, texts in sets.items():
+        targets = embed(texts).float()
+        greedy = [c[0] for c in decode_all(decoder, tokenizer, targets)]
+        sampled = decode_all(decoder, tokenizer, targets, mode="sample", num_candidates=candidates)
+        reranked, _ = rerank([[g, *s] for g, s in zip(greedy, sampled)], targets, embed)
+        modes = {"greedy": scores(greedy, texts, targets, embed),
+                 f"re-ranked ({candidates} sampled + greedy)": scores(reranked, texts, targets, embed)}
+        neighbours = None
+        if pool:
+            neighbours = nearest(pool, pool_vectors, targets)
+            modes["nearest existing query (training pool)"] = scores(neighbours, texts, targets, embed)
+        report["sets"][name] = {
+            "queries": len(texts), "floor_cosine": floor_cosine(targets), "modes": modes,
+            "examples": [{"query": t, "greedy": g, "reranked": r, **({"nearest": n} if pool else {})}
+                         for t, g, r, n in zip(texts, greedy, reranked, neighbours or [None] * len(texts))][:examples],
+        }
+    return report
+
+
+def print_report(report: dict) -> None:
+    from gemma_embed.eval.metrics import label
+
+    keys = ("exact_match", "token_f1", "bleu", "roundtrip_cosine")
+    for name, result in report["sets"].items():
+        print(f"\n{name}: {result['queries']} queries, encoder {report['encoder']}, floor cosine "
+              f"{result['floor_cosine']:.3f}")
+        print(f"{'decoding':<44}" + "".join(f"{label(k):>18}" for k in keys))
+        for mode, m in result["modes"].items():
+            print(f"{mode:<44}" + "".join(f"{m[k]:>18.3f}" if k == "roundtrip_cosine" else f"{m[k]:>18.2f}"
+                                          for k in keys))
+        for e in result["examples"]:
+            print(f"  {e['query']!r:<40} -> greedy {e['greedy']!r}; re-ranked {e['reranked']!r}"
+                  + (f"; nearest {e['nearest']!r}" if "nearest" in e else ""))
+
+
+def write_report(report: dict, folder: str | Path) -> Path:
+    """decoder_eval.json in the decoder's folder, and its card rewritten with the evaluation."""
+    from gemma_embed.publish.card import write_decoder_card
+
+    import yaml
+
+    path = Path(folder) / "decoder_eval.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    cfg = yaml.safe_load((Path(folder) / "train_config.yaml").read_text(encoding="utf-8"))
+    write_decoder_card(folder, cfg.get("push_to_hub") or "")
+    return path
+
+
+def heldout_sets(specs: list[str], n: int, exclude: set[str] = frozenset(), seed: int = 0) -> dict[str, list[str]]:
+    """Named sets of held-out queries from `FILE` or `FILE@tag,tag` specs (a query file; with tags, only the lines
+    whose source field carries one): queries in `exclude` (the training pool) dropped, then `n` of them drawn with
+    a fixed seed (0: all)."""
+    from gemma_embed.data.bundled import read_queries
+
+    sets = {}
+    for spec in specs:
+        path, _, tags = spec.partition("@")
+        texts = [t for t in read_queries(path, tuple(filter(None, tags.split(",")))) if t not in exclude]
+        g = torch.Generator().manual_seed(seed)
+        if n and len(texts) > n:
+            texts = [texts[i] for i in sorted(torch.randperm(len(texts), generator=g)[:n].tolist())]
+        sets[f"{Path(path).name}{'@' + tags if tags else ''}"] = texts
+    return sets

@@ -1,0 +1,301 @@
+"""The Gemma-Embed query decoder: a Gemma 3 causal LM that writes a search query back from an embedding vector.
+
+    decoder = GemmaEmbedDecoder.from_gemma(folder, vocab_ids, encoder={...})   # from any Gemma 3 text checkpoint
+    decoder.attach_lora()   ... train ...   decoder.merge_lora()
+    texts = decoder.decode(vectors, tokenizer)                                  # greedy; or beam / sample
+
+The vector (L2-normalised; in training mode with Gaussian noise, renormalised) goes through a two-layer MLP to
+K soft tokens, placed after `<bos>` and before the query:  [<bos>] [p_1 .. p_K] [q_1 .. q_n] [<eos>].  The LM is
+the stock `Gemma3ForCausalLM` (no forked code) over a restricted vocabulary: local id i is tokenizer id
+`config.vocab_ids[i]`, so its embedding and (tied) output projection hold only the tokens of the training queries.
+
+The folder written by `save_pretrained` loads with `from_pretrained` and with
+`AutoModel.from_pretrained(folder, trust_remote_code=True)`. The config names the encoder the decoder inverts (its
+path, dimension and the sha256 of its weight files); `verify_encoder` refuses any other.
+
+This file imports only torch, transformers, the standard library and its config, so that it runs as Hub custom
+code; peft is imported only by the LoRA methods used in training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, Gemma3ForCausalLM, GenerationConfig, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutput
+
+try:
+    from .configuration_gemma_embed_decoder import GemmaEmbedDecoderConfig
+except ImportError:  # imported as an installed top-level module rather than as Hub custom code
+    from configuration_gemma_embed_decoder import GemmaEmbedDecoderConfig
+
+ACTIVATIONS = {"gelu": nn.GELU, "tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU}
+
+
+def fingerprint(folder: str | os.PathLike) -> str:
+    """sha256 over a model folder's weight files (*.safetensors, by relative path and content): the identity of an
+    encoder, checked before its vectors are decoded."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*.safetensors") if p.is_file())
+    if not files:
+        raise FileNotFoundError(f"{folder}: no .safetensors weight files to fingerprint")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with open(path, "rb") as f:
+            while block := f.read(1 << 24):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class GemmaEmbedDecoder(PreTrainedModel):
+    """Embedding -> K soft tokens -> Gemma 3 causal LM -> a query, in the decoder's own (restricted) vocabulary."""
+
+    config: GemmaEmbedDecoderConfig
+    config_class = GemmaEmbedDecoderConfig
+    base_model_prefix = "decoder"
+    input_modalities = ("text",)
+    _supports_sdpa = True
+
+    def __init__(self, config: GemmaEmbedDecoderConfig):
+        super().__init__(config)
+        text = config.text_config
+        self.lm = Gemma3ForCausalLM(text)
+        hidden = config.prefix_hidden_dim or text.hidden_size
+        self.prefix = nn.Sequential(
+            nn.Linear(config.embedding_dim, hidden), ACTIVATIONS[config.prefix_activation](),
+            nn.Linear(hidden, config.prefix_length * text.hidden_size),
+        )
+        self._set_generation_config()
+        self.post_init()
+
+    def _set_generation_config(self) -> None:
+        c = self.config
+        self.causal_lm.generation_config = GenerationConfig(
+            bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id,
+            max_new_tokens=c.max_query_length)
+
+    # ----------------------------------------------------------------------------------------------- construction
+    @classmethod
+    def from_gemma(cls, name_or_path: str, vocab_ids: list[int] | None = None, *, tokenizer=None, num_layers: int = 0,
+                   dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa", **config_kwargs
+                   ) -> "GemmaEmbedDecoder":
+        """A decoder with a fresh prefix MLP on a pretrained Gemma 3 text checkpoint (a folder or Hub id holding a
+        `Gemma3ForCausalLM`), its vocabulary restricted to `vocab_ids` (tokenizer ids; the special tokens must be
+        among them) and, with `num_layers`, only its first layers kept. The special tokens are the `tokenizer`'s
+        (else the checkpoint config's). `config_kwargs`: any other config field."""
+        if dtype == torch.float16:
+            raise ValueError("Gemma 3 overflows in float16: use torch.bfloat16 or torch.float32")
+        base = AutoConfig.from_pretrained(name_or_path)
+        if base.model_type != "gemma3_text":
+            raise ValueError(f"{name_or_path}: needs a Gemma 3 text checkpoint, got model_type {base.model_type!r}")
+        lm = Gemma3ForCausalLM.from_pretrained(name_or_path, dtype=dtype, attn_implementation=attn_implementation)
+        text = lm.config.to_dict()
+        if num_layers:
+            if not 0 < num_layers <= base.num_hidden_layers:
+                raise ValueError(f"num_layers must be in 1..{base.num_hidden_layers}, got {num_layers}")
+            lm.model.layers = lm.model.layers[:num_layers]
+            text["num_hidden_layers"] = num_layers
+            text["layer_types"] = text["layer_types"][:num_layers]
+        vocab_ids = list(vocab_ids or [])
+        source = tokenizer if tokenizer is not None else base
+        specials = {name: getattr(source, name, None) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}
+        unk = getattr(source, "unk_token_id", None)
+        if vocab_ids:
+            local = {t: i for i, t in enumerate(vocab_ids)}
+            missing = [f"{n}={t}" for n, t in specials.items() if t not in local]
+            if missing:
+                raise ValueError(f"vocab_ids lacks the special tokens {missing}")
+            specials = {n: local[t] for n, t in specials.items()}
+            unk = local.get(unk)
+        specials["unk_token_id"] = unk
+        config = GemmaEmbedDecoderConfig(text_config=text, vocab_ids=vocab_ids, **specials, **config_kwargs)
+        with torch.device("meta"):  # the LM is replaced below: do not allocate a random one
+            model = cls(config)
+        if vocab_ids:  # keep only the rows of the restricted vocabulary (embedding and tied output alike)
+            rows = lm.model.embed_tokens.weight.data[torch.tensor(vocab_ids)].clone()
+            lm.model.embed_tokens.weight = nn.Parameter(rows)
+            lm.model.embed_tokens.num_embeddings = len(vocab_ids)
+            lm.config.vocab_size = len(vocab_ids)
+            lm.tie_weights()
+        lm.config.num_hidden_layers = config.text_config.num_hidden_layers
+        lm.config.layer_types = config.text_config.layer_types
+        model.lm = lm
+        model.prefix.to_empty(device=lm.device)
+        model._init_weights_of(model.prefix)
+        model.prefix.to(dtype)
+        model._set_generation_config()
+        model.config._attn_implementation = lm.config._attn_implementation
+        return model
+
+    def _init_weights_of(self, module: nn.Module) -> None:
+        for layer in module.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.normal_(layer.weight, std=self.config.text_config.initializer_range)
+                nn.init.zeros_(layer.bias)
+
+    def _init_weights(self, module):
+        if any(module is m for m in self.prefix.modules()):
+            self._init_weights_of(module) if isinstance(module, nn.Linear) else None
+        else:
+            self.lm._init_weights(module)  # Gemma 3's own initialisation for the LM's modules
+
+    # ---------------------------------------------------------------------------------------------------- ids
+    @property
+    def _vocab(self) -> torch.Tensor | None:
+        if not self.config.vocab_ids:
+            return None
+        if getattr(self, "_vocab_tensor", None) is None:
+            self._vocab_tensor = torch.tensor(self.config.vocab_ids, dtype=torch.long)
+        return self._vocab_tensor
+
+    def to_local(self, token_ids: torch.Tensor, unknown: int | None = None) -> torch.Tensor:
+        """Tokenizer ids -> local ids; an id outside the vocabulary becomes `unknown` (or raises if None)."""
+        vocab = self._vocab
+        if vocab is None:
+            return token_ids
+        sorted_ids, order = vocab.sort()
+        pos = torch.searchsorted(sorted_ids, token_ids.cpu()).clamp(max=len(vocab) - 1)
+        found = sorted_ids[pos] == token_ids.cpu()
+        if not found.all() and unknown is None:
+            raise ValueError(f"token ids {token_ids.cpu()[~found][:5].tolist()} are outside the decoder's vocabulary")
+        return torch.where(found, order[pos], torch.full_like(pos, unknown or 0)).to(token_ids.device)
+
+    def to_tokenizer_ids(self, local_ids: torch.Tensor) -> torch.Tensor:
+        vocab = self._vocab
+        return local_ids if vocab is None else vocab.to(local_ids.device)[local_ids]
+
+    # --------------------------------------------------------------------------------------------------- forward
+    def prefix_embeds(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(B, embedding_dim) vectors -> (B, 1 + K, hidden): the `<bos>` embedding, then the K soft tokens. In
+        training mode the unit vectors get Gaussian noise and are renormalised first."""
+        c = self.config
+        v = F.normalize(vectors.float(), dim=-1)
+        if self.training and c.noise_std > 0:  # noise of norm about noise_std, whatever the dimension
+            v = F.normalize(v + c.noise_std / v.shape[-1] ** 0.5 * torch.randn_like(v), dim=-1)
+        dtype = self.prefix[0].weight.dtype
+        soft = self.prefix(v.to(dtype)).view(v.shape[0], c.prefix_length, -1)
+        bos = torch.full((v.shape[0], 1), c.bos_token_id, dtype=torch.long, device=v.device)
+        return torch.cat([self.lm.get_input_embeddings()(bos).to(soft.dtype), soft], dim=1)
+
+    def forward(self, vectors: torch.Tensor, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None,
+                **kwargs) -> CausalLMOutput:
+        """Teacher-forced cross-entropy of the queries `input_ids` (local ids, right-padded, each ending in
+        `<eos>`) given their vectors. `logits` are those of the query positions: (B, n, vocab)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        prefix = self.prefix_embeds(vectors)
+        tokens = self.lm.get_input_embeddings()(input_ids).to(prefix.dtype)
+        embeds = torch.cat([prefix, tokens], dim=1)
+        mask = torch.cat([torch.ones(prefix.shape[:2], dtype=attention_mask.dtype, device=attention_mask.device),
+                          attention_mask], dim=1)
+        lm = self.causal_lm
+        hidden = lm.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False, **kwargs).last_hidden_state
+        k = self.config.prefix_length
+        logits = lm.lm_head(hidden[:, k : k + input_ids.shape[1]])  # position k predicts the first token
+        cap = self.config.text_config.final_logit_softcapping
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        labels = input_ids.masked_fill(attention_mask == 0, -100)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+        return CausalLMOutput(loss=loss, logits=logits)
+
+    # -------------------------------------------------------------------------------------------------- decoding
+    @torch.no_grad()
+    def generate_ids(self, vectors: torch.Tensor, **generate_kwargs) -> torch.Tensor:
+        """Local ids of generated queries (`<eos>` and padding after it included); `generate_kwargs` go to
+        transformers' generate: num_beams, do_sample, top_p, temperature, num_return_sequences, max_new_tokens."""
+        was_training = self.training
+        self.eval()
+        embeds = self.prefix_embeds(vectors.to(self.device))
+        mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        out = self.causal_lm.generate(inputs_embeds=embeds, attention_mask=mask, **generate_kwargs)
+        self.train(was_training)
+        return out
+
+    def decode(self, vectors: torch.Tensor, tokenizer, mode: str = "greedy", num_candidates: int = 1,
+               **generate_kwargs) -> list[list[str]]:
+        """Queries written from `vectors`: `num_candidates` per vector, by `mode` greedy (one), beam (the best
+        `num_candidates` beams of max(4, num_candidates)) or sample (nucleus sampling, top_p 0.9 by default)."""
+        kwargs = dict(generate_kwargs)
+        if mode == "beam":
+            kwargs.setdefault("num_beams", max(4, num_candidates))
+            kwargs["num_return_sequences"] = num_candidates
+        elif mode == "sample":
+            kwargs.update(do_sample=True, num_return_sequences=num_candidates)
+            kwargs.setdefault("top_p", 0.9)
+        elif mode != "greedy" or num_candidates != 1:
+            raise ValueError(f"mode must be greedy (one candidate), beam or sample, got {mode!r}")
+        local = self.generate_ids(vectors, **kwargs)
+        eos, pad = self.config.eos_token_id, self.config.pad_token_id
+        texts = []
+        for row in local.tolist():
+            row = row[: row.index(eos)] if eos in row else row
+            ids = self.to_tokenizer_ids(torch.tensor([t for t in row if t != pad], dtype=torch.long))
+            texts.append(tokenizer.decode(ids.tolist(), skip_special_tokens=True).strip())
+        return [texts[i : i + num_candidates] for i in range(0, len(texts), num_candidates)]
+
+    # ------------------------------------------------------------------------------------------------ encoder
+    def verify_encoder(self, encoder_fingerprint: str, what: str = "the encoder given") -> None:
+        """Refuse an encoder other than the one this decoder was trained to invert."""
+        mine = (self.config.encoder or {}).get("fingerprint")
+        if not mine:
+            raise ValueError("this decoder's config names no encoder fingerprint, so no encoder can be verified")
+        if encoder_fingerprint != mine:
+            name = self.config.encoder.get("name_or_path", "?")
+            raise ValueError(
+                f"this decoder inverts {name} (weights sha256 {mine[:12]}), but {what} has weights sha256 "
+                f"{encoder_fingerprint[:12]}: its vectors live in another space and would decode to nonsense. Use "
+                "the encoder the decoder was trained with, or train a decoder for this one")
+
+    # ------------------------------------------------------------------------------------------------------ LoRA
+    @property
+    def has_lora(self) -> bool:
+        return hasattr(self.lm, "peft_config")
+
+    @property
+    def causal_lm(self) -> Gemma3ForCausalLM:
+        """The stock Gemma3ForCausalLM (inside peft's wrapper while adapters are attached; they act in place)."""
+        return self.lm.get_base_model() if self.has_lora else self.lm
+
+    def attach_lora(self) -> "GemmaEmbedDecoder":
+        """LoRA adapters on the LM's `lora_target_modules` (none: the LM stays frozen); the prefix MLP trains."""
+        for p in self.lm.parameters():
+            p.requires_grad_(False)
+        if self.config.lora_target_modules:
+            try:
+                from peft import LoraConfig, get_peft_model
+            except ImportError as e:
+                raise ImportError("attach_lora needs peft (training only): pip install peft") from e
+            if self.has_lora:
+                raise RuntimeError("LoRA adapters are already attached; call merge_lora() first")
+            c = self.config
+            self.lm = get_peft_model(self.lm, LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, bias="none",
+                                                         lora_dropout=c.lora_dropout,
+                                                         target_modules=list(c.lora_target_modules)))
+            self.train(self.training)
+        for p in self.prefix.parameters():
+            p.requires_grad_(True)
+        return self
+
+    def merge_lora(self) -> "GemmaEmbedDecoder":
+        if self.has_lora:
+            self.lm = self.lm.merge_and_unload()
+            self._set_generation_config()
+        return self
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        if self.has_lora:
+            raise RuntimeError("save_pretrained needs merged weights: call merge_lora() first")
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+GemmaEmbedDecoderConfig.register_for_auto_class()
+GemmaEmbedDecoder.register_for_auto_class("AutoModel")
+
+__all__ = ["GemmaEmbedDecoder", "fingerprint"]

@@ -1,0 +1,112 @@
+"""The query decoder end to end on tiny models, as users run it: train/decoder.py with its smoke config under
+`accelerate launch` (and killed and resumed), then train/evaluate.py --decoder and examples/fan_out.py --decoder."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO, SAMPLE
+from launch import accelerate_launch, load_script
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def queries(tmp_path_factory):
+    from gemma_embed.data.bundled import make_queries_db, read_queries_tsv, split_heldout, write_queries_tsv
+
+    root = tmp_path_factory.mktemp("decoder")
+    train, heldout = split_heldout(read_queries_tsv(SAMPLE / "queries.tsv"), permille=30)
+    return root, make_queries_db(train, root / "queries.db"), write_queries_tsv(heldout, root / "heldout.tsv")
+
+
+def _train(root, db, heldout, out, *extra, env=None):
+    args = ["--config", "train/configs/smoke/decoder.yaml", "--data", str(db), "--heldout", str(heldout),
+            "--output_dir", str(out), *extra]
+    return accelerate_launch("train/decoder.py", *args, env={"GEMMA_EMBED_CACHE": str(root / "cache"), **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def trained(queries):
+    root, db, heldout = queries
+    run = _train(root, db, heldout, root / "decoder")
+    assert run.returncode == 0, run.stderr[-3000:]
+    return root / "decoder"
+
+
+def test_the_smoke_config_trains_and_publishes_a_decoder_with_its_card(trained):
+    from transformers import AutoModel
+
+    summary = json.loads((trained / "train_summary.json").read_text())
+    assert summary["steps"] == 12 and summary["rows"] == 256 and summary["phase"] == "DecoderConfig"
+    assert summary["heldout_f1_before"] is not None and summary["heldout_f1_after"] is not None
+    config = json.loads((trained / "config.json").read_text())
+    assert config["model_type"] == "gemma_embed_decoder" and config["encoder"]["name_or_path"] == "raw:tiny"
+    assert len(config["vocab_ids"]) == config["text_config"]["vocab_size"] < 4000  # the training queries' tokens
+    assert config["embedding_dim"] == 32 and len(config["encoder"]["fingerprint"]) == 64
+    card = (trained / "README.md").read_text()
+    assert "The encoder it inverts" in card and config["encoder"]["fingerprint"] in card and "12 steps on 256" in card
+    decoder = AutoModel.from_pretrained(trained, trust_remote_code=True)
+    assert type(decoder).__name__ == "GemmaEmbedDecoder" and not decoder.has_lora
+    assert [p.name for p in (trained / "checkpoints").iterdir()] and (trained / "logs/metrics.jsonl").is_file()
+
+
+def test_killed_and_resumed_equals_uninterrupted(queries, trained):
+    root, db, heldout = queries
+    out = root / "killed"
+    killed = _train(root, db, heldout, out, "--save_every", "2", env={"GEMMA_EMBED_KILL_AT_STEP": "5"})
+    assert killed.returncode != 0 and not (out / "model.safetensors").exists()
+    resumed = _train(root, db, heldout, out, "--save_every", "2", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = load_file(str(trained / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_evaluate_and_fan_out_with_the_decoder(queries, trained, tmp_path):
+    root, db, heldout = queries
+    env = {"GEMMA_EMBED_CACHE": str(root / "cache"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "train/evaluate.py", "--decoder", str(trained), "--heldout", str(heldout),
+                          "--n", "20", "--candidates", "2", "--write", "--json", str(tmp_path / "eval.json")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((tmp_path / "eval.json").read_text())
+    result = report["sets"]["heldout.tsv"]
+    assert result["queries"] == 20 and -1 <= result["floor_cosine"] <= 1
+    assert set(result["modes"]) == {"greedy", "re-ranked (2 sampled + greedy)", "nearest existing query (training pool)"}
+    for metrics in result["modes"].values():
+        assert 0 <= metrics["token_f1"] <= 100 and 0 <= metrics["exact_match"] <= 100 and metrics["bleu"] >= 0
+    # the nearest query of the pool is the pool query closest to the target: its round trip beats greedy's here
+    nn = result["modes"]["nearest existing query (training pool)"]["roundtrip_cosine"]
+    assert nn >= result["modes"]["greedy"]["roundtrip_cosine"]
+    assert (trained / "decoder_eval.json").is_file() and "| greedy |" in (trained / "README.md").read_text()
+
+    fan = subprocess.run([sys.executable, "examples/fan_out.py", "--decoder", str(trained), "--query", "cheap flights",
+                          "--document", "Low-cost airlines fly to Rome every day.", "--steps", "3", "--candidates", "2",
+                          "--png", str(tmp_path / "fan.png"), "--json", str(tmp_path / "fan.json")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert fan.returncode == 0, fan.stderr[-3000:]
+    walk = json.loads((tmp_path / "fan.json").read_text())
+    assert len(walk["paths"][0]) == 5 and (tmp_path / "fan.png").read_bytes()[:4] == b"\x89PNG"
+    assert 0 <= walk["metrics"]["novel"] <= 1 and len(walk["metrics"]["roundtrip_cosine_by_step"]) == 5
+
+
+@pytest.mark.parametrize("extra,expected", [
+    (["--heldout", "missing.tsv"], "missing.tsv: file not found"),
+    (["--encoder", "no/such/encoder"], "encoder no/such/encoder: not a folder"),
+    (["--table", "searches"], "no table 'searches'"),
+])
+def test_bad_input_is_refused_naming_the_place(queries, tmp_path, monkeypatch, extra, expected):
+    from gemma_embed.data.readers import DataError
+
+    root, db, heldout = queries
+    monkeypatch.setenv("GEMMA_EMBED_CACHE", str(root / "cache"))
+    decoder = load_script("decoder")
+    args = ["--config", "train/configs/smoke/decoder.yaml", "--data", str(db), "--heldout", str(heldout),
+            "--output_dir", str(tmp_path / "out"), *extra]
+    with pytest.raises(DataError, match=expected):
+        decoder.main(args)
+    assert not (tmp_path / "out/model.safetensors").exists()

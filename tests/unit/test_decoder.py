@@ -1,0 +1,173 @@
+"""The query decoder on a tiny random Gemma 3: its config, the restricted vocabulary, the loss's positions, the
+noise, LoRA, saving and loading (transformers and trust_remote_code), the encoder check; and the pieces of its
+training and evaluation (collator, token F1, re-ranking, the floor, held-out sets)."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from configuration_gemma_embed_decoder import GemmaEmbedDecoderConfig
+from gemma_embed.decoder import DecoderCollator, token_f1
+from gemma_embed.eval.decoder import floor_cosine, heldout_sets, normalise, rerank
+from modeling_gemma_embed_decoder import GemmaEmbedDecoder, fingerprint
+
+QUERIES = ["best running shoes", "cheap flights to rome", "how tall is everest", "a cat"]
+
+
+@pytest.fixture
+def setup(tiny_backbone, tokenizer):
+    ids = tokenizer(QUERIES)["input_ids"]
+    vocab = sorted({t for row in ids for t in row} | {0, 1, 2, 3})
+    torch.manual_seed(0)
+    decoder = GemmaEmbedDecoder.from_gemma(tiny_backbone, vocab, tokenizer=tokenizer, embedding_dim=16, prefix_length=3,
+                                           encoder={"name_or_path": "enc", "dim": 16, "fingerprint": "a" * 64})
+    batch = DecoderCollator(decoder.config)([(row[1:] + [1], torch.randn(16).numpy()) for row in ids])
+    return decoder, vocab, batch
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match="prefix_length must be a positive integer"):
+        GemmaEmbedDecoderConfig(prefix_length=0)
+    with pytest.raises(ValueError, match="repeats a token id"):
+        GemmaEmbedDecoderConfig(vocab_ids=[0, 1, 2, 2])
+    with pytest.raises(ValueError, match="eos_token_id 5 is outside the vocabulary"):
+        GemmaEmbedDecoderConfig(vocab_ids=[0, 1, 2], eos_token_id=5)
+    with pytest.raises(ValueError, match="the encoder's dim"):
+        GemmaEmbedDecoderConfig(embedding_dim=256, encoder={"dim": 384})
+    assert GemmaEmbedDecoderConfig(vocab_ids=[7, 0, 1, 2]).text_config.vocab_size == 4
+
+
+def test_restricted_vocabulary_keeps_the_rows_and_ties_the_output(setup, tiny_backbone):
+    from transformers import Gemma3ForCausalLM
+
+    decoder, vocab, _ = setup
+    full = Gemma3ForCausalLM.from_pretrained(tiny_backbone)
+    emb = decoder.lm.model.embed_tokens.weight
+    assert emb.shape[0] == len(vocab) and decoder.config.text_config.vocab_size == len(vocab)
+    torch.testing.assert_close(emb, full.model.embed_tokens.weight[torch.tensor(vocab)])
+    assert decoder.lm.lm_head.weight.data_ptr() == emb.data_ptr()  # one matrix in and out
+    ids = torch.tensor([vocab[5], vocab[2], vocab[0]])
+    assert torch.equal(decoder.to_tokenizer_ids(decoder.to_local(ids)), ids)
+    with pytest.raises(ValueError, match="outside the decoder's vocabulary"):
+        decoder.to_local(torch.tensor([max(vocab) + 1]))
+    assert decoder.config.bos_token_id == vocab.index(2) and decoder.config.eos_token_id == vocab.index(1)
+    shallow = GemmaEmbedDecoder.from_gemma(tiny_backbone, vocab, num_layers=1, embedding_dim=16)
+    assert len(shallow.lm.model.layers) == 1 and shallow.config.text_config.layer_types == ["sliding_attention"]
+
+
+def test_the_loss_predicts_each_token_from_the_position_before_it(setup):
+    decoder, _, batch = setup
+    decoder.eval()
+    out = decoder(**batch)
+    n = batch["input_ids"].shape[1]
+    assert out.logits.shape == (4, n, len(decoder.config.vocab_ids))
+    # by hand: run the LM on [<bos>, prefix, tokens] and read the positions K .. K+n-1
+    prefix = decoder.prefix_embeds(batch["vectors"])
+    embeds = torch.cat([prefix, decoder.lm.get_input_embeddings()(batch["input_ids"])], dim=1)
+    mask = torch.cat([torch.ones(4, prefix.shape[1], dtype=torch.long), batch["attention_mask"]], dim=1)
+    logits = decoder.lm(inputs_embeds=embeds, attention_mask=mask).logits[:, 3 : 3 + n]
+    torch.testing.assert_close(out.logits, logits)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    expected = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_noise_in_training_mode_only_at_the_configured_angle(tiny_backbone):
+    decoder = GemmaEmbedDecoder.from_gemma(tiny_backbone, embedding_dim=256, noise_std=0.5)
+    v = F.normalize(torch.randn(512, 256), dim=-1)
+    captured = []
+    decoder.prefix.register_forward_hook(lambda m, inp, out: captured.append(inp[0]))
+    decoder.eval()
+    decoder.prefix_embeds(v)
+    torch.testing.assert_close(captured[-1], v)
+    decoder.train()
+    decoder.prefix_embeds(v)
+    cos = F.cosine_similarity(captured[-1], v).mean().item()
+    assert abs(cos - 1 / math.sqrt(1 + 0.5**2)) < 0.02
+    assert torch.allclose(captured[-1].norm(dim=-1), torch.ones(512))
+
+
+def test_lora_trains_and_merges_into_the_same_function(setup):
+    decoder, _, batch = setup
+    decoder.attach_lora().train()
+    trainable = {n for n, p in decoder.named_parameters() if p.requires_grad}
+    assert any("lora_A" in n for n in trainable) and any(n.startswith("prefix.") for n in trainable)
+    assert not any("embed_tokens" in n for n in trainable)
+    with torch.no_grad():
+        for n, p in decoder.named_parameters():
+            if "lora_B" in n:
+                p.normal_(std=0.2)
+    decoder.eval()
+    before = decoder(**batch).logits
+    decoder.merge_lora()
+    assert not decoder.has_lora
+    torch.testing.assert_close(decoder(**batch).logits, before, rtol=1e-4, atol=1e-4)
+
+
+def test_save_load_decode_and_the_encoder_check(setup, tokenizer, tmp_path):
+    from transformers import AutoModel
+
+    decoder, _, batch = setup
+    decoder.eval()
+    decoder.save_pretrained(tmp_path / "dec")
+    tokenizer.save_pretrained(tmp_path / "dec")
+    vectors = batch["vectors"]
+    for loaded in (GemmaEmbedDecoder.from_pretrained(tmp_path / "dec"),
+                   AutoModel.from_pretrained(tmp_path / "dec", trust_remote_code=True)):
+        loaded.eval()
+        torch.testing.assert_close(loaded(**batch).logits, decoder(**batch).logits)
+        assert loaded.decode(vectors, tokenizer) == decoder.decode(vectors, tokenizer)
+    beams = decoder.decode(vectors, tokenizer, mode="beam", num_candidates=3)
+    sampled = decoder.decode(vectors, tokenizer, mode="sample", num_candidates=5)
+    assert [len(b) for b in beams] == [3] * 4 and [len(s) for s in sampled] == [5] * 4
+    decoder.verify_encoder("a" * 64)
+    with pytest.raises(ValueError, match="this decoder inverts enc .*another space"):
+        decoder.verify_encoder("b" * 64, "the encoder given")
+
+
+def test_fingerprint_follows_the_weights(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m/model.safetensors").write_bytes(b"1234")
+    (tmp_path / "m/config.json").write_text("{}")
+    first = fingerprint(tmp_path / "m")
+    (tmp_path / "m/config.json").write_text('{"x": 1}')  # not a weight file
+    assert fingerprint(tmp_path / "m") == first
+    (tmp_path / "m/model.safetensors").write_bytes(b"1235")
+    assert fingerprint(tmp_path / "m") != first
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no .safetensors"):
+        fingerprint(tmp_path / "empty")
+
+
+def test_collator_pads_right_in_local_ids_and_maps_unknown_tokens(setup):
+    decoder, vocab, batch = setup
+    assert batch["attention_mask"][:, 0].all() and not batch["attention_mask"][-1, -1]  # right padding
+    assert (batch["input_ids"][batch["attention_mask"] == 0] == decoder.config.pad_token_id).all()
+    collate = DecoderCollator(decoder.config)
+    unknown = max(vocab) + 7
+    out = collate([([vocab[5], unknown, 1], torch.zeros(16).numpy())])
+    assert out["input_ids"][0].tolist() == [5, decoder.config.unk_token_id, vocab.index(1)]
+
+
+def test_metrics_by_hand():
+    assert token_f1("best running shoes", "running shoes for flat feet") == pytest.approx(2 * (2 / 3) * (2 / 5) / (2 / 3 + 2 / 5))
+    assert token_f1("", "") == 1.0 and token_f1("a", "") == 0.0
+    assert normalise("  Best  Running\tShoes ") == "best running shoes"
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    embed = lambda texts: torch.tensor([{"east": [1.0, 0.1], "north": [0.1, 1.0], "west": [-1.0, 0.0]}[t] for t in texts])  # noqa: E731,E501
+    best, cos = rerank([["west", "east", ""], ["east", "north"]], targets, embed)
+    assert best == ["east", "north"] and cos[0] == pytest.approx(1 / math.sqrt(1.01))
+    opposite = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    assert floor_cosine(opposite) == pytest.approx(-1.0)
+
+
+def test_heldout_sets_drop_training_queries_and_sample_the_same_each_time(tmp_path):
+    path = tmp_path / "q.tsv"
+    path.write_text("query\tsource\n" + "".join(f"query {i}\t{'mq' if i % 2 else 'nq'}\n" for i in range(50)))
+    sets = heldout_sets([str(path), f"{path}@mq"], n=10, exclude={"query 3", "query 4"})
+    assert list(sets) == ["q.tsv", "q.tsv@mq"] and all(len(s) == 10 for s in sets.values())
+    assert not {"query 3", "query 4"} & set(sets["q.tsv"])
+    assert all(int(q.split()[1]) % 2 for q in sets["q.tsv@mq"])
+    assert heldout_sets([str(path)], n=10, exclude={"query 3", "query 4"}) == {"q.tsv": sets["q.tsv"]}
