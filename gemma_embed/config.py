@@ -110,7 +110,7 @@ class PhaseConfig(TrainConfig):
     temperature: float = 0.05
     symmetric: bool = False  # also score each positive against all anchors (the loss's reverse direction)
     eval_sts: str = ""  # an STS file (STS Benchmark layout) for Spearman during training
-    eval_max_pairs: int = 0  # evaluate on the first N pairs only (0: all)
+    eval_max_pairs: int = 0  # evaluate on N pairs spread evenly over eval_sts (0: all)
 
     def validate(self, source: str = "config") -> None:
         super().validate(source)

@@ -134,12 +134,11 @@ def read_decoder_rows(cfg: DecoderConfig, tokenizer) -> DecoderRows:
 def training_queries(folder: str | Path) -> list[str]:
     """The queries a published decoder was trained on (its train_config.yaml's data), for the nearest-neighbour
     baseline and for novelty: a query found there is not new."""
-    from transformers import AutoTokenizer
-
+    from gemma_embed.backbones import load_tokenizer
     from gemma_embed.config import load_config
 
     cfg, _ = load_config(DecoderConfig, ["--config", str(Path(folder) / "train_config.yaml")])
-    return list(dict.fromkeys(query_texts(cfg, AutoTokenizer.from_pretrained(str(folder)))))
+    return list(dict.fromkeys(query_texts(cfg, load_tokenizer(folder))))
 
 
 def vector_cache(cfg: DecoderConfig) -> Path:
@@ -261,18 +260,16 @@ def decoder_task():
 def decoder_start(cfg: DecoderConfig):
     """How to build the decoder (from the rows: their vocabulary, dimension and encoder), its tokenizer, and the
     previous decoder's config when continuing from one."""
-    from transformers import AutoTokenizer
-
-    from gemma_embed.backbones import resolve_backbone
+    from gemma_embed.backbones import load_tokenizer, resolve_backbone
     from gemma_embed.config import read_previous_config
     from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
     if cfg.init_from:
-        tokenizer = AutoTokenizer.from_pretrained(cfg.init_from)
+        tokenizer = load_tokenizer(cfg.init_from)
         return (lambda rows: GemmaEmbedDecoder.from_pretrained(cfg.init_from)), tokenizer, read_previous_config(
             cfg.init_from)
     path = resolve_backbone(cfg.backbone)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(path)
 
     def build(rows: DecoderRows):
         return GemmaEmbedDecoder.from_gemma(path, rows.vocab, tokenizer=tokenizer, num_layers=cfg.num_layers,

@@ -51,21 +51,19 @@ def check_finite(model, what: str, trainable_only: bool = True) -> None:
 def load_start(cfg: PhaseConfig):
     """How to build the model a phase starts from (a function of the rows), its tokenizer, and the previous
     phase's resolved config (if any)."""
-    from transformers import AutoTokenizer
-
-    from gemma_embed.backbones import resolve_backbone
+    from gemma_embed.backbones import load_tokenizer, resolve_backbone
     from modeling_gemma_embed import GemmaEmbedModel
 
     if cfg.init_from:
         folder = Path(cfg.init_from)
         if not (folder / "config.json").is_file():
             raise ConfigError(f"init_from: {folder} is not a published Gemma-Embed folder (no config.json)")
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = load_tokenizer(folder)
         return (lambda rows: GemmaEmbedModel.from_pretrained(folder, attn_implementation="sdpa")), tokenizer, (
             read_previous_config(folder)
         )
     path = resolve_backbone(cfg.backbone)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_tokenizer(path)
     return (lambda rows: GemmaEmbedModel.from_gemma(path, **cfg.model)), tokenizer, {}
 
 

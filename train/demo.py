@@ -1,14 +1,17 @@
 """The embedded default, end to end on CPU: the real Gemma 3 270M, trained through all three phases on the bundled
-real data, evaluated, carded and ready to publish.
+real data, evaluated and carded; then a query decoder trained on its vectors, evaluated on held-out queries, and
+the fan-out of three seed queries.
 
     python train/demo.py                     (scripts/demo.sh sets up the environment first and runs this)
 
 It prints the precision decision first (bf16 where the CPU runs it natively, float32 elsewhere), then each
 section with the time elapsed and an estimate of what remains (from the rates measured so far).
 
-Writes runs/demo/phase{1,2,3}/ (each a published folder with its logs and checkpoints), runs/demo/model/ (the
-final published folder, with the model card as README.md), runs/demo/metrics.json and PNG plots. Re-running
-skips finished phases and resumes an interrupted one from its last checkpoint.
+The bundled queries are split once by a hash of each query: a held-out 3% (runs/demo/heldout_queries.tsv) that
+no training run sees, and the rest (runs/demo/queries.db) for phase 3 and the decoder. Writes
+runs/demo/phase{1,2,3}/ (each a published folder with its card, logs and checkpoints), runs/demo/model/ (the final
+encoder, with its card as README.md), runs/demo/decoder/ (the query decoder, with its card and decoder_eval.json),
+runs/demo/metrics.json and PNG plots. Re-running skips finished stages and resumes an interrupted one.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from gemma_embed.backbones import resolve_backbone
-from gemma_embed.data.bundled import make_queries_db
+from gemma_embed.backbones import load_tokenizer, resolve_backbone
+from gemma_embed.data.bundled import make_queries_db, read_queries_tsv, split_heldout, write_queries_tsv
 from gemma_embed.eval.run import evaluate_model
 from gemma_embed.precision import resolve
 from gemma_embed.publish.card import write_card
@@ -52,13 +55,19 @@ LIMITATIONS = [
 
 PHASE_VIEWS = {1: 2, 2: 2.5, 3: 2}  # texts per row: two dropout views; anchor, positive and (on SNLI rows) negative
 FINAL_EVAL_TEXTS = 2 * (1500 + 1379) + 2600 + 1300  # STS-B dev and test, WikiQA, geometry: for the estimate only
+HELDOUT_PERMILLE = 30  # 3% of the bundled queries are held out of phase 3 and the decoder
+FAN_OUT = [  # (seed query, document) walked by the decoder at the end
+    ("best running shoes for flat feet", "Stability shoes with firm arch support help runners whose feet roll inward."),
+    ("how do vaccines work", "A vaccine trains the immune system to recognise a pathogen from a harmless piece of it."),
+    ("cheap flights to rome", "Budget airlines fly to Italy's capital from most European cities at low fares."),
+]
 
 
 class Clock:
     """Elapsed time per section and an estimate of what remains, from the training and evaluation rates measured
-    in the phases already run (tokens per second of training, texts per second of evaluation)."""
+    in the stages already run (tokens per second of training, texts per second of evaluation)."""
 
-    def __init__(self, configs: dict[int, dict]):
+    def __init__(self, configs: dict):
         self.t0, self.configs = time.time(), configs
         self.train_rate = self.eval_rate = None  # tokens / s, texts / s
 
@@ -73,47 +82,107 @@ class Clock:
             texts = 2 * (cfg.get("eval_max_pairs") or 1500)
             self.eval_rate = texts * len(evals) / sum(r["eval_seconds"] for r in evals)
 
-    def _tokens(self, n: int) -> float:
+    def _tokens(self, n) -> float:
         cfg = self.configs[n]
+        if n == "decoder":  # one pass over <bos>, the prefix and a query of about half the maximum length
+            return cfg["batch_size"] * (1 + cfg.get("model", {}).get("prefix_length", 8) + cfg["max_length"] / 2)
         return cfg["batch_size"] * PHASE_VIEWS[n] * cfg["max_length"]
 
-    def remaining(self, phases_left: list[int], extra_eval_texts: int) -> float | None:
+    def remaining(self, stages_left: list, extra_eval_texts: int) -> float | None:
         if self.train_rate is None or self.eval_rate is None:
             return None
-        seconds = sum(self.configs[n]["max_steps"] * self._tokens(n) / self.train_rate for n in phases_left)
-        evals = sum(2 * (self.configs[n].get("eval_max_pairs") or 1500) for n in phases_left)
-        return seconds + (evals + extra_eval_texts) / self.eval_rate + 60  # 60: model loads, card, examples
+        seconds = sum(self.configs[n]["max_steps"] * self._tokens(n) / self.train_rate for n in stages_left)
+        evals = sum(2 * (self.configs[n].get("eval_max_pairs") or 1500) for n in stages_left if n != "decoder")
+        decoder = 9 * 400 * ("decoder" in stages_left or extra_eval_texts > 0)  # held-out candidates re-embedded
+        return seconds + (evals + extra_eval_texts + decoder) / self.eval_rate + 90  # 90: model loads, cards
 
-    def section(self, title: str, phases_left: list[int] = (), extra_eval_texts: int = FINAL_EVAL_TEXTS) -> None:
-        left = self.remaining(list(phases_left), extra_eval_texts)
+    def section(self, title: str, stages_left: list = ("decoder",), extra_eval_texts: int = FINAL_EVAL_TEXTS) -> None:
+        left = self.remaining(list(stages_left), extra_eval_texts)
         estimate = "remaining: estimated once phase 1 has run" if left is None else f"about {left / 60:.0f} min left"
         print(f"\n== [{(time.time() - self.t0) / 60:.1f} min] {title} ({estimate})", flush=True)
 
 
-def launch_phase(n: int, config: Path, out: Path, backbone: str) -> dict:
-    """Launch one phase with accelerate, unless its published folder is already there. Its input and output
-    folders are set here (out/phaseN, from out/phase{N-1}); the rest comes from `config` (the precision too:
-    `mixed_precision: auto`)."""
-    folder = out / f"phase{n}"
+def launch(name: str, script: str, config: Path, folder: Path, *args: str) -> dict:
+    """Launch a training script with accelerate, unless its published folder is already there (and resume it
+    from its checkpoints if it was interrupted); the rest of its settings come from `config`, the precision too
+    (`mixed_precision: auto`)."""
     if (folder / "train_summary.json").exists():
-        print(f"phase {n}: already done ({folder})")
+        print(f"{name}: already done ({folder})")
     else:
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               str(REPO / f"train/phase{n}.py"), "--config", str(config), "--output_dir", str(folder)]
-        cmd += ["--backbone", backbone] if n == 1 else ["--init_from", str(out / f"phase{n - 1}")]
-        if n == 3:
-            cmd += ["--data", str(out / "queries.db")]
+               str(REPO / "train" / script), "--config", str(config), "--output_dir", str(folder), *args]
         if (folder / "checkpoints").is_dir():
             cmd.append("--resume")
         print(" ".join(cmd[2:]), flush=True)
         subprocess.run(cmd, cwd=REPO, check=True)
-    summary = json.loads((folder / "train_summary.json").read_text())
+    return json.loads((folder / "train_summary.json").read_text())
+
+
+def launch_phase(n: int, config: Path, out: Path, backbone: str) -> dict:
+    """One phase: its input and output folders are set here (out/phaseN, from out/phase{N-1})."""
+    args = ["--backbone", backbone] if n == 1 else ["--init_from", str(out / f"phase{n - 1}")]
+    summary = launch(f"phase {n}", f"phase{n}.py", config, out / f"phase{n}", *args,
+                     *(["--data", str(out / "queries.db")] if n == 3 else []))
     print(f"phase {n}: {summary['steps']} steps in {summary['train_seconds']:.0f} s "
           f"({summary['seconds_per_step']:.2f} s/step), loss {summary['first_loss']:.4f} -> "
           f"{summary['last_loss']:.4f}, STS-B dev {summary['sts_before']:.2f} -> {summary['sts_after']:.2f}",
           flush=True)
     return summary
+
+
+def split_queries(out: Path) -> tuple[Path, Path]:
+    """The bundled queries split once: the training pool as SQLite, the held-out 3% as a query file."""
+    pool, heldout = out / "queries.db", out / "heldout_queries.tsv"
+    if not (pool.exists() and heldout.exists()):
+        train, held = split_heldout(read_queries_tsv(SAMPLE / "queries.tsv"), HELDOUT_PERMILLE)
+        write_queries_tsv(held, heldout)
+        make_queries_db(train, pool)
+    return pool, heldout
+
+
+def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision) -> dict:
+    """Train the query decoder on the new encoder's vectors, evaluate it on the held-out queries (and on TREC
+    Million Query topics when ../shared/data is present, kept out of all training), and walk the fan-out seeds."""
+    from gemma_embed.decoder import training_queries
+    from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets, print_report, write_report
+    from gemma_embed.eval.embedders import load_embedder
+    from gemma_embed.fanout import GenerativeDecoder, fan_out, fanout_metrics, plot_path
+    from modeling_gemma_embed_decoder import GemmaEmbedDecoder
+
+    folder = out / "decoder"
+    summary = launch("decoder", "decoder.py", config, folder, "--encoder", str(model), "--data", str(out / "queries.db"),
+                     "--heldout", str(heldout))
+    print(f"decoder: {summary['steps']} steps on {summary['rows']:,} queries in {summary['train_seconds']:.0f} s "
+          f"({summary['seconds_per_step']:.2f} s/step), loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}, "
+          f"held-out greedy token F1 {summary['heldout_f1_before']:.1f} -> {summary['heldout_f1_after']:.1f}",
+          flush=True)
+    pool = training_queries(folder)
+    specs = [str(heldout)]
+    web = SHARED / "web_queries_anserini" / "all_real_queries_dedup.tsv"
+    if web.is_file():
+        specs.append(f"{web}@trec-mq-2007,trec-mq-2008,trec-mq-2009")
+    report = evaluate_decoder(folder, heldout_sets(specs, 200, exclude=set(pool)), pool=pool,
+                              precision=precision.precision)
+    report["command"] = "bash scripts/demo.sh"
+    print_report(report)
+    write_report(report, folder)
+
+    decoder = GemmaEmbedDecoder.from_pretrained(folder).eval()
+    embed = load_embedder(str(model), precision=precision)
+    generative = GenerativeDecoder(decoder, load_tokenizer(folder), embed, candidates=8)
+    paths = []
+    for query, document in FAN_OUT:
+        paths.append(fan_out(embed, query, document, generative, steps=5))
+        print(f"\nfan-out: {query!r} -> {document!r}")
+        for r in paths[-1]:
+            print(f"  step {r['step']}: {r['decoded']!r} (to the seed {r['decoded_seed']:.2f}, to the document "
+                  f"{r['decoded_target']:.2f}){'  [repeat]' if r['duplicate'] else ''}")
+    metrics = fanout_metrics(paths, [p[0]["sim_target"] for p in paths], set(pool))
+    plot_path(paths[0], out / "fan_out.png", title=f"fan-out: {FAN_OUT[0][0]}")
+    print(f"fan-out of {len(paths)} seeds: distinct {metrics['distinct']:.2f}, novel {metrics['novel']:.2f}, closer "
+          f"to the document than the seed {metrics['closer_to_document']:.2f}", flush=True)
+    return {"summary": summary, "eval": report, "fan_out": {"pairs": FAN_OUT, "paths": paths, "metrics": metrics}}
 
 
 def main(argv=None) -> dict:
@@ -122,28 +191,30 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=str(REPO / "runs/demo"))
     ap.add_argument("--repo_id", default="org/gemma-embed")
     ap.add_argument("--backbone", default="gemma3-270m", help="what phase 1 starts from (gemma_embed/backbones.py)")
+    ap.add_argument("--no_decoder", action="store_true", help="stop after the encoder")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     precision = resolve("auto", "cpu")
     print(precision.line(), flush=True)
     configs = {n: yaml.safe_load((Path(args.configs) / f"phase{n}.yaml").read_text()) for n in (1, 2, 3)}
+    configs["decoder"] = yaml.safe_load((Path(args.configs) / "decoder.yaml").read_text())
+    stages = [1, 2, 3] + ([] if args.no_decoder else ["decoder"])
     clock = Clock(configs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     clock.section(f"backbone {args.backbone} (the Gemma 3 270M comes from its PyPI package, assembled and converted "
-                  "once, cached)", [1, 2, 3])
+                  "once, cached)", stages)
     print(resolve_backbone(args.backbone))
-    if not (out / "queries.db").exists():
-        make_queries_db(SAMPLE / "queries.tsv", out / "queries.db")
+    _, heldout = split_queries(out)
 
     summaries = []
     for n in (1, 2, 3):
-        clock.section(f"phase {n}", list(range(n, 4)))
+        clock.section(f"phase {n}", stages[n - 1 :])
         summaries.append(launch_phase(n, Path(args.configs) / f"phase{n}.yaml", out, args.backbone))
         clock.learn(n, summaries[-1], out / f"phase{n}")
 
-    clock.section(f"evaluation ({precision.name})")
+    clock.section(f"evaluation ({precision.name})", stages[3:])
     model = out / "model"
     if model.exists():
         shutil.rmtree(model)
@@ -156,7 +227,7 @@ def main(argv=None) -> dict:
     raw = evaluate_model(f"raw:{args.backbone}", [dev, test], precision=precision.precision)
     minilm = evaluate_model("minilm", [test], precision=precision.precision)["stsb_test_spearman"]
     print(f"final model, raw 270M and MiniLM evaluated in {time.time() - began:.0f} s", flush=True)
-    stages = {
+    stages_scores = {
         "raw": raw,
         "phase1": {"stsb_dev_spearman": summaries[0]["sts_after"]},
         "phase2": {"stsb_dev_spearman": summaries[1]["sts_after"]},
@@ -164,8 +235,8 @@ def main(argv=None) -> dict:
     }
     train_seconds = sum(s["train_seconds"] for s in summaries)
     metrics = {
-        "raw_stsb_test_spearman": stages["raw"]["stsb_test_spearman"],
-        "raw_stsb_dev_spearman": stages["raw"]["stsb_dev_spearman"],
+        "raw_stsb_test_spearman": raw["stsb_test_spearman"],
+        "raw_stsb_dev_spearman": raw["stsb_dev_spearman"],
         "start_stsb_dev_spearman": summaries[0]["sts_before"],
         "phase1_stsb_dev": summaries[0]["sts_after"],
         "phase2_stsb_dev": summaries[1]["sts_after"],
@@ -175,7 +246,7 @@ def main(argv=None) -> dict:
         "train_seconds": train_seconds,
         "hardware": f"{precision.cpu or 'CPU'}, {os.cpu_count()} cores, {precision.name}",
         "precision": precision.to_dict(),
-        "stages": stages,
+        "stages": stages_scores,
         "baselines": {"all-MiniLM-L6-v2, STS-B test": minilm},
         "notes": [
             "raw: the Gemma 3 270M backbone as pretrained (causal attention), hidden states mean-pooled, no head.",
@@ -185,34 +256,52 @@ def main(argv=None) -> dict:
             f"the published folder loaded by sentence-transformers; all in {precision.line()}.",
         ],
     }
-    metrics["wall_seconds_before_card"] = time.time() - clock.t0
+    metrics["wall_seconds_encoder"] = time.time() - clock.t0
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-
-    clock.section("model card and plots", extra_eval_texts=0)
     print(write_card(model, [out / f"phase{n}" for n in (1, 2, 3)], metrics, args.repo_id,
                      "bash scripts/demo.sh", DATASETS, SOURCES, LIMITATIONS))
     for png in plot_run(out, [out / f"phase{n}" for n in (1, 2, 3)]):
         print(png)
-
-    clock.section("summary", extra_eval_texts=0)
-    rows = [("raw 270M (causal, mean-pooled)", stages["raw"]["stsb_dev_spearman"], stages["raw"]["stsb_test_spearman"]),
+    rows = [("raw 270M (causal, mean-pooled)", raw["stsb_dev_spearman"], raw["stsb_test_spearman"]),
             ("start (config attention, new head)", summaries[0]["sts_before"], None),
             ("after phase 1", summaries[0]["sts_after"], None),
             ("after phase 2", summaries[1]["sts_after"], None),
             ("after phase 3 (published)", final["stsb_dev_spearman"], final["stsb_test_spearman"]),
             ("all-MiniLM-L6-v2 (reference)", None, minilm)]
-    print(f"{'model':<38}{'STS-B dev':>10}{'STS-B test':>11}")
-    for name, dev, test in rows:
-        print(f"{name:<38}{'' if dev is None else f'{dev:.2f}':>10}{'' if test is None else f'{test:.2f}':>11}")
-    print(f"training {train_seconds:.0f} s; whole run {time.time() - clock.t0:.0f} s; {precision.line()}; model at "
-          f"{model}")
+    table = [f"{'model':<38}{'STS-B dev':>10}{'STS-B test':>11}"]
+    table += [f"{name:<38}{'' if d is None else f'{d:.2f}':>10}{'' if t is None else f'{t:.2f}':>11}"
+              for name, d, t in rows]
+    print("\n".join(table), flush=True)
 
-    clock.section("examples against the new model", extra_eval_texts=0)
+    decoded = None
+    if not args.no_decoder:
+        clock.section("query decoder: training on the new encoder's vectors, evaluation, fan-out",
+                      ["decoder"], extra_eval_texts=0)
+        decoded = decoder_stage(Path(args.configs) / "decoder.yaml", out, model, heldout, precision)
+        metrics["decoder"] = {"train_seconds": decoded["summary"]["train_seconds"],
+                              "sets": {name: {"floor_cosine": r["floor_cosine"], "modes": r["modes"]}
+                                       for name, r in decoded["eval"]["sets"].items()},
+                              "fan_out": decoded["fan_out"]["metrics"]}
+    metrics["wall_seconds"] = time.time() - clock.t0
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+    clock.section("summary", [], extra_eval_texts=0)
+    print("\n".join(table))
+    if decoded:
+        for name, result in decoded["eval"]["sets"].items():
+            for mode, m in result["modes"].items():
+                print(f"decoder on {name}, {mode}: token F1 {m['token_f1']:.1f}, BLEU {m['bleu']:.1f}, exact "
+                      f"{m['exact_match']:.1f}, round-trip cosine {m['roundtrip_cosine']:.3f} (floor "
+                      f"{result['floor_cosine']:.3f})")
+    print(f"training {train_seconds:.0f} s (encoder) + {(decoded or {}).get('summary', {}).get('train_seconds', 0):.0f} s "
+          f"(decoder); whole run {time.time() - clock.t0:.0f} s; {precision.line()}; encoder at {model}")
+
+    clock.section("examples against the new model", [], extra_eval_texts=0)
     subprocess.run([sys.executable, str(REPO / "examples/encode.py"), "--model", str(model)], check=True)
-    subprocess.run([sys.executable, str(REPO / "examples/fan_out.py"), "--model", str(model), "--bank_size", "2000",
-                    "--query", "best running shoes for flat feet", "--png", str(out / "fan_out.png"),
-                    "--document", "Stability shoes with firm arch support help runners whose feet roll inward."],
-                   check=True)
+    if args.no_decoder:
+        subprocess.run([sys.executable, str(REPO / "examples/fan_out.py"), "--model", str(model), "--bank_size", "2000",
+                        "--query", FAN_OUT[0][0], "--document", FAN_OUT[0][1], "--png", str(out / "fan_out.png")],
+                       check=True)
     print(f"\n== [{(time.time() - clock.t0) / 60:.1f} min] done", flush=True)
     return metrics
 

@@ -90,14 +90,13 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
     """Every metric of the decoder in `decoder_folder` on each named set of held-out queries: greedy, re-ranked
     (`candidates` sampled + greedy) and, given a `pool` of existing queries (the training pool), the nearest one.
     The encoder is the one named in the decoder's config (or `encoder`), and must be the one it was trained on."""
-    from transformers import AutoTokenizer
-
+    from gemma_embed.backbones import load_tokenizer
     from gemma_embed.decoder import encoder_fingerprint
     from gemma_embed.eval.embedders import load_embedder
     from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
     decoder = GemmaEmbedDecoder.from_pretrained(str(decoder_folder)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(decoder_folder))
+    tokenizer = load_tokenizer(decoder_folder)
     spec = encoder or decoder.config.encoder["name_or_path"]
     decoder.verify_encoder(encoder_fingerprint(spec), f"the encoder {spec}")
     embed = load_embedder(spec, precision=precision)

@@ -22,6 +22,8 @@ from gemma_embed.eval.embedders import Embed
 
 # ------------------------------------------------------------------------------------------------------------ STS
 def read_sts(path: str | Path, max_pairs: int = 0) -> tuple[list[str], list[str], list[float]]:
+    """An STS file's pairs and gold scores; `max_pairs`: only that many, spread evenly over the file (STS files are
+    ordered by genre, so the first N would all be image captions)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: STS file not found")
@@ -42,10 +44,11 @@ def read_sts(path: str | Path, max_pairs: int = 0) -> tuple[list[str], list[str]
                 raise DataError(f"{path}, line {line_no}: score {score!r} is not a number") from None
             s1.append(a)
             s2.append(b)
-            if max_pairs and len(gold) >= max_pairs:
-                break
     if len(gold) < 2:
         raise DataError(f"{path}: fewer than two scored pairs")
+    if max_pairs and max_pairs < len(gold):
+        keep = [i * len(gold) // max_pairs for i in range(max_pairs)]
+        s1, s2, gold = ([xs[i] for i in keep] for xs in (s1, s2, gold))
     return s1, s2, gold
 
 

@@ -58,7 +58,7 @@ def test_every_phase_folder_carries_its_card_with_hardware_and_precision(chain):
             assert f"**Phase {k}**" in card  # the lineage: every earlier phase's settings and summary
         assert summary["precision"]["name"] in card and summary["precision"]["reason"] in card
         assert f"on cpu ({summary['device_name']}, {summary['cpu_threads']} threads)" in card
-        assert f"| STS-B dev, Spearman |" in card and f"{summary['sts_after']:.2f}" in card
+        assert "| STS-B dev, Spearman |" in card and f"{summary['sts_after']:.2f}" in card
         assert "$" not in card.split("```")[0].replace("$ ", "")
         assert f"train/phase{n}.py --config train/configs/smoke/phase{n}.yaml" in card  # the command, as run
 

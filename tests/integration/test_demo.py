@@ -45,3 +45,17 @@ def test_demo_writes_metrics_card_and_plots(chain, tmp_path, monkeypatch, capsys
     for png in ("loss_per_phase.png", "stsb_dev_across_run.png", "fan_out.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert not (out / "model/checkpoints").exists()
+    # the query decoder: trained on the new encoder's vectors, evaluated on held-out queries no training run saw
+    decoder = saved["decoder"]
+    assert "heldout_queries.tsv" in decoder["sets"]
+    for result in decoder["sets"].values():
+        assert {"greedy", "re-ranked (8 sampled + greedy)", "nearest existing query (training pool)"} == set(result["modes"])
+    assert 0 <= decoder["fan_out"]["distinct"] <= 1 and len(decoder["fan_out"]["roundtrip_cosine_by_step"]) == 7
+    assert "| greedy |" in (out / "decoder/README.md").read_text()
+    from gemma_embed.data.bundled import read_queries
+    from gemma_embed.data.readers import read_queries_db
+
+    pool = {q for q, in read_queries_db(out / "queries.db", "queries", "query")}
+    heldout = read_queries(out / "heldout_queries.tsv")
+    assert heldout and not pool & set(heldout)
+    assert "fan-out: 'best running shoes for flat feet'" in printed

@@ -56,8 +56,31 @@ def test_unknown_command_line_option():
 
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "train/configs").rglob("*.yaml")))
 def test_shipped_configs_load(path):
-    from gemma_embed.config import Phase2Config
+    from gemma_embed.config import DecoderConfig, Phase2Config
 
-    cls = {"phase1": Phase1Config, "phase2": Phase2Config, "phase3": Phase3Config}[Path(path).stem]
+    cls = {"phase1": Phase1Config, "phase2": Phase2Config, "phase3": Phase3Config,
+           "decoder": DecoderConfig}[Path(path).stem]
     cfg, _ = load_config(cls, ["--config", str(REPO / path)])
     assert cfg.output_dir.startswith("runs/")
+
+
+def test_decoder_config_fields_and_checks(tmp_path):
+    from gemma_embed.config import DecoderConfig
+
+    cfg, _ = load_config(DecoderConfig, ["--config", str(REPO / "train/configs/smoke/decoder.yaml"),
+                                         "--model", "{prefix_length: 2, noise_std: 0.1}"])
+    assert cfg.encoder == "raw:tiny" and cfg.model == {"prefix_length": 2, "noise_std": 0.1}
+    assert not hasattr(cfg, "temperature") and not hasattr(cfg, "eval_sts")  # the phases' fields are theirs
+    with pytest.raises(ConfigError, match="field 'encoder' is required"):
+        load_config(DecoderConfig, ["--config", str(REPO / "train/configs/smoke/decoder.yaml"), "--encoder", ""])
+    with pytest.raises(ConfigError, match="not a valid GemmaEmbedDecoderConfig: .*prefix_length"):
+        load_config(DecoderConfig, ["--config", str(REPO / "train/configs/smoke/decoder.yaml"),
+                                    "--model", "{prefix_length: 0}"])
+    with pytest.raises(ConfigError, match="written for Phase3Config, but this script runs DecoderConfig"):
+        load_config(DecoderConfig, ["--config", str(_saved_phase3(tmp_path))])
+
+
+def _saved_phase3(tmp_path):
+    cfg, _ = load_config(Phase3Config, ["--config", str(REPO / "train/configs/smoke/phase3.yaml")])
+    save_config(cfg, tmp_path / "train_config.yaml")
+    return tmp_path / "train_config.yaml"
