@@ -140,6 +140,7 @@ class Phase2Config(PhaseConfig):
     temperature: float = 0.05
     sources: str = ""  # comma-separated values of the `source` column to train on (empty: every row)
     batch_by_source: bool = False  # every batch from one value of the `source` column (harder in-batch negatives)
+    batch_by_length: bool = False  # batches of rows of about one length (little padding; within a source)
 
 
 @dataclass

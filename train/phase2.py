@@ -9,23 +9,28 @@ be missing) or the original's pre-tokenised a_ids,a_mask,p_ids,p_mask,n_ids,n_ma
 
 from gemma_embed.config import Phase2Config, load_config
 from gemma_embed.data.batches import ShuffledBatches, SourceBatches
+from gemma_embed.data.collate import row_lengths
 from gemma_embed.data.readers import read_triplets
 from gemma_embed.loop import run_phase
 
 
 def main(argv=None):
     cfg, args = load_config(Phase2Config, argv)
-    sources: list[str] = []  # filled by read_triplets, one per row
+    sources: list[str] = []  # filled by read_rows: each row's source
+    lengths: list[int] = []  # filled by read_rows with batch_by_length: each row's tokens
 
     def read_rows(cfg, tokenizer):
         keep = {s.strip() for s in cfg.sources.split(",")} if cfg.sources else None
-        return read_triplets(cfg.data, len(tokenizer), cfg.max_rows, sources, keep)
+        rows = read_triplets(cfg.data, len(tokenizer), cfg.max_rows, sources, keep)
+        if cfg.batch_by_length:
+            lengths.extend(row_lengths(rows, tokenizer, cfg.max_length))
+        return rows
 
-    def by_source(rows, batch_size, seed):
-        return SourceBatches(sources, batch_size, seed)
+    def batch_order(rows, batch_size, seed):
+        return SourceBatches(sources if cfg.batch_by_source else [""] * len(rows), batch_size, seed, lengths or None)
 
     return run_phase(cfg, args.resume, read_rows, self_contrast=False,
-                     batch_order=by_source if cfg.batch_by_source else ShuffledBatches)
+                     batch_order=batch_order if cfg.batch_by_source or cfg.batch_by_length else ShuffledBatches)
 
 
 if __name__ == "__main__":

@@ -46,13 +46,17 @@ class SourceBatches:
     """Each batch drawn from one source (dataset), as sentence-transformers' big training runs do: in-batch
     negatives from the same source (caption against caption) are harder than a caption against a Wikipedia
     sentence. Per epoch, rows are permuted within each source and cut into full batches, and the batches of all
-    sources are put in one permuted order; a pure function of (seed, epoch), so resuming needs only the step."""
+    sources are put in one permuted order; a pure function of (seed, epoch), so resuming needs only the step.
 
-    def __init__(self, sources: list, batch_size: int, seed: int):
+    With `lengths` (tokens per row), each source's rows for the epoch (a random selection of whole batches' worth)
+    are sorted by length before they are cut, so a batch holds rows of about one length and dynamic padding pads
+    little (SNLI's random batches of 16 are about 56% real tokens)."""
+
+    def __init__(self, sources: list, batch_size: int, seed: int, lengths: list[int] | None = None):
         self.members: dict = {}
         for i, source in enumerate(sources):
             self.members.setdefault(source, []).append(i)
-        self.batch_size, self.seed = batch_size, seed
+        self.batch_size, self.seed, self.lengths = batch_size, seed, lengths
         self.per_epoch = sum(len(m) // batch_size for m in self.members.values())
         if self.per_epoch == 0:
             raise DataError(f"no source has a full batch of {batch_size} rows")
@@ -65,8 +69,11 @@ class SourceBatches:
             batches = []
             for source in sorted(self.members):
                 rows, size = self.members[source], self.batch_size
-                perm = torch.randperm(len(rows), generator=g).tolist()
-                batches += [[rows[j] for j in perm[k * size : (k + 1) * size]] for k in range(len(rows) // size)]
+                picked = [rows[j] for j in torch.randperm(len(rows), generator=g).tolist()]
+                picked = picked[: len(rows) // size * size]
+                if self.lengths is not None:  # stable: rows of one length keep their random order
+                    picked.sort(key=lambda r: self.lengths[r])
+                batches += [picked[k : k + size] for k in range(0, len(picked), size)]
             self._epoch, self._batches = epoch, [batches[j] for j in torch.randperm(len(batches), generator=g)]
         return self._batches[i]
 

@@ -52,3 +52,20 @@ class Collator:
             streams.append(self.encode([r[2] for r in rows if len(r) > 2]))
         groups = torch.tensor([stable_id(a) for a in anchors], dtype=torch.long)
         return streams, groups
+
+
+def row_lengths(rows, tokenizer, max_length: int) -> list[int]:
+    """Tokens per row, every text of it counted (truncated to max_length, as the collator truncates): what a batch
+    of such rows costs."""
+    from gemma_embed.data.store import batch_encoder
+
+    encode = batch_encoder(tokenizer, max_length)
+    width = max(len(r) for r in rows)
+    totals = [0] * len(rows)
+    for column in range(width):
+        items = [(i, r[column]) for i, r in enumerate(rows) if len(r) > column]
+        texts = [x for _, x in items if isinstance(x, str)]
+        counts = iter(map(len, encode(texts))) if texts else iter(())
+        for i, x in items:
+            totals[i] += next(counts) if isinstance(x, str) else min(len(x), max_length)
+    return totals

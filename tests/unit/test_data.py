@@ -122,3 +122,24 @@ def test_collator_streams_do_not_depend_on_the_rows(tokenizer):
     assert len(streams) == 3 and streams[2]["input_ids"].shape == (0, 0)
     token_rows, _ = Collator(tokenizer, max_length=8, self_contrast=False)([([2, 5], [2, 6])])
     assert len(token_rows) == 3 and token_rows[2]["attention_mask"].shape[0] == 0
+
+
+def test_length_sorted_source_batches_pad_little_cover_every_length_and_stay_deterministic():
+    sources = ["a"] * 40 + ["b"] * 24
+    lengths = [(i * 7) % 19 + 1 for i in range(64)]
+    order = SourceBatches(sources, 8, seed=3, lengths=lengths)
+    assert order.per_epoch == 8
+    batches = [order.batch(i) for i in range(8)]
+    assert sorted(r for b in batches for r in b) == list(range(64))  # 40 and 24 rows: whole batches, all used
+    assert all(len({sources[r] for r in b}) == 1 for b in batches)
+    spread = [max(lengths[r] for r in b) - min(lengths[r] for r in b) for b in batches]
+    assert sum(spread) / len(spread) < 6  # random batches of these lengths spread over about 15
+    assert [order.batch(i) for i in range(8)] == batches
+    assert SourceBatches(sources, 8, seed=3, lengths=lengths).batch(5) == batches[5]
+
+
+def test_row_lengths_count_every_text_as_the_collator_truncates(tokenizer):
+    from gemma_embed.data.collate import row_lengths
+
+    rows = [("a cat sat on the mat", "a cat", "a dog"), ("the cat", "cat"), ([2, 5, 6, 7, 8, 9], [2, 5])]
+    assert row_lengths(rows, tokenizer, max_length=4) == [4 + 3 + 3, 3 + 2, 4 + 2]
