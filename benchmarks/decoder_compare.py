@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from gemma_embed.data.bundled import make_queries_db, read_queries, read_queries_tsv, split_heldout, write_queries_tsv
-from gemma_embed.decoder import training_queries
+from gemma_embed.decoder import training_queries, training_vectors
 from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets, print_report
 from gemma_embed.precision import resolve
 
@@ -91,7 +91,7 @@ def main(argv=None) -> dict:
             subprocess.run(cmd, cwd=REPO, check=True)
         summary = json.loads((folder / "train_summary.json").read_text())
         report = evaluate_decoder(folder, evaluation, pool=training_queries(folder), candidates=args.candidates,
-                                  precision=precision.precision)
+                                  precision=precision.precision, cache=training_vectors(folder))
         report["train_seconds"], report["wall_seconds"] = summary["train_seconds"], time.time() - began
         report["seconds_per_step"], report["steps"] = summary["seconds_per_step"], summary["steps"]
         print_report(report)

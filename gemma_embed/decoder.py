@@ -141,6 +141,16 @@ def training_queries(folder: str | Path) -> list[str]:
     return list(dict.fromkeys(query_texts(cfg, load_tokenizer(folder))))
 
 
+def training_vectors(folder: str | Path) -> Path | None:
+    """Where a published decoder's training cached its vectors, if that folder is still there (the training pool's
+    vectors are then read back rather than encoded again)."""
+    from gemma_embed.config import load_config
+
+    cfg, _ = load_config(DecoderConfig, ["--config", str(Path(folder) / "train_config.yaml")])
+    cache = vector_cache(cfg)
+    return cache if cache.is_dir() else None
+
+
 def vector_cache(cfg: DecoderConfig) -> Path:
     if cfg.store:
         return Path(cfg.store)

@@ -19,6 +19,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -86,12 +87,13 @@ def decode_all(decoder, tokenizer, vectors: torch.Tensor, batch_size: int = 32, 
 
 def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], encoder: str | None = None,
                      pool: list[str] | None = None, candidates: int = 8, precision: str = "auto",
-                     examples: int = 10) -> dict:
+                     examples: int = 10, cache: str | Path | None = None) -> dict:
     """Every metric of the decoder in `decoder_folder` on each named set of held-out queries: greedy, re-ranked
     (`candidates` sampled + greedy) and, given a `pool` of existing queries (the training pool), the nearest one.
-    The encoder is the one named in the decoder's config (or `encoder`), and must be the one it was trained on."""
+    The encoder is the one named in the decoder's config (or `encoder`), and must be the one it was trained on.
+    `cache`: a vector cache (gemma_embed.decoder.cached_vectors) for the pool's vectors."""
     from gemma_embed.backbones import load_tokenizer
-    from gemma_embed.decoder import encoder_fingerprint
+    from gemma_embed.decoder import cached_vectors, encoder_fingerprint
     from gemma_embed.eval.embedders import load_embedder
     from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
@@ -100,7 +102,10 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
     spec = encoder or decoder.config.encoder["name_or_path"]
     decoder.verify_encoder(encoder_fingerprint(spec), f"the encoder {spec}")
     embed = load_embedder(spec, precision=precision)
-    pool_vectors = embed(pool) if pool else None
+    pool_vectors = None
+    if pool:
+        pool_vectors = (torch.from_numpy(np.array(cached_vectors(spec, pool, Path(cache), precision=precision)))
+                        if cache else embed(pool))
     report = {"decoder": str(decoder_folder), "encoder": spec, "candidates": candidates, "sets": {}}
     for name, texts in sets.items():
         targets = embed(texts).float()

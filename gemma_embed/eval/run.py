@@ -61,14 +61,14 @@ def print_table(results: dict[str, dict]) -> None:
 def decoder_main(args) -> dict:
     """--decoder: the decoder's metrics on the held-out sets (gemma_embed/eval/decoder.py)."""
     from gemma_embed.data.bundled import read_queries
-    from gemma_embed.decoder import training_queries
+    from gemma_embed.decoder import training_queries, training_vectors
     from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets, print_report, write_report
 
     folder = Path(args.decoder)
     pool = [] if args.pool == "none" else read_queries(args.pool) if args.pool else training_queries(folder)
     sets = heldout_sets(args.heldout, args.n, exclude=set(pool))
     report = evaluate_decoder(folder, sets, encoder=args.encoder, pool=pool or None, candidates=args.candidates,
-                              precision=args.precision)
+                              precision=args.precision, cache=None if args.pool else training_vectors(folder))
     report["command"] = "python train/evaluate.py " + " ".join(args.argv)
     print_report(report)
     if args.json:

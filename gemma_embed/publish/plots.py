@@ -19,7 +19,8 @@ def _pyplot():
 
 
 def plot_run(out: Path, phases: list[Path], metric: str = "stsb_dev_spearman") -> list[Path]:
-    """Write out/loss_per_phase.png and out/stsb_dev_across_run.png; `metric` names what the phases' `eval_sts`
+    """Write out/loss_per_phase.png and out/stsb_dev_across_run.png (the score against minutes of training, the
+    phases in sequence: the trade-off between time and quality); `metric` names what the phases' `eval_sts`
     measured (its label goes on the axis)."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(phases), figsize=(4 * len(phases), 3.5))
@@ -31,12 +32,14 @@ def plot_run(out: Path, phases: list[Path], metric: str = "stsb_dev_spearman") -
         ax.set_title(f"phase {n} loss")
         ax.set_xlabel("step")
         ax.set_yscale("log")
+        seconds = {r["step"]: r["seconds"] for r in rows if "seconds" in r}  # since the phase's first step
         for r in rows:
             if "sts_spearman" in r and not (n > 1 and r["step"] == 0):
-                sts_x.append(offset + r["step"])
+                logged = max((s for s in seconds if s <= r["step"]), default=None)
+                sts_x.append((offset + (seconds[logged] if logged else 0.0)) / 60)
                 sts_y.append(r["sts_spearman"])
-        offset += json.loads((folder / "train_summary.json").read_text())["steps"]
-        bounds.append(offset)
+        offset += json.loads((folder / "train_summary.json").read_text())["train_seconds"]
+        bounds.append(offset / 60)
     fig.tight_layout()
     loss_png = out / "loss_per_phase.png"
     fig.savefig(loss_png, dpi=110)
@@ -45,7 +48,7 @@ def plot_run(out: Path, phases: list[Path], metric: str = "stsb_dev_spearman") -
     ax.plot(sts_x, sts_y, "-o")
     for bound in bounds[:-1]:
         ax.axvline(bound, color="grey", ls=":")
-    ax.set_xlabel("training step (phases 1, 2, 3 in sequence)")
+    ax.set_xlabel("minutes of training (phases 1, 2, 3 in sequence; evaluations included)")
     ax.set_ylabel(label(metric))
     ax.set_title(f"{label(metric)} across the run")
     ax.grid(alpha=0.3)

@@ -94,6 +94,25 @@ def test_evaluate_and_fan_out_with_the_decoder(queries, trained, tmp_path):
     assert 0 <= walk["metrics"]["novel"] <= 1 and len(walk["metrics"]["roundtrip_cosine_by_step"]) == 5
 
 
+def test_the_pool_vectors_are_read_from_the_training_cache(queries, trained, monkeypatch):
+    from gemma_embed.decoder import training_queries, training_vectors
+    from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets
+
+    root, db, heldout = queries
+    monkeypatch.setenv("GEMMA_EMBED_CACHE", str(root / "cache"))
+    cache, pool = training_vectors(trained), training_queries(trained)
+    assert cache == root / "vector_cache"
+    files = sorted(cache.glob("*.npy"))
+    sets = heldout_sets([str(heldout)], 6, exclude=set(pool))
+    cached = evaluate_decoder(trained, sets, pool=pool, candidates=1, cache=cache)
+    assert sorted(cache.glob("*.npy")) == files  # read back, not encoded and stored again
+    fresh = evaluate_decoder(trained, sets, pool=pool, candidates=1)
+    name = "nearest existing query (training pool)"
+    assert [e["nearest"] for e in cached["sets"]["heldout.tsv"]["examples"]] == \
+        [e["nearest"] for e in fresh["sets"]["heldout.tsv"]["examples"]]
+    assert cached["sets"]["heldout.tsv"]["modes"][name] == pytest.approx(fresh["sets"]["heldout.tsv"]["modes"][name])
+
+
 @pytest.mark.parametrize("extra,expected", [
     (["--heldout", "missing.tsv"], "missing.tsv: file not found"),
     (["--encoder", "no/such/encoder"], "encoder no/such/encoder: not a folder"),
