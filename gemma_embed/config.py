@@ -100,6 +100,18 @@ class TrainConfig:
         if self.batch_size % max(1, int(os.environ.get("WORLD_SIZE", "1"))):
             bad("batch_size", f"({self.batch_size}) must be divisible by the number of processes")
 
+    def check_fields(self, source: str, non_negative: tuple[str, ...], model_class) -> None:
+        """A subclass's own checks: its fields that must be >= 0, and `model` as keyword arguments of
+        `model_class` (the model's config class)."""
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{source}: field '{name}' must be >= 0, got {getattr(self, name)}")
+        if self.model:
+            try:
+                model_class(**self.model)
+            except (ValueError, TypeError) as e:
+                raise ConfigError(f"{source}: field 'model' is not a valid {model_class.__name__}: {e}") from None
+
 
 @dataclass
 class PhaseConfig(TrainConfig):
@@ -113,19 +125,12 @@ class PhaseConfig(TrainConfig):
     eval_max_pairs: int = 0  # evaluate on N pairs spread evenly over eval_sts (0: all)
 
     def validate(self, source: str = "config") -> None:
+        from configuration_gemma_embed import GemmaEmbedConfig
+
         super().validate(source)
-        for name in ("grad_cache_chunk", "eval_max_pairs"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{source}: field '{name}' must be >= 0, got {getattr(self, name)}")
+        self.check_fields(source, ("grad_cache_chunk", "eval_max_pairs"), GemmaEmbedConfig)
         if not self.temperature > 0:
             raise ConfigError(f"{source}: field 'temperature' must be > 0, got {self.temperature}")
-        if self.model:
-            from configuration_gemma_embed import GemmaEmbedConfig
-
-            try:
-                GemmaEmbedConfig(**self.model)
-            except (ValueError, TypeError) as e:
-                raise ConfigError(f"{source}: field 'model' is not a valid GemmaEmbedConfig: {e}") from None
 
 
 @dataclass
@@ -173,21 +178,14 @@ class DecoderConfig(TrainConfig):
     encode_batch_size: int = 128  # texts per batch when the vectors are computed
 
     def validate(self, source: str = "config") -> None:
+        from configuration_gemma_embed_decoder import GemmaEmbedDecoderConfig
+
         super().validate(source)
         if not self.encoder:
             raise ConfigError(f"{source}: field 'encoder' is required (a published folder, minilm or raw:BACKBONE)")
-        for name in ("num_layers", "eval_queries"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{source}: field '{name}' must be >= 0, got {getattr(self, name)}")
         if self.encode_batch_size <= 0:
             raise ConfigError(f"{source}: field 'encode_batch_size' must be a positive integer")
-        if self.model:
-            from configuration_gemma_embed_decoder import GemmaEmbedDecoderConfig
-
-            try:
-                GemmaEmbedDecoderConfig(**self.model)
-            except (ValueError, TypeError) as e:
-                raise ConfigError(f"{source}: field 'model' is not a valid GemmaEmbedDecoderConfig: {e}") from None
+        self.check_fields(source, ("num_layers", "eval_queries"), GemmaEmbedDecoderConfig)
 
 
 def _coerce(name: str, value, annotation: str, source: str):
