@@ -254,8 +254,8 @@ def main(argv=None) -> dict:
             f"Training started from STS-B dev {summaries[0]['sts_before']:.2f}: the configured attention mode "
             "with a freshly initialised head.",
             f"STS-B dev is the training loop's evaluation after each phase, on {dev_pairs} evenly spaced pairs of "
-            "the 1,500 (eval_max_pairs); STS-B test, WikiQA and the geometry are the published folder loaded by "
-            f"sentence-transformers, on the full sets; all in {precision.line()}.",
+            f"the 1,500 (eval_max_pairs); STS-B test{', WikiQA' if 'wikiqa_mrr' in final else ''} and the geometry are "
+            f"the published folder loaded by sentence-transformers, on the full sets; all in {precision.line()}.",
         ],
     }
     metrics["wall_seconds_encoder"] = time.time() - clock.t0
