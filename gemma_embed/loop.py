@@ -31,7 +31,7 @@ from gemma_embed.data.batches import ShuffledBatches
 from gemma_embed.data.collate import Collator
 from gemma_embed.losses import contrastive_loss, encode_streams, grad_cache_step
 from gemma_embed.precision import Decision
-from gemma_embed.runtime import MainOnly, make_accelerator, run_facts
+from gemma_embed.runtime import MainOnly, leave_process_group, make_accelerator, run_facts
 
 
 HEAD_MODULES = ("head.", "prefix.")  # parameters trained at head_lr: the encoder's head, the decoder's prefix MLP
@@ -209,7 +209,10 @@ def run_phase(
 def run_task(cfg, resume: bool, task: Task) -> dict:
     run = set_up(cfg, resume, task)
     train(run)
-    return finish(run)
+    summary = finish(run)
+    if run.accelerator.num_processes > 1:
+        leave_process_group()
+    return summary
 
 
 def set_up(cfg: PhaseConfig, resume: bool, task: Task) -> Run:

@@ -158,3 +158,17 @@ class MainOnly:
                 marker.unlink(missing_ok=True)
             if not any(self.folder.iterdir()):
                 self.folder.rmdir()
+
+
+def leave_process_group() -> None:
+    """End a process of a multi-process run once its work is written: flush and exit at once, without tearing the
+    process group down from Python destructors. Torch's ProcessGroupGloo destructor joins its worker threads while
+    the freed DDP reducer holds the GIL, and a worker that is destroying a finished all_gather needs the GIL to drop
+    its tensors: a deadlock seen at the end of 2-process CPU runs (py-spy: ~ProcessGroupGloo -> thread::join on the
+    main thread, ~AsyncAllgatherWork -> gil_scoped_acquire on the worker). By now the checkpoints, the published
+    folder and the logs are closed, and the trackers finished by end_training."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
