@@ -131,23 +131,25 @@ def read_decoder_rows(cfg: DecoderConfig, tokenizer) -> DecoderRows:
     return DecoderRows(ids, vectors, vocab, encoder_identity(cfg.encoder, int(vectors.shape[1])), texts)
 
 
+def trained_config(folder: str | Path) -> DecoderConfig:
+    """The resolved config a published decoder was trained with (its train_config.yaml)."""
+    from gemma_embed.config import load_config
+
+    return load_config(DecoderConfig, ["--config", str(Path(folder) / "train_config.yaml")])[0]
+
+
 def training_queries(folder: str | Path) -> list[str]:
     """The queries a published decoder was trained on (its train_config.yaml's data), for the nearest-neighbour
     baseline and for novelty: a query found there is not new."""
     from gemma_embed.backbones import load_tokenizer
-    from gemma_embed.config import load_config
 
-    cfg, _ = load_config(DecoderConfig, ["--config", str(Path(folder) / "train_config.yaml")])
-    return list(dict.fromkeys(query_texts(cfg, load_tokenizer(folder))))
+    return list(dict.fromkeys(query_texts(trained_config(folder), load_tokenizer(folder))))
 
 
 def training_vectors(folder: str | Path) -> Path | None:
     """Where a published decoder's training cached its vectors, if that folder is still there (the training pool's
     vectors are then read back rather than encoded again)."""
-    from gemma_embed.config import load_config
-
-    cfg, _ = load_config(DecoderConfig, ["--config", str(Path(folder) / "train_config.yaml")])
-    cache = vector_cache(cfg)
+    cache = vector_cache(trained_config(folder))
     return cache if cache.is_dir() else None
 
 
