@@ -165,7 +165,9 @@ def leave_process_group() -> None:
     process group down from Python destructors. Torch's ProcessGroupGloo destructor joins its worker threads while
     the freed DDP reducer holds the GIL, and a worker that is destroying a finished all_gather needs the GIL to drop
     its tensors: a deadlock seen at the end of 2-process CPU runs (py-spy: ~ProcessGroupGloo -> thread::join on the
-    main thread, ~AsyncAllgatherWork -> gil_scoped_acquire on the worker). By now the checkpoints, the published
+    main thread, ~AsyncAllgatherWork -> gil_scoped_acquire on the worker). Leaving the group to interpreter
+    finalization instead is worse: a gloo worker that drops its tensors then aborts the process ("terminate called
+    without an active exception", SIGABRT; seen once in CI in a 2-process run that had finished its work). By now the checkpoints, the published
     folder and the logs are closed, and the trackers finished by end_training."""
     import sys
 

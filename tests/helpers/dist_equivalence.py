@@ -14,7 +14,7 @@ from transformers import AutoTokenizer
 
 from gemma_embed.data.collate import Collator
 from gemma_embed.loop import _forward_backward
-from gemma_embed.runtime import make_accelerator
+from gemma_embed.runtime import leave_process_group, make_accelerator
 from modeling_gemma_embed import GemmaEmbedModel
 
 backbone, out, chunk, symmetric, layout = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
@@ -52,3 +52,5 @@ if accelerator.is_main_process:
     torch.save({"loss": loss, "grads": grads, "processes": accelerator.num_processes,
                 "negatives": [len(r) > 2 for r in ROWS]}, out)
 accelerator.wait_for_everyone()
+if accelerator.num_processes > 1:
+    leave_process_group()  # as the training loop ends: no gloo teardown at interpreter exit

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import torch
 import torch.distributed as dist
 
-from gemma_embed.runtime import MainOnly, make_accelerator
+from gemma_embed.runtime import MainOnly, leave_process_group, make_accelerator
 
 mode, timeout, work, folder = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 cfg = SimpleNamespace(device="cpu", mixed_precision="no", dist_timeout_minutes=timeout / 60)
@@ -31,3 +31,4 @@ total = torch.tensor([float(result)])
 dist.all_reduce(total)
 if accelerator.is_main_process:
     print(f"result {int(total.item()) // 2} on both", flush=True)
+leave_process_group()  # as the training loop ends: no gloo teardown at interpreter exit
