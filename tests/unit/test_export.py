@@ -25,16 +25,22 @@ def publish(model, tokenizer, folder):
     return str(folder)
 
 
-@pytest.fixture(params=list(VARIANTS))
-def published(request, make_model, tokenizer, tmp_path):
-    model = make_model(seed=1, **VARIANTS[request.param]).attach_lora()
-    with torch.no_grad():  # a trained adapter, so that merging matters
+def publish_variant(make_model, tokenizer, variant, folder):
+    """A model of `variant` with a trained adapter (so that merging matters), merged and published to `folder`;
+    returns the folder, its embeddings of TEXTS before merging, and the merged model."""
+    model = make_model(seed=1, **VARIANTS[variant]).attach_lora()
+    with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(std=0.2)
     direct = model.encode(TEXTS, tokenizer)
     model.merge_lora()
-    return publish(model, tokenizer, tmp_path / "pub"), direct, model
+    return publish(model, tokenizer, folder), direct, model
+
+
+@pytest.fixture(params=list(VARIANTS))
+def published(request, make_model, tokenizer, tmp_path):
+    return publish_variant(make_model, tokenizer, request.param, tmp_path / "pub")
 
 
 def test_folder_contents(published):
@@ -100,15 +106,17 @@ def test_prompts_follow_the_config(published, tokenizer):
         assert cos(q, st.encode(TEXTS[:2], convert_to_tensor=True)).max() < 0.9999
 
 
-def test_loading_needs_no_peft(published):
-    folder = published[0]
+def test_loading_needs_no_peft(make_model, tokenizer, tmp_path):
+    # every variant in one interpreter: importing sentence-transformers is most of this test's time
+    folders = [publish_variant(make_model, tokenizer, v, tmp_path / v)[0] for v in VARIANTS]
     code = f"""
 import sys
 sys.modules["peft"] = None  # any import of peft now fails
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel
-assert SentenceTransformer({folder!r}, device="cpu").encode(["x"]).shape == (1, 256)
-AutoModel.from_pretrained({folder!r}, trust_remote_code=True)
+for folder in {folders!r}:
+    assert SentenceTransformer(folder, device="cpu").encode(["x"]).shape == (1, 256)
+    AutoModel.from_pretrained(folder, trust_remote_code=True)
 print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
