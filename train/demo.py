@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import yaml
+from transformers import AutoConfig
 
 from gemma_embed.backbones import load_tokenizer, resolve_backbone
 from gemma_embed.data.bundled import make_queries_db, read_queries_tsv, split_heldout, write_queries_tsv
@@ -53,7 +54,7 @@ LIMITATIONS = [
 ]
 
 
-PHASE_VIEWS = {1: 2, 2: 2.5, 3: 2}  # texts per row: two dropout views; anchor, positive and (on SNLI rows) negative
+SELF_CONTRAST_VIEWS = 2  # phases 1 and 3 encode each text twice (two dropout views)
 FINAL_EVAL_TEXTS = 2 * 2 * 1379 + 2600 + 1300  # STS-B test (model and raw), WikiQA, geometry: for the estimate only
 HELDOUT_PERMILLE = 30  # 3% of the bundled queries are held out of phase 3 and the decoder
 HELDOUT_EVAL = 150  # held-out queries per set in the decoder's evaluation
@@ -64,36 +65,74 @@ FAN_OUT = [  # (seed query, document) walked by the decoder at the end
 ]
 
 
+def padded_tokens_per_step(rows: list[list[int]], batch_size: int, by_length: bool, views: int = 1) -> float:
+    """Mean tokens a training step processes, padding included: `rows` are token counts (one per text of a row),
+    grouped `batch_size` at a time, in a shuffled order or sorted by length (`batch_by_length`); every column of a
+    batch is padded to its longest text, and each text is encoded `views` times."""
+    import numpy as np
+
+    order = (sorted(range(len(rows)), key=lambda i: sum(rows[i])) if by_length
+             else np.random.default_rng(0).permutation(len(rows)).tolist())
+    batches = [order[i : i + batch_size] for i in range(0, max(len(order) - batch_size, 0) + 1, batch_size)]
+
+    def cost(batch: list[int]) -> int:
+        columns = [[rows[i][c] for i in batch if len(rows[i]) > c] for c in range(max(len(rows[i]) for i in batch))]
+        return views * sum(max(col) * len(col) for col in columns)
+
+    return sum(map(cost, batches)) / len(batches)
+
+
 class Clock:
-    """Elapsed time per section and an estimate of what remains, from the training and evaluation rates measured
-    in the stages already run (tokens per second of training, texts per second of evaluation)."""
+    """Elapsed time per section and an estimate of what remains, from the rates measured in the stages already run
+    (padded tokens per second of training, texts per second of evaluation) and the tokens each stage's step will
+    process (counted on a sample of its rows, since phase 2's length-batched rows are far shorter than phase 1's)."""
 
     def __init__(self, configs: dict):
         self.t0, self.configs = time.time(), configs
         self.train_rate = self.eval_rate = None  # tokens / s, texts / s
+        self.tokens = {}  # stage -> padded tokens of one step
+
+    def count_tokens(self, tokenizer, backbone_layers: int, queries_db: Path, sample: int = 2000) -> None:
+        from gemma_embed.data.readers import read_queries_db, read_text, read_triplets
+        from gemma_embed.data.store import batch_encoder
+
+        encode = batch_encoder(tokenizer, max(cfg["max_length"] for cfg in self.configs.values()))
+        for stage, cfg in self.configs.items():
+            if stage == 1:
+                rows = read_text(REPO / cfg["data"])
+            elif stage == 2:
+                keep = set(cfg["sources"].split(",")) if cfg.get("sources") else None
+                rows = read_triplets(REPO / cfg["data"], len(tokenizer), keep=keep)
+            else:
+                rows = read_queries_db(queries_db, cfg.get("table", "queries"), cfg.get("column", "query"))
+            rows = [[t for t in row if t] for row in rows[:: max(1, len(rows) // sample)]]
+            counts = iter(min(len(ids), cfg["max_length"]) for ids in encode([t for r in rows for t in r]))
+            lengths = [[next(counts) for _ in r] for r in rows]
+            if stage == "decoder":  # <bos>, the soft prefix and the query (already ending in <eos>)
+                prefix = 1 + cfg.get("model", {}).get("prefix_length", 8)
+                lengths = [[prefix + n[0]] for n in lengths]
+            views = SELF_CONTRAST_VIEWS if stage in (1, 3) else 1
+            tokens = padded_tokens_per_step(lengths, cfg["batch_size"], cfg.get("batch_by_length", False), views)
+            # the decoder runs the backbone's first num_layers layers only
+            self.tokens[stage] = tokens * min(cfg.get("num_layers") or backbone_layers, backbone_layers) / backbone_layers
 
     def learn(self, n: int, summary: dict, folder: Path) -> None:
         cfg = self.configs[n]
         done = summary["steps"] - summary.get("start_step", 0)
         if summary.get("train_seconds") and done:
-            self.train_rate = done * self._tokens(n) / summary["train_seconds"]
+            self.train_rate = done * self.tokens[n] / summary["train_seconds"]
         evals = [json.loads(l) for l in (folder / "logs/metrics.jsonl").read_text().splitlines()]
         evals = [r for r in evals if r.get("eval_seconds")]
         if evals:
             texts = 2 * (cfg.get("eval_max_pairs") or 1500)
             self.eval_rate = texts * len(evals) / sum(r["eval_seconds"] for r in evals)
 
-    def _tokens(self, n) -> float:
-        cfg = self.configs[n]
-        if n == "decoder":  # one pass over <bos>, the prefix and a query of about half the maximum length
-            return cfg["batch_size"] * (1 + cfg.get("model", {}).get("prefix_length", 8) + cfg["max_length"] / 2)
-        return cfg["batch_size"] * PHASE_VIEWS[n] * cfg["max_length"]
-
     def remaining(self, stages_left: list, extra_eval_texts: int) -> float | None:
         if self.train_rate is None or self.eval_rate is None:
             return None
-        seconds = sum(self.configs[n]["max_steps"] * self._tokens(n) / self.train_rate for n in stages_left)
-        evals = sum(2 * (self.configs[n].get("eval_max_pairs") or 1500) for n in stages_left if n != "decoder")
+        seconds = sum(self.configs[n]["max_steps"] * self.tokens[n] / self.train_rate for n in stages_left)
+        evals = sum(2 * (cfg.get("eval_max_pairs") or 1500) * (cfg["max_steps"] // (cfg.get("eval_every") or 10**9) or 1)
+                    for n, cfg in self.configs.items() if n in stages_left and n != "decoder")
         decoder = 9 * 2 * HELDOUT_EVAL * ("decoder" in stages_left or extra_eval_texts > 0)  # held-out candidates re-embedded
         return seconds + (evals + extra_eval_texts + decoder) / self.eval_rate + 90  # 90: model loads, cards
 
@@ -206,8 +245,10 @@ def main(argv=None) -> dict:
 
     clock.section(f"backbone {args.backbone} (the Gemma 3 270M comes from its PyPI package, assembled and converted "
                   "once, cached)", stages)
-    print(resolve_backbone(args.backbone))
-    _, heldout = split_queries(out)
+    backbone = resolve_backbone(args.backbone)
+    print(backbone)
+    pool, heldout = split_queries(out)
+    clock.count_tokens(load_tokenizer(backbone), AutoConfig.from_pretrained(backbone).num_hidden_layers, pool)
 
     summaries = []
     for n in (1, 2, 3):
