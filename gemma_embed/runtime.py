@@ -167,8 +167,8 @@ def leave_process_group() -> None:
     its tensors: a deadlock seen at the end of 2-process CPU runs (py-spy: ~ProcessGroupGloo -> thread::join on the
     main thread, ~AsyncAllgatherWork -> gil_scoped_acquire on the worker). Leaving the group to interpreter
     finalization instead is worse: a gloo worker that drops its tensors then aborts the process ("terminate called
-    without an active exception", SIGABRT; seen once in CI in a 2-process run that had finished its work). By now the checkpoints, the published
-    folder and the logs are closed, and the trackers finished by end_training."""
+    without an active exception", SIGABRT; seen once in CI in a 2-process run that had finished its work). By now
+    the checkpoints, the published folder and the logs are closed, and the trackers finished by end_training."""
     import sys
 
     sys.stdout.flush()

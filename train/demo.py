@@ -113,8 +113,8 @@ class Clock:
                 lengths = [[prefix + n[0]] for n in lengths]
             views = SELF_CONTRAST_VIEWS if stage in (1, 3) else 1
             tokens = padded_tokens_per_step(lengths, cfg["batch_size"], cfg.get("batch_by_length", False), views)
-            # the decoder runs the backbone's first num_layers layers only
-            self.tokens[stage] = tokens * min(cfg.get("num_layers") or backbone_layers, backbone_layers) / backbone_layers
+            layers = min(cfg.get("num_layers") or backbone_layers, backbone_layers)  # the decoder runs the first few
+            self.tokens[stage] = tokens * layers / backbone_layers
 
     def learn(self, n: int, summary: dict, folder: Path) -> None:
         cfg = self.configs[n]
@@ -127,12 +127,18 @@ class Clock:
             texts = 2 * (cfg.get("eval_max_pairs") or 1500)
             self.eval_rate = texts * len(evals) / sum(r["eval_seconds"] for r in evals)
 
+    def _evaluations(self, n: int) -> int:
+        """STS-B dev evaluations phase n runs: every eval_every steps, or once at its end (its start is the previous
+        phase's end)."""
+        cfg = self.configs[n]
+        return max(1, cfg["max_steps"] // cfg["eval_every"]) if cfg.get("eval_every") else 1
+
     def remaining(self, stages_left: list, extra_eval_texts: int) -> float | None:
         if self.train_rate is None or self.eval_rate is None:
             return None
         seconds = sum(self.configs[n]["max_steps"] * self.tokens[n] / self.train_rate for n in stages_left)
-        evals = sum(2 * (cfg.get("eval_max_pairs") or 1500) * (cfg["max_steps"] // (cfg.get("eval_every") or 10**9) or 1)
-                    for n, cfg in self.configs.items() if n in stages_left and n != "decoder")
+        evals = sum(2 * (self.configs[n].get("eval_max_pairs") or 1500) * self._evaluations(n)
+                    for n in stages_left if n != "decoder")
         decoder = 9 * 2 * HELDOUT_EVAL * ("decoder" in stages_left or extra_eval_texts > 0)  # held-out candidates re-embedded
         return seconds + (evals + extra_eval_texts + decoder) / self.eval_rate + 90  # 90: model loads, cards
 

@@ -26,9 +26,9 @@ from gemma_embed.eval.metrics import label, sts_key
 
 TEMPLATE = Path(__file__).with_name("model_card.md")
 BASE_MODELS = {"gemma3-270m": "google/gemma-3-270m"}
-HYPER = ("data", "sources", "batch_by_source", "batch_by_length", "table", "column", "max_rows", "max_length", "batch_size",
-         "grad_accum_steps", "lr", "head_lr", "warmup_steps", "max_steps", "epochs", "temperature", "symmetric",
-         "mixed_precision", "eval_max_pairs", "eval_every", "seed")
+HYPER = ("data", "sources", "batch_by_source", "batch_by_length", "table", "column", "max_rows", "max_length",
+         "batch_size", "grad_accum_steps", "lr", "head_lr", "warmup_steps", "max_steps", "epochs", "temperature",
+         "symmetric", "mixed_precision", "eval_max_pairs", "eval_every", "seed")
 EVAL_ROWS = ("stsb_test_spearman", "stsb_dev_spearman", "wikiqa_mrr", "wikiqa_map", "alignment", "uniformity",
              "probe_f1")  # metrics.json keys, in the card's order
 DEMO_PROVENANCE = ("All numbers were measured by the run that produced these weights (`{command}`) and are read from "
