@@ -304,7 +304,7 @@ def main(argv=None) -> None:
 
     batches = stratified_batches(store, plan, args.train_steps + 1)
     print(f"training steps ({args.train_steps} timed after 1 warm-up, batch {args.batch_size}, two views; "
-          f"ours: SDPA, bf16 autocast, dynamic padding; original: eager, fp32, padded to {ORIGINAL_WIDTH}):",
+          f"ours: SDPA, {precision.name}, dynamic padding; original: eager, fp32, padded to {ORIGINAL_WIDTH}):",
           flush=True)
     tiny = str(build_tiny_backbone(work / "tiny")) if not (work / "tiny").exists() else str(work / "tiny")
     tiny_vocab = len(AutoTokenizer.from_pretrained(tiny))
