@@ -106,8 +106,9 @@ class Clock:
             else:
                 rows = read_queries_db(queries_db, cfg.get("table", "queries"), cfg.get("column", "query"))
             rows = [[t for t in row if t] for row in rows[:: max(1, len(rows) // sample)]]
-            counts = iter(min(len(ids), cfg["max_length"]) for ids in encode([t for r in rows for t in r]))
-            lengths = [[next(counts) for _ in r] for r in rows]
+            counts = iter(map(len, encode([t for r in rows for t in r if isinstance(t, str)])))
+            lengths = [[min(next(counts) if isinstance(t, str) else len(t), cfg["max_length"]) for t in r]
+                       for r in rows]  # texts, or token lists where the data is pre-tokenised
             if stage == "decoder":  # <bos>, the soft prefix and the query (already ending in <eos>)
                 prefix = 1 + cfg.get("model", {}).get("prefix_length", 8)
                 lengths = [[prefix + n[0]] for n in lengths]

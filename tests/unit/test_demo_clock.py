@@ -15,3 +15,29 @@ def test_padded_tokens_per_step():
     assert tokens([[4, 6, 5], [2, 3]], 2, by_length=True) == 4 * 2 + 6 * 2 + 5
     # fewer rows than a batch: one batch of all of them
     assert tokens([[7], [2]], 8, by_length=False) == 14
+
+
+def test_clock_counts_each_stage_on_its_own_rows(tokenizer, tmp_path):
+    """Text rows are tokenised, pre-tokenised rows are counted as they are; self-contrast encodes two views; the
+    decoder adds <bos> and its prefix and runs only its first layers."""
+    from conftest import sqlite_queries
+
+    demo = load_script("demo")
+    (tmp_path / "text.txt").write_text("one two three\nfour five six seven\n", encoding="utf-8")
+    (tmp_path / "tok.csv").write_text("a_ids,a_mask,p_ids,p_mask\n2 5 6,1 1 1,2 7,1 1\n", encoding="utf-8")
+    db = sqlite_queries(tmp_path / "q.db", ["alpha beta", "gamma"])
+    common = {"max_length": 32, "batch_size": 2}
+    configs = {1: {"data": str(tmp_path / "text.txt"), **common},
+               2: {"data": str(tmp_path / "tok.csv"), **common, "batch_size": 1},
+               3: {**common},
+               "decoder": {**common, "model": {"prefix_length": 4}, "num_layers": 1}}
+    clock = demo.Clock(configs)
+    clock.count_tokens(tokenizer, backbone_layers=2, queries_db=db)
+
+    def n(text):
+        return len(tokenizer(text)["input_ids"])
+
+    assert clock.tokens[1] == 2 * 2 * max(n("one two three"), n("four five six seven"))
+    assert clock.tokens[2] == 3 + 2  # the ids as written: anchor and positive, one row a step
+    assert clock.tokens[3] == 2 * 2 * max(n("alpha beta"), n("gamma"))
+    assert clock.tokens["decoder"] == 2 * (1 + 4 + max(n("alpha beta"), n("gamma"))) * 1 / 2
