@@ -93,6 +93,7 @@ class Clock:
         self.tokens = {}  # stage -> padded tokens of one step
 
     def count_tokens(self, tokenizer, backbone_layers: int, queries_db: Path, sample: int = 2000) -> None:
+        from gemma_embed.data.collate import text_lengths
         from gemma_embed.data.readers import read_queries_db, read_text, read_triplets
         from gemma_embed.data.store import batch_encoder
 
@@ -106,9 +107,7 @@ class Clock:
             else:
                 rows = read_queries_db(queries_db, cfg.get("table", "queries"), cfg.get("column", "query"))
             rows = [[t for t in row if t] for row in rows[:: max(1, len(rows) // sample)]]
-            counts = iter(map(len, encode([t for r in rows for t in r if isinstance(t, str)])))
-            lengths = [[min(next(counts) if isinstance(t, str) else len(t), cfg["max_length"]) for t in r]
-                       for r in rows]  # texts, or token lists where the data is pre-tokenised
+            lengths = text_lengths(rows, encode, cfg["max_length"])
             if stage == "decoder":  # <bos>, the soft prefix and the query (already ending in <eos>)
                 prefix = 1 + cfg.get("model", {}).get("prefix_length", 8)
                 lengths = [[prefix + n[0]] for n in lengths]

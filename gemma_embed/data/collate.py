@@ -54,18 +54,15 @@ class Collator:
         return streams, groups
 
 
+def text_lengths(rows, encode, max_length: int) -> list[list[int]]:
+    """Tokens of every text of every row, truncated to max_length as the collator truncates: texts through `encode`
+    (texts -> id lists, e.g. data.store.batch_encoder at max_length or more), pre-tokenised texts as written."""
+    counts = iter(map(len, encode([x for r in rows for x in r if isinstance(x, str)])))
+    return [[min(next(counts) if isinstance(x, str) else len(x), max_length) for x in r] for r in rows]
+
+
 def row_lengths(rows, tokenizer, max_length: int) -> list[int]:
-    """Tokens per row, every text of it counted (truncated to max_length, as the collator truncates): what a batch
-    of such rows costs."""
+    """Tokens per row, every text of it counted (truncated to max_length): what a batch of such rows costs."""
     from gemma_embed.data.store import batch_encoder
 
-    encode = batch_encoder(tokenizer, max_length)
-    width = max(len(r) for r in rows)
-    totals = [0] * len(rows)
-    for column in range(width):
-        items = [(i, r[column]) for i, r in enumerate(rows) if len(r) > column]
-        texts = [x for _, x in items if isinstance(x, str)]
-        counts = iter(map(len, encode(texts))) if texts else iter(())
-        for i, x in items:
-            totals[i] += next(counts) if isinstance(x, str) else min(len(x), max_length)
-    return totals
+    return list(map(sum, text_lengths(rows, batch_encoder(tokenizer, max_length), max_length)))
