@@ -9,6 +9,10 @@ On a CPU without native bf16 (AVX2 only), bf16 autocast is emulated and several 
 (another architecture, or torch reports nothing), a one-off micro-benchmark decides, and its answer is cached for the
 machine. `decide` is the pure rule; `resolve` gathers the facts. Explicit "bf16" and "no" are obeyed; "fp16" is
 refused, since Gemma 3 overflows in it.
+
+The environment variable GEMMA_EMBED_PRECISION (bf16 or no) forces what "auto" resolves to, on any machine: the test
+suite and CI use it to run the precision-sensitive tests in the precision the hardware would not choose (bf16 on an
+AVX2-only CPU, float32 where bf16 is native). Explicit choices are still obeyed as given.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 
 CHOICES = ("auto", "bf16", "no")
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # torch.cpu.get_capabilities() keys
+FORCE_ENV = "GEMMA_EMBED_PRECISION"
 FP16_REFUSED = "fp16 is refused: Gemma 3 overflows in float16; use bf16, no (float32) or auto"
 
 
@@ -148,11 +153,41 @@ def cached_ratio(cpu: dict | None) -> float:
     return cache[key]
 
 
+def forced() -> str | None:
+    """What GEMMA_EMBED_PRECISION forces "auto" to (bf16 or no), or None when it is unset or empty."""
+    value = os.environ.get(FORCE_ENV, "").strip()
+    if not value:
+        return None
+    if value == "fp16":
+        raise ValueError(f"{FORCE_ENV}=fp16: {FP16_REFUSED}")
+    if value not in ("bf16", "no"):
+        raise ValueError(f"{FORCE_ENV} must be bf16 or no (float32), or unset; got {value!r}")
+    return value
+
+
 def resolve(requested: str = "auto", device: str = "cpu") -> Decision:
     """The decision for this machine: the CPU's report (or the CUDA device's bf16 support), and the cached
-    micro-benchmark where the report says nothing conclusive (and, on CPU, as information beside the reason)."""
+    micro-benchmark where the report says nothing conclusive (and, on CPU, as information beside the reason).
+    GEMMA_EMBED_PRECISION, when set, replaces what "auto" would decide."""
+    if requested == "auto" and (force := forced()):
+        cpu = (cpu_report() or {}).get("cpu_name", "") if device == "cpu" else ""
+        name = "bf16" if force == "bf16" else "float32"
+        return Decision(force, f"auto forced to {name} by {FORCE_ENV}={force}", device, cpu)
     if device == "cuda":
         return decide(requested, "cuda", cuda_bf16=torch.cuda.is_bf16_supported())
     cpu = cpu_report()
     ratio = cached_ratio(cpu) if requested == "auto" else None
     return decide(requested, "cpu", cpu, measured_ratio=ratio)
+
+
+def describe_machine() -> str:
+    """One line: the CPU's model, its bf16 flags, the cores, and what "auto" resolves to here (and why)."""
+    cpu = cpu_report() or {}
+    flags = [f.upper().replace("_", "-") for f in NATIVE_BF16_FLAGS if cpu.get(f)]
+    native = f"native bf16: {', '.join(flags)}" if flags else "no native bf16 flags"
+    return (f"CPU: {cpu.get('cpu_name') or platform.processor() or 'unknown'} ({platform.machine()}, {native}), "
+            f"{os.cpu_count()} cores; auto -> {resolve('auto', 'cpu').line()}")
+
+
+if __name__ == "__main__":
+    print(describe_machine())

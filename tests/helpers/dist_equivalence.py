@@ -32,8 +32,8 @@ SPLIT = sorted(MIXED, key=lambda row: -len(row))  # the five rows with a negativ
 SPLIT = SPLIT[:4] + [row[:2] for row in SPLIT[4:]]  # so the second half has none at all
 ROWS = {"mixed": MIXED, "split": SPLIT}[layout]
 cfg = SimpleNamespace(temperature=0.05, grad_cache_chunk=chunk, symmetric=symmetric, device="cpu",
-                      mixed_precision="no", dist_timeout_minutes=5.0)
-accelerator, _ = make_accelerator(cfg)
+                      mixed_precision="auto", dist_timeout_minutes=5.0)
+accelerator, precision = make_accelerator(cfg)
 set_seed(0)
 tokenizer = AutoTokenizer.from_pretrained(backbone)
 model = GemmaEmbedModel.from_gemma(backbone, view_dropout=0.0, lora_dropout=0.0).attach_lora().train()
@@ -49,7 +49,7 @@ streams, groups = Collator(tokenizer, 32, self_contrast=False)(mine)
 loss = _forward_backward(cfg, accelerator, model, streams, groups)
 grads = {n: p.grad.clone() for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
 if accelerator.is_main_process:
-    torch.save({"loss": loss, "grads": grads, "processes": accelerator.num_processes,
+    torch.save({"loss": loss, "grads": grads, "processes": accelerator.num_processes, "precision": precision.precision,
                 "negatives": [len(r) > 2 for r in ROWS]}, out)
 accelerator.wait_for_everyone()
 if accelerator.num_processes > 1:

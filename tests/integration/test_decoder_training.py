@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from conftest import REPO, SAMPLE
 from launch import accelerate_launch, load_script
+from tolerance import assert_scalars_close
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +56,9 @@ def test_the_smoke_config_trains_and_publishes_a_decoder_with_its_card(trained):
     assert [p.name for p in (trained / "checkpoints").iterdir()] and (trained / "logs/metrics.jsonl").is_file()
 
 
+@pytest.mark.precision
 def test_killed_and_resumed_equals_uninterrupted(queries, trained):
+    """Bit for bit, in either precision: the resumed run repeats the same operations on the same shapes."""
     root, db, heldout = queries
     out = root / "killed"
     killed = _train(root, db, heldout, out, "--save_every", "2", env={"GEMMA_EMBED_KILL_AT_STEP": "5"})
@@ -94,7 +97,11 @@ def test_evaluate_and_fan_out_with_the_decoder(queries, trained, tmp_path):
     assert 0 <= walk["metrics"]["novel"] <= 1 and len(walk["metrics"]["roundtrip_cosine_by_step"]) == 5
 
 
+@pytest.mark.precision
 def test_the_pool_vectors_are_read_from_the_training_cache(queries, trained, monkeypatch):
+    """The cache is read, not recomputed, and chooses the same nearest queries as vectors encoded afresh. The
+    figures that depend only on the chosen texts are equal; the round-trip cosine is the same texts encoded in
+    other batches (bf16 autocast moves such a cosine by up to a few ulps: tests/helpers/tolerance.py)."""
     from gemma_embed.decoder import training_queries, training_vectors
     from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets
 
@@ -110,7 +117,9 @@ def test_the_pool_vectors_are_read_from_the_training_cache(queries, trained, mon
     name = "nearest existing query (training pool)"
     assert [e["nearest"] for e in cached["sets"]["heldout.tsv"]["examples"]] == \
         [e["nearest"] for e in fresh["sets"]["heldout.tsv"]["examples"]]
-    assert cached["sets"]["heldout.tsv"]["modes"][name] == pytest.approx(fresh["sets"]["heldout.tsv"]["modes"][name])
+    a, b = cached["sets"]["heldout.tsv"]["modes"][name], fresh["sets"]["heldout.tsv"]["modes"][name]
+    assert {k: a[k] for k in ("exact_match", "token_f1", "bleu")} == {k: b[k] for k in ("exact_match", "token_f1", "bleu")}
+    assert_scalars_close(a["roundtrip_cosine"], b["roundtrip_cosine"])
 
 
 @pytest.mark.parametrize("extra,expected", [

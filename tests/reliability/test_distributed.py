@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from conftest import REPO
 from launch import accelerate_launch
+from tolerance import PRECISION, assert_scalars_close, assert_tensors_close
 
 pytestmark = pytest.mark.reliability  # many processes
 
@@ -33,6 +34,7 @@ def one_process(tiny_backbone, tmp_path_factory):
     return get
 
 
+@pytest.mark.precision
 @pytest.mark.parametrize("chunk,symmetric,layout", [
     (0, "0", "mixed"), (2, "0", "mixed"), (0, "1", "mixed"), (2, "1", "mixed"),
     # one process holds every hard negative, the other none: the streams (and collectives) are the same anyway
@@ -48,11 +50,12 @@ def test_two_processes_equal_one(one_process, tiny_backbone, tmp_path, chunk, sy
     assert one["processes"] == 1 and two["processes"] == 2
     if layout == "split":
         assert all(two["negatives"][:4]) and not any(two["negatives"][4:])
-    torch.testing.assert_close(two["loss"], one["loss"], rtol=1e-5, atol=1e-6)
+    assert two["precision"] == one["precision"] == PRECISION.precision  # the runs computed in the suite's precision
+    assert_scalars_close(two["loss"], one["loss"])
     assert two["grads"].keys() == one["grads"].keys()
     for name, grad in one["grads"].items():
         assert grad.abs().max() > 0, name
-        torch.testing.assert_close(two["grads"][name], grad, rtol=1e-4, atol=1e-5, msg=name)
+        assert_tensors_close(two["grads"][name], grad, msg=name)
 
 
 def test_the_symmetric_flag_reaches_the_loss(one_process):
@@ -70,6 +73,7 @@ def _half_with_negatives(path, rows=64):
     return path
 
 
+@pytest.mark.precision
 def test_phase2_with_negatives_on_some_rows_finishes_on_two_processes_and_equals_one(tiny_backbone, tmp_path):
     data = _half_with_negatives(tmp_path / "half.csv")
     args = ["--config", "train/configs/smoke/phase2.yaml", "--init_from", "", "--backbone", tiny_backbone,
@@ -77,7 +81,7 @@ def test_phase2_with_negatives_on_some_rows_finishes_on_two_processes_and_equals
             "--max_rows", "0", "--lr", "1e-3",
             # dropout draws from each process's own generator, so only a run without it can equal one process
             "--model", "{view_dropout: 0.0, lora_dropout: 0.0}"]
-    runs = {}
+    runs, losses = {}, {}
     for n in (1, 2):
         out = tmp_path / f"p{n}"
         extra = ["--device", "cpu"] if n > 1 else []
@@ -85,8 +89,13 @@ def test_phase2_with_negatives_on_some_rows_finishes_on_two_processes_and_equals
         assert run.returncode == 0, run.stderr[-3000:]
         assert json.loads((out / "train_summary.json").read_text())["num_processes"] == n
         runs[n] = load_file(str(out / "model.safetensors"))
+        losses[n] = [r["loss"] for r in map(json.loads, (out / "logs/metrics.jsonl").read_text().splitlines())
+                     if "loss" in r]
+    assert len(losses[1]) >= 4
+    for step, (two, one) in enumerate(zip(losses[2], losses[1])):  # the same batches, step by step
+        assert_scalars_close(two, one, msg=f"loss {step}")
     for key, value in runs[1].items():
-        torch.testing.assert_close(runs[2][key], value, rtol=1e-4, atol=1e-5, msg=key)
+        assert_tensors_close(runs[2][key], value, msg=key)
 
 
 @pytest.mark.parametrize("mode,holds", [("barrier", False), ("main_only", True)])

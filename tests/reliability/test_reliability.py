@@ -32,8 +32,10 @@ def tree_digest(folder: Path) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------------- crashes
+@pytest.mark.precision
 @pytest.mark.parametrize("phase", [1, 2, 3])
 def test_kill_at_a_random_step_then_resume_is_bit_identical(chain, phase):
+    """Bit for bit, in either precision: the resumed run repeats the same operations on the same shapes."""
     root, env, outs = chain
     kill_at = random.Random().randint(3, 11)
     out = root / f"killed-{phase}-{kill_at}"
@@ -55,6 +57,7 @@ def test_kill_at_a_random_step_then_resume_is_bit_identical(chain, phase):
     assert all(again[s] == clean[s] for s in clean if s > saved[-1]), (kill_at, clean, again)
 
 
+@pytest.mark.precision
 def test_kill_while_writing_a_checkpoint_keeps_the_previous_one(chain):
     root, env, outs = chain
     out = root / "killed-in-checkpoint"

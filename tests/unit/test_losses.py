@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from gemma_embed.losses import contrastive_loss, encode_streams, grad_cache_step, info_nce
+from tolerance import assert_scalars_close, assert_tensors_close, autocast
 
 
 def test_info_nce_matches_hand_computation():
@@ -85,25 +86,58 @@ def _grads(model):
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("chunk", [1, 3, 8])
+def _encoder(model):
+    """The model's forward as the training loop runs it: under the suite's precision (accelerate's autocast), the
+    embeddings returned in float32."""
+    def encode(batch):
+        with autocast():
+            return model(batch["input_ids"], batch["attention_mask"]).float()
+
+    return encode
+
+
+def _assert_same_step(cached, loss, grads, reference):
+    assert_scalars_close(cached, loss.detach())
+    for name, g in grads.items():
+        assert_tensors_close(g, reference[name], msg=name, atol32=1e-6)
+
+
+@pytest.mark.precision
+@pytest.mark.parametrize("chunk", [1, 3, 5])  # 5: chunks of unequal size; every chunk smaller than the batch of 8
 def test_grad_cache_matches_the_uncached_loss_and_gradients(make_model, tokenizer, chunk):
     model, streams, groups = _tiny_setup(make_model, tokenizer, dropout=0.0)
-    encode = lambda b: model(b["input_ids"], b["attention_mask"])  # noqa: E731
+    encode = _encoder(model)
     loss = contrastive_loss([encode(s) for s in streams], groups, 0.05)
     loss.backward()
     reference = _grads(model)
     model.zero_grad()
     cached = grad_cache_step(encode, streams, groups, 0.05, chunk, lambda t, gradient: t.backward(gradient))
-    torch.testing.assert_close(cached, loss.detach(), rtol=1e-5, atol=1e-6)
-    for name, g in _grads(model).items():
-        torch.testing.assert_close(g, reference[name], rtol=1e-4, atol=1e-6, msg=name)
+    _assert_same_step(cached, loss, _grads(model), reference)
 
 
+@pytest.mark.precision
+def test_the_tolerance_catches_a_wrong_step(make_model, tokenizer):
+    """The control for the bounds of tests/helpers/tolerance.py: a step at a temperature 10% off is outside them,
+    in either precision."""
+    model, streams, groups = _tiny_setup(make_model, tokenizer, dropout=0.0)
+    encode = _encoder(model)
+    loss = contrastive_loss([encode(s) for s in streams], groups, 0.05)
+    loss.backward()
+    reference = _grads(model)
+    model.zero_grad()
+    wrong = grad_cache_step(encode, streams, groups, 0.055, 3, lambda t, gradient: t.backward(gradient))
+    with pytest.raises(AssertionError):
+        assert_scalars_close(wrong, loss.detach())
+    with pytest.raises(AssertionError):
+        _assert_same_step(loss, loss, _grads(model), reference)
+
+
+@pytest.mark.precision
 def test_grad_cache_replays_dropout(make_model, tokenizer):
     """With dropout on, the recomputation must draw the same masks as the first pass, so the gradients equal a
     chunk-by-chunk encoding with a graph from the same RNG state."""
     model, streams, groups = _tiny_setup(make_model, tokenizer, dropout=0.3)
-    encode = lambda b: model(b["input_ids"], b["attention_mask"])  # noqa: E731
+    encode = _encoder(model)
     chunk = 4
     torch.manual_seed(123)
     embs = [torch.cat([encode({k: v[i:i + chunk] for k, v in s.items()}) for i in range(0, 8, chunk)]) for s in streams]
@@ -113,18 +147,17 @@ def test_grad_cache_replays_dropout(make_model, tokenizer):
     model.zero_grad()
     torch.manual_seed(123)
     cached = grad_cache_step(encode, streams, groups, 0.05, chunk, lambda t, gradient: t.backward(gradient))
-    torch.testing.assert_close(cached, loss.detach(), rtol=1e-5, atol=1e-6)
-    for name, g in _grads(model).items():
-        torch.testing.assert_close(g, reference[name], rtol=1e-4, atol=1e-6, msg=name)
+    _assert_same_step(cached, loss, _grads(model), reference)
 
 
+@pytest.mark.precision
 def test_grad_cache_skips_the_recomputation_when_every_stream_fits_in_one_chunk(make_model, tokenizer):
     model, streams, groups = _tiny_setup(make_model, tokenizer, dropout=0.0)
-    calls = []
+    calls, forward = [], _encoder(model)
 
     def encode(b):
         calls.append(b["input_ids"].shape[0])
-        return model(b["input_ids"], b["attention_mask"])
+        return forward(b)
 
     loss = contrastive_loss([encode(s) for s in streams], groups, 0.05)
     loss.backward()
@@ -133,9 +166,7 @@ def test_grad_cache_skips_the_recomputation_when_every_stream_fits_in_one_chunk(
     calls.clear()
     cached = grad_cache_step(encode, streams, groups, 0.05, 8, lambda t, gradient: t.backward(gradient))
     assert calls == [8, 8]  # one pass per stream, with a graph: nothing encoded twice
-    torch.testing.assert_close(cached, loss.detach(), rtol=1e-5, atol=1e-6)
-    for name, g in _grads(model).items():
-        torch.testing.assert_close(g, reference[name], rtol=1e-4, atol=1e-6, msg=name)
+    _assert_same_step(cached, loss, _grads(model), reference)
     calls.clear()
     grad_cache_step(encode, streams, groups, 0.05, 4, lambda t, gradient: t.backward(gradient))
     assert calls == [4, 4, 4, 4] * 2  # larger than a chunk: encoded without, then with a graph

@@ -74,3 +74,24 @@ def test_resolve_measures_once_per_machine_and_caches(tmp_path, monkeypatch):
 def test_the_micro_benchmark_returns_a_ratio():
     ratio = precision.measure_bf16_ratio(repeats=1)
     assert 0.01 < ratio < 100
+
+
+@pytest.mark.parametrize("value,expected", [("bf16", "bf16"), ("no", "no"), ("", None)])
+def test_the_environment_forces_what_auto_resolves_to(monkeypatch, value, expected):
+    monkeypatch.setattr(precision, "cpu_report", lambda: SAPPHIRE if expected == "no" else AVX2)
+    monkeypatch.setattr(precision, "cached_ratio", lambda cpu: 1.0)
+    monkeypatch.setenv("GEMMA_EMBED_PRECISION", value)
+    d = precision.resolve("auto", "cpu")
+    if expected is None:  # unset or empty: the hardware decides (AVX2 here: float32)
+        assert d.precision == "no" and "AVX2 has no native bf16" in d.reason
+    else:  # forced against what the hardware would choose
+        assert d.precision == expected and d.reason.endswith(f"by GEMMA_EMBED_PRECISION={value}")
+        assert d.cpu == (SAPPHIRE if expected == "no" else AVX2)["cpu_name"]
+    assert precision.resolve("no", "cpu").precision == "no" and precision.resolve("bf16", "cpu").precision == "bf16"
+
+
+@pytest.mark.parametrize("value,message", [("fp16", "overflows in float16"), ("fp32", "must be bf16 or no")])
+def test_a_bad_forced_precision_is_refused_naming_the_variable(monkeypatch, value, message):
+    monkeypatch.setenv("GEMMA_EMBED_PRECISION", value)
+    with pytest.raises(ValueError, match=f"GEMMA_EMBED_PRECISION.*{message}|{message}.*"):
+        precision.resolve("auto", "cpu")
