@@ -240,6 +240,58 @@ class GemmaEmbedDecoder(PreTrainedModel):
             texts.append(tokenizer.decode(ids.tolist(), skip_special_tokens=True).strip())
         return [texts[i : i + num_candidates] for i in range(0, len(texts), num_candidates)]
 
+    @torch.no_grad()
+    def propose_words(self, vectors: torch.Tensor, texts: list[str], tokenizer, k: int = 4) -> list[list[list[str]]]:
+        """For each text (split on spaces into n words) and its vector, the `k` words the decoder finds likeliest
+        to start at each word position 0..n, given the vector and the words before that position (one
+        teacher-forced pass): what a corrector offers to substitute or insert there."""
+        was_training = self.training
+        self.eval()
+        words = [t.split() for t in texts]
+        pieces = [w if i == 0 else " " + w for ws in words for i, w in enumerate(ws)]
+        ids = iter(tokenizer(pieces, add_special_tokens=False)["input_ids"]) if pieces else iter(())
+        rows, starts = [], []
+        for ws in words:
+            row, begin = [], []
+            for _ in ws:
+                begin.append(len(row))
+                row += next(ids)
+            row = row[: self.config.max_query_length - 1]
+            rows.append(row + [tokenizer.eos_token_id])
+            starts.append([min(b, len(row)) for b in begin] + [len(row)])
+        width = max(len(r) for r in rows)
+        unk = self.config.unk_token_id if self.config.unk_token_id is not None else self.config.pad_token_id
+        input_ids = torch.full((len(rows), width), tokenizer.eos_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
+        local = self.to_local(input_ids, unknown=unk).to(self.device)
+        logits = self.forward(vectors.to(self.device), local, mask.to(self.device)).logits.float()
+        specials = {self.config.bos_token_id, self.config.eos_token_id, self.config.pad_token_id, unk}
+        top = logits.topk(min(logits.shape[-1], 4 * k), dim=-1).indices  # (B, n, 4k): room for specials
+        spaced = "▁" in "".join(tokenizer.convert_ids_to_tokens(tokenizer(" a", add_special_tokens=False)["input_ids"]))
+        out = []
+        for row_top, begin in zip(top.tolist(), starts):
+            per_position = []
+            for position, j in enumerate(begin):
+                kept = []
+                for t in row_top[j]:
+                    if t in specials:
+                        continue
+                    token = int(self.to_tokenizer_ids(torch.tensor([t]))[0])
+                    piece = tokenizer.convert_ids_to_tokens(token)
+                    if spaced and position > 0 and not piece.startswith("▁"):
+                        continue  # the rest of a word, not the start of one
+                    word = tokenizer.decode([token]).strip()
+                    if word and any(ch.isalnum() for ch in word) and word not in kept:
+                        kept.append(word)
+                    if len(kept) == k:
+                        break
+                per_position.append(kept)
+            out.append(per_position)
+        self.train(was_training)
+        return out
+
     # ------------------------------------------------------------------------------------------------ encoder
     def verify_encoder(self, encoder_fingerprint: str, what: str = "the encoder given") -> None:
         """Refuse an encoder other than the one this decoder was trained to invert."""

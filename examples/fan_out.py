@@ -6,11 +6,14 @@
     python examples/fan_out.py --decoder runs/demo/decoder --wikiqa ../shared/data/wikiqa/test --pairs 20
     python examples/fan_out.py --model runs/demo/model --query ... --document ...     # nearest neighbour instead
 
-With --decoder, each step is written by the trained query decoder (sampled candidates and the greedy one,
-re-embedded, the closest to the step's point kept): new queries, which need exist nowhere. Exact and near
-duplicates of the seed or an earlier step are marked. The encoder is the one the decoder was trained on (--model
+With --decoder, each step is written by the trained query decoder and corrected toward the step's point for
+--rounds rounds (gemma_embed/corrector.py: the decoder's queries, the nearest training queries and their word
+edits, re-embedded and judged by the encoder; --rounds 0: the decoder's sampled candidates and greedy query,
+re-ranked): new queries, which need exist nowhere. Exact and near duplicates of the seed or an earlier step are
+marked. The encoder is the one the decoder was trained on (--model
 may name it, and is checked). Without --decoder, each step is the nearest query of a bank of real queries (the
-bundled NQ and WebQuestions sample, or --bank FILE), whose embeddings are cached under runs/fanout_cache.
+bundled NQ and WebQuestions sample, or --bank FILE), whose embeddings are cached under runs/fanout_cache, and
+corrected by word edits for --rounds rounds.
 
 --wikiqa DIR walks from each of the first --pairs WikiQA questions to its correct answer sentence and prints the
 fan-out metrics: distinct queries, novel ones (not in the decoder's training data), round-trip cosine per step,
@@ -22,7 +25,9 @@ import json
 from pathlib import Path
 
 from gemma_embed.data.bundled import read_queries
-from gemma_embed.fanout import GenerativeDecoder, NearestNeighbourDecoder, fan_out, fanout_metrics, plot_path
+from gemma_embed.corrector import Corrector, CorrectorSettings
+from gemma_embed.fanout import (CorrectingDecoder, GenerativeDecoder, NearestNeighbourDecoder, fan_out, fanout_metrics,
+                                plot_path)
 
 SAMPLE = Path(__file__).resolve().parent / "data"
 
@@ -47,6 +52,7 @@ def main(argv=None):
     ap.add_argument("--wikiqa", help="a WikiQA split folder: walk from questions to their correct answers")
     ap.add_argument("--pairs", type=int, default=20, help="WikiQA pairs to walk (with --wikiqa)")
     ap.add_argument("--candidates", type=int, default=8, help="sampled candidates per step (with --decoder)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of correction per step (0: none)")
     ap.add_argument("--bank", default=str(SAMPLE / "queries.tsv"), help="nearest-neighbour bank (without --decoder)")
     ap.add_argument("--bank_size", type=int, default=0, help="use the first N queries of the bank (0: all)")
     ap.add_argument("--steps", type=int, default=6)
@@ -61,6 +67,8 @@ def main(argv=None):
         ap.error("give one --document per --query")
     if not args.query and not args.wikiqa:
         ap.error("give --query and --document, or --wikiqa")
+    if args.steps < 1 or args.rounds < 0:
+        ap.error("--steps must be >= 1 and --rounds >= 0")
 
     from gemma_embed.eval.embedders import load_embedder
     from gemma_embed.precision import resolve
@@ -70,15 +78,23 @@ def main(argv=None):
     training: set[str] = set()
     if args.decoder:
         from gemma_embed.backbones import load_tokenizer
-        from gemma_embed.decoder import encoder_fingerprint, training_queries
+        from gemma_embed.decoder import cached_vectors, encoder_fingerprint, training_queries, training_vectors
         from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
         model = GemmaEmbedDecoder.from_pretrained(args.decoder).eval()
         encoder = args.model or model.config.encoder["name_or_path"]
         model.verify_encoder(encoder_fingerprint(encoder), f"the encoder {encoder}")
         embed = load_embedder(encoder, precision=precision)
-        decoder = GenerativeDecoder(model, load_tokenizer(args.decoder), embed, args.candidates)
-        training = set(training_queries(args.decoder))
+        tokenizer = load_tokenizer(args.decoder)
+        pool = training_queries(args.decoder)
+        training = set(pool)
+        if args.rounds:
+            cache = training_vectors(args.decoder)
+            vectors = cached_vectors(encoder, pool, cache, precision=precision) if cache else None
+            settings = CorrectorSettings(rounds=args.rounds, samples=args.candidates)
+            decoder = CorrectingDecoder(Corrector(embed, pool, vectors, model, tokenizer, settings))
+        else:
+            decoder = GenerativeDecoder(model, tokenizer, embed, args.candidates)
     else:
         if not args.model:
             ap.error("give --decoder, or --model for nearest-neighbour decoding")
@@ -88,6 +104,9 @@ def main(argv=None):
         bank = read_queries(args.bank)[: args.bank_size or None]
         decoder = NearestNeighbourDecoder(bank, embed, args.cache, model_key=key)
         training = set(bank)
+        if args.rounds:
+            decoder = CorrectingDecoder(Corrector(embed, bank, decoder.vectors,
+                                                  settings=CorrectorSettings(rounds=args.rounds)))
 
     pairs = list(zip(args.query, args.document))
     if args.wikiqa:
@@ -102,8 +121,9 @@ def main(argv=None):
             print_path(query, document, paths[-1])
     seed_to_document = [path[0]["sim_target"] for path in paths]  # the seed point is the query's own vector
     metrics = fanout_metrics(paths, seed_to_document, training)
-    print(f"\n{len(paths)} walk(s), {args.steps} steps: distinct {metrics['distinct']:.2f}, novel {metrics['novel']:.2f}, "
-          f"closer to the document than the seed {metrics['closer_to_document']:.2f}; round-trip cosine by step "
+    print(f"\n{len(paths)} walk(s), {args.steps} steps: distinct steps closer to the document than the seed "
+          f"{metrics['closer_distinct']:.2f}, steps not in the training data {metrics['novel_steps']:.2f}, mean cosine "
+          f"of a step's query to its point {metrics['step_cosine']:.3f}; round-trip cosine by step "
           + " ".join(f"{c:.2f}" for c in metrics["roundtrip_cosine_by_step"]))
     Path(args.png).parent.mkdir(parents=True, exist_ok=True)
     plot_path(paths[0], args.png, title=f"fan-out: {pairs[0][0][:40]}")

@@ -1,8 +1,10 @@
 """Query fan-out: walk from a query's embedding toward a document's and decode each step into a query.
 
-Two decoders share one interface, `decode(vectors) -> list[(text, score)]`: `GenerativeDecoder` writes new queries
-with a trained query decoder (re-ranked by the encoder), `NearestNeighbourDecoder` returns the closest query of a
-bank of existing ones. `fan_out` walks one (query, document) pair; `fanout_metrics` scores many.
+Three decoders share one interface, `decode(vectors) -> list[(text, score)]`: `GenerativeDecoder` writes new
+queries with a trained query decoder (re-ranked by the encoder), `NearestNeighbourDecoder` returns the closest query
+of a bank of existing ones, and `CorrectingDecoder` runs gemma_embed.corrector's loop (the decoder's queries, the
+bank's and their edits, judged by the encoder). `fan_out` walks one (query, document) pair; `fanout_metrics`
+scores many.
 """
 
 from __future__ import annotations
@@ -77,6 +79,16 @@ class GenerativeDecoder:
         return [(t, float(c)) for t, c in zip(best, cosines)]
 
 
+class CorrectingDecoder:
+    """Decodes each vector through a `gemma_embed.corrector.Corrector`: the query it ends with, and its cosine."""
+
+    def __init__(self, corrector):
+        self.corrector = corrector
+
+    def decode(self, vectors: torch.Tensor) -> list[tuple[str, float]]:
+        return [(c.text, c.cosine) for c in self.corrector.correct(vectors)]
+
+
 def same_query(a: str, b: str, near: float = 0.8) -> bool:
     """Exact (up to case and spaces) or near duplicates: word F1 of `near` or more."""
     from gemma_embed.decoder import token_f1
@@ -110,14 +122,22 @@ def fanout_metrics(paths: list[list[dict]], seed_to_document: list[float], train
     """Over the paths of several (query, document) pairs: the share of steps whose query is new along its path
     (neither the seed nor an earlier step's, nor a near copy), the share of generated queries found nowhere in the
     training data (novelty), the mean cosine of each step's query to its point (round-trip, by step), and the share
-    of generated queries closer to the document than the seed query is."""
+    of generated queries closer to the document than the seed query is. Over the intermediate steps alone (not the
+    seed's and the document's own points): the share of the distinct ones closer to the document than the seed
+    query (`closer_distinct`), the share not in the training data (`novel_steps`), and the mean cosine of a step's
+    query to its point (`step_cosine`)."""
     from gemma_embed.eval.decoder import normalise
 
     rows = [r for path in paths for r in path]
     training = {normalise(t) for t in training}
     steps = max(len(path) for path in paths)
     closer = [r["decoded_target"] > s for path, s in zip(paths, seed_to_document) for r in path]
+    inner = [(r, s) for path, s in zip(paths, seed_to_document) for r in path[1:-1]]
+    distinct = [(r, s) for r, s in inner if not r["duplicate"]]
     return {
+        "closer_distinct": sum(r["decoded_target"] > s for r, s in distinct) / len(distinct) if distinct else 0.0,
+        "novel_steps": sum(normalise(r["decoded"]) not in training for r, _ in inner) / len(inner) if inner else 0.0,
+        "step_cosine": sum(r["decoded_sim"] for r, _ in inner) / len(inner) if inner else None,
         "distinct": sum(not r["duplicate"] for r in rows) / len(rows),
         "novel": sum(normalise(r["decoded"]) not in training for r in rows) / len(rows),
         "closer_to_document": sum(closer) / len(closer),

@@ -29,6 +29,7 @@ import yaml
 from transformers import AutoConfig
 
 from gemma_embed.backbones import load_tokenizer, resolve_backbone
+from gemma_embed.corrector import CorrectorSettings
 from gemma_embed.data.bundled import make_queries_db, read_queries_tsv, split_heldout, write_queries_tsv
 from gemma_embed.eval.run import evaluate_model
 from gemma_embed.precision import resolve
@@ -58,6 +59,8 @@ SELF_CONTRAST_VIEWS = 2  # phases 1 and 3 encode each text twice (two dropout vi
 FINAL_EVAL_TEXTS = 2 * 2 * 1379 + 2600 + 1300  # STS-B test (model and raw), WikiQA, geometry: for the estimate only
 HELDOUT_PERMILLE = 30  # 3% of the bundled queries are held out of phase 3 and the decoder
 HELDOUT_EVAL = 150  # held-out queries per set in the decoder's evaluation
+CORRECTION = CorrectorSettings(rounds=10)  # the decoder's evaluation: the round table (rounds 0, 1, 3, 10)
+FAN_OUT_CORRECTION = CorrectorSettings(rounds=5)  # each fan-out step's query
 FAN_OUT = [  # (seed query, document) walked by the decoder at the end
     ("best running shoes for flat feet", "Stability shoes with firm arch support help runners whose feet roll inward."),
     ("how do vaccines work", "A vaccine trains the immune system to recognise a pathogen from a harmless piece of it."),
@@ -190,10 +193,11 @@ def split_queries(out: Path) -> tuple[Path, Path]:
 def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision) -> dict:
     """Train the query decoder on the new encoder's vectors, evaluate it on the held-out queries (and on TREC
     Million Query topics when ../shared/data is present, kept out of all training), and walk the fan-out seeds."""
-    from gemma_embed.decoder import training_queries, training_vectors
+    from gemma_embed.corrector import Corrector
+    from gemma_embed.decoder import cached_vectors, training_queries, training_vectors
     from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets, print_report, write_report
     from gemma_embed.eval.embedders import load_embedder
-    from gemma_embed.fanout import GenerativeDecoder, fan_out, fanout_metrics, plot_path
+    from gemma_embed.fanout import CorrectingDecoder, fan_out, fanout_metrics, plot_path
     from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
     folder = out / "decoder"
@@ -209,25 +213,29 @@ def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision
     if web.is_file():
         specs.append(f"{web}@trec-mq-2007,trec-mq-2008,trec-mq-2009")
     report = evaluate_decoder(folder, heldout_sets(specs, HELDOUT_EVAL, exclude=set(pool)), pool=pool,
-                              precision=precision.precision, cache=training_vectors(folder))
+                              precision=precision.precision, cache=training_vectors(folder), corrector=CORRECTION)
     report["command"] = "bash scripts/demo.sh"
     print_report(report)
     write_report(report, folder)
 
     decoder = GemmaEmbedDecoder.from_pretrained(folder).eval()
     embed = load_embedder(str(model), precision=precision)
-    generative = GenerativeDecoder(decoder, load_tokenizer(folder), embed, candidates=8)
+    vectors = cached_vectors(str(model), pool, training_vectors(folder), precision=precision)
+    corrected = CorrectingDecoder(Corrector(embed, pool, vectors, decoder, load_tokenizer(folder), FAN_OUT_CORRECTION))
     paths = []
     for query, document in FAN_OUT:
-        paths.append(fan_out(embed, query, document, generative, steps=5))
+        paths.append(fan_out(embed, query, document, corrected, steps=5))
         print(f"\nfan-out: {query!r} -> {document!r}")
         for r in paths[-1]:
-            print(f"  step {r['step']}: {r['decoded']!r} (to the seed {r['decoded_seed']:.2f}, to the document "
-                  f"{r['decoded_target']:.2f}){'  [repeat]' if r['duplicate'] else ''}")
+            print(f"  step {r['step']}: {r['decoded']!r} (to its point {r['decoded_sim']:.2f}, to the seed "
+                  f"{r['decoded_seed']:.2f}, to the document {r['decoded_target']:.2f})"
+                  f"{'  [repeat]' if r['duplicate'] else ''}")
     metrics = fanout_metrics(paths, [p[0]["sim_target"] for p in paths], set(pool))
     plot_path(paths[0], out / "fan_out.png", title=f"fan-out: {FAN_OUT[0][0]}")
-    print(f"fan-out of {len(paths)} seeds: distinct {metrics['distinct']:.2f}, novel {metrics['novel']:.2f}, closer "
-          f"to the document than the seed {metrics['closer_to_document']:.2f}", flush=True)
+    print(f"fan-out of {len(paths)} seeds ({FAN_OUT_CORRECTION.rounds} rounds of correction a step): distinct steps "
+          f"closer to the document than the seed {metrics['closer_distinct']:.2f}, steps not in the training data "
+          f"{metrics['novel_steps']:.2f}, mean cosine of a step's query to its point {metrics['step_cosine']:.3f}",
+          flush=True)
     return {"summary": summary, "eval": report, "fan_out": {"pairs": FAN_OUT, "paths": paths, "metrics": metrics}}
 
 
@@ -328,7 +336,8 @@ def main(argv=None) -> dict:
                       ["decoder"], extra_eval_texts=0)
         decoded = decoder_stage(Path(args.configs) / "decoder.yaml", out, model, heldout, precision)
         metrics["decoder"] = {"train_seconds": decoded["summary"]["train_seconds"],
-                              "sets": {name: {"floor_cosine": r["floor_cosine"], "modes": r["modes"]}
+                              "sets": {name: {"floor_cosine": r["floor_cosine"], "modes": r["modes"],
+                                              "correction": r.get("correction")}
                                        for name, r in decoded["eval"]["sets"].items()},
                               "fan_out": decoded["fan_out"]["metrics"]}
     metrics["wall_seconds"] = time.time() - clock.t0
@@ -338,10 +347,17 @@ def main(argv=None) -> dict:
     print("\n".join(table))
     if decoded:
         for name, result in decoded["eval"]["sets"].items():
-            for mode, m in result["modes"].items():
+            rows = list(result["modes"].items())
+            if result.get("correction"):
+                rows += [(f"corrected, round {r}", m) for r, m in result["correction"]["rounds"].items()]
+            for mode, m in rows:
                 print(f"decoder on {name}, {mode}: token F1 {m['token_f1']:.1f}, BLEU {m['bleu']:.1f}, exact "
                       f"{m['exact_match']:.1f}, round-trip cosine {m['roundtrip_cosine']:.3f} (floor "
                       f"{result['floor_cosine']:.3f})")
+            if result.get("correction"):
+                c = result["correction"]
+                print(f"decoder on {name}, correction: {c['seconds_per_query']:.2f} s and {c['encodes_per_query']:.0f} "
+                      f"encodes per query ({c['cpu']}, {c['precision']})")
     print(f"training {train_seconds:.0f} s (encoder) + {(decoded or {}).get('summary', {}).get('train_seconds', 0):.0f} s "
           f"(decoder); whole run {time.time() - clock.t0:.0f} s; {precision.line()}; encoder at {model}")
 

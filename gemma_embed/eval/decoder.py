@@ -7,10 +7,14 @@
   cosine            one space, so each set also reports its floor: the mean cosine of random pairs of its queries
 
 for greedy decoding, for re-ranked decoding (N sampled candidates and the greedy one, re-embedded, the closest to
-the target kept: a corrector that needs no second model), and for the nearest existing query of a pool (today's
-nearest-neighbour fan-out decoding).
+the target kept), for the nearest existing query of a pool (nearest-neighbour fan-out decoding) and, with
+`rounds`, after each round of correction guided by the encoder (gemma_embed/corrector.py): the round table, with
+the seconds and encodes it cost per query.
 
-    python train/evaluate.py --decoder runs/demo/decoder --heldout runs/demo/heldout_queries.tsv --json eval.json
+    python train/evaluate.py --decoder runs/demo/decoder --heldout runs/demo/heldout_queries.tsv --rounds 10
+
+The held-out sets never share a query with the pool (the corrector's bank) or the decoder's training queries: an
+exact match found there would be a leak, not an inversion.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gemma_embed.data.readers import DataError
 from gemma_embed.decoder import token_f1
 from gemma_embed.eval.embedders import Embed
 
@@ -46,9 +51,12 @@ def scores(decoded: list[str], references: list[str], vectors: torch.Tensor, emb
     }
 
 
-def floor_cosine(vectors: torch.Tensor, seed: int = 0) -> float:
-    """Mean cosine between each vector and another chosen at random: what an unrelated query scores."""
+def floor_cosine(vectors: torch.Tensor, seed: int = 0) -> float | None:
+    """Mean cosine between each vector and another chosen at random: what an unrelated query scores (None for a
+    set of one query, which has no pair)."""
     n = vectors.shape[0]
+    if n < 2:
+        return None
     g = torch.Generator().manual_seed(seed)
     other = (torch.arange(n) + torch.randint(1, n, (n,), generator=g)) % n
     return F.cosine_similarity(vectors[other].float(), vectors.float()).mean().item()
@@ -85,29 +93,63 @@ def decode_all(decoder, tokenizer, vectors: torch.Tensor, batch_size: int = 32, 
     return out
 
 
+ROUNDS_REPORTED = (0, 1, 3, 10)  # the round table's rows (and the last round run), as vec2text reports them
+
+
+def check_no_leak(sets: dict[str, list[str]], bank: list[str], what: str = "the pool") -> None:
+    """Refuse held-out sets that share a query (up to case and spaces) with `bank`."""
+    known = {normalise(t) for t in bank}
+    for name, texts in sets.items():
+        leaked = [t for t in texts if normalise(t) in known]
+        if leaked:
+            raise ValueError(f"{name}: {len(leaked)} held-out queries are in {what} (e.g. {leaked[0]!r}): an exact "
+                             "match found there would be a leak, not an inversion; leave them out of the set")
+
+
+def correction_table(results: list, texts: list[str], targets: torch.Tensor, embed: Embed, rounds: int) -> dict:
+    """The metrics of the corrected queries after each reported round (0: the decoder alone)."""
+    reported = sorted({r for r in ROUNDS_REPORTED if r <= rounds} | {rounds})
+    return {str(r): scores([c.at(r)[0] for c in results], texts, targets, embed) for r in reported}
+
+
 def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], encoder: str | None = None,
                      pool: list[str] | None = None, candidates: int = 8, precision: str = "auto",
-                     examples: int = 10, cache: str | Path | None = None) -> dict:
+                     examples: int = 10, cache: str | Path | None = None, corrector=None) -> dict:
     """Every metric of the decoder in `decoder_folder` on each named set of held-out queries: greedy, re-ranked
-    (`candidates` sampled + greedy) and, given a `pool` of existing queries (the training pool), the nearest one.
-    The encoder is the one named in the decoder's config (or `encoder`), and must be the one it was trained on.
-    `cache`: a vector cache (gemma_embed.decoder.cached_vectors) for the pool's vectors."""
+    (`candidates` sampled + greedy) and, given a `pool` of existing queries (the training pool), the nearest one;
+    with `corrector` (CorrectorSettings with rounds > 0), the round table of correction guided by the encoder, the
+    pool as its bank. The encoder is the one named in the decoder's config (or `encoder`), and must be the one it
+    was trained on. `cache`: a vector cache (gemma_embed.decoder.cached_vectors) for the pool's vectors."""
+    import time
+
     from gemma_embed.backbones import load_tokenizer
-    from gemma_embed.decoder import cached_vectors, encoder_fingerprint
+    from gemma_embed.corrector import Corrector
+    from gemma_embed.decoder import cached_vectors, encoder_fingerprint, training_queries
     from gemma_embed.eval.embedders import load_embedder
+    from gemma_embed.precision import resolve
     from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
     decoder = GemmaEmbedDecoder.from_pretrained(str(decoder_folder)).eval()
     tokenizer = load_tokenizer(decoder_folder)
     spec = encoder or decoder.config.encoder["name_or_path"]
     decoder.verify_encoder(encoder_fingerprint(spec), f"the encoder {spec}")
-    embed = load_embedder(spec, precision=precision)
+    check_no_leak(sets, pool or [], "the pool")
+    try:
+        check_no_leak(sets, training_queries(decoder_folder), "the decoder's training queries")
+    except (OSError, DataError) as e:
+        print(f"note: the decoder's training queries cannot be read ({e}), so the held-out sets are checked against "
+              "the pool only", flush=True)
+    decision = resolve(precision, "cpu") if isinstance(precision, str) else precision
+    embed = load_embedder(spec, precision=decision)
     pool_vectors = None
     if pool:
         pool_vectors = (torch.from_numpy(np.array(cached_vectors(spec, pool, Path(cache), precision=precision)))
                         if cache else embed(pool))
-    report = {"decoder": str(decoder_folder), "encoder": spec, "candidates": candidates, "sets": {}}
+    report = {"decoder": str(decoder_folder), "encoder": spec, "candidates": candidates, "sets": {},
+              "precision": decision.to_dict()}
     for name, texts in sets.items():
+        if not texts:
+            raise ValueError(f"{name}: no held-out queries to evaluate")
         targets = embed(texts).float()
         greedy = [c[0] for c in decode_all(decoder, tokenizer, targets)]
         sampled = decode_all(decoder, tokenizer, targets, mode="sample", num_candidates=candidates)
@@ -118,11 +160,25 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
         if pool:
             neighbours = nearest(pool, pool_vectors, targets)
             modes["nearest existing query (training pool)"] = scores(neighbours, texts, targets, embed)
-        report["sets"][name] = {
-            "queries": len(texts), "floor_cosine": floor_cosine(targets), "modes": modes,
-            "examples": [{"query": t, "greedy": g, "reranked": r, **({"nearest": n} if pool else {})}
-                         for t, g, r, n in zip(texts, greedy, reranked, neighbours or [None] * len(texts))][:examples],
-        }
+        result = {"queries": len(texts), "floor_cosine": floor_cosine(targets), "modes": modes}
+        corrected = None
+        if corrector is not None and corrector.rounds > 0:
+            began = time.perf_counter()
+            corrected = Corrector(embed, pool or [], pool_vectors, decoder, tokenizer, corrector).correct(targets)
+            seconds = time.perf_counter() - began
+            result["correction"] = {
+                "rounds": correction_table(corrected, texts, targets, embed, corrector.rounds),
+                "seconds_per_query": seconds / len(texts),
+                "encodes_per_query": sum(c.encodes for c in corrected) / len(texts),
+                "settings": corrector.to_dict(), "cpu": decision.cpu, "precision": decision.name,
+            }
+        result["examples"] = [
+            {"query": t, "greedy": g, "reranked": r, **({"nearest": n} if pool else {}),
+             **({"corrected": c.text, "corrected_cosine": c.cosine, "cosine_by_round": [x for _, x in c.rounds]}
+                if c else {})}
+            for t, g, r, n, c in zip(texts, greedy, reranked, neighbours or [None] * len(texts),
+                                     corrected or [None] * len(texts))][:examples]
+        report["sets"][name] = result
     return report
 
 
@@ -130,16 +186,28 @@ def print_report(report: dict) -> None:
     from gemma_embed.eval.metrics import label
 
     keys = ("exact_match", "token_f1", "bleu", "roundtrip_cosine")
+
+    def row(name: str, m: dict) -> str:
+        return f"{name:<44}" + "".join(f"{m[k]:>18.3f}" if k == "roundtrip_cosine" else f"{m[k]:>18.2f}"
+                                       for k in keys)
+
     for name, result in report["sets"].items():
-        print(f"\n{name}: {result['queries']} queries, encoder {report['encoder']}, floor cosine "
-              f"{result['floor_cosine']:.3f}")
+        floor = "n/a (one query)" if result["floor_cosine"] is None else f"{result['floor_cosine']:.3f}"
+        print(f"\n{name}: {result['queries']} queries, encoder {report['encoder']}, floor cosine {floor}")
         print(f"{'decoding':<44}" + "".join(f"{label(k):>18}" for k in keys))
         for mode, m in result["modes"].items():
-            print(f"{mode:<44}" + "".join(f"{m[k]:>18.3f}" if k == "roundtrip_cosine" else f"{m[k]:>18.2f}"
-                                          for k in keys))
+            print(row(mode, m))
+        if "correction" in result:
+            c = result["correction"]
+            for r, m in c["rounds"].items():
+                print(row(f"corrected, round {r}" + (" (the decoder alone)" if r == "0" else ""), m))
+            print(f"correction: {c['seconds_per_query']:.2f} s and {c['encodes_per_query']:.0f} encodes per query "
+                  f"({c['cpu'] or 'CPU'}, {c['precision']}; beam {c['settings']['beam']}, "
+                  f"{c['settings']['neighbours']} bank neighbours)")
         for e in result["examples"]:
             print(f"  {e['query']!r:<40} -> greedy {e['greedy']!r}; re-ranked {e['reranked']!r}"
-                  + (f"; nearest {e['nearest']!r}" if "nearest" in e else ""))
+                  + (f"; nearest {e['nearest']!r}" if "nearest" in e else "")
+                  + (f"; corrected {e['corrected']!r} ({e['corrected_cosine']:.3f})" if "corrected" in e else ""))
 
 
 def write_report(report: dict, folder: str | Path) -> Path:
@@ -157,14 +225,16 @@ def write_report(report: dict, folder: str | Path) -> Path:
 
 def heldout_sets(specs: list[str], n: int, exclude: set[str] = frozenset(), seed: int = 0) -> dict[str, list[str]]:
     """Named sets of held-out queries from `FILE` or `FILE@tag,tag` specs (a query file; with tags, only the lines
-    whose source field carries one): queries in `exclude` (the training pool) dropped, then `n` of them drawn with
-    a fixed seed (0: all)."""
+    whose source field carries one): repeats and queries in `exclude` (the training pool; compared up to case and
+    spaces) dropped, then `n` of them drawn with a fixed seed (0: all)."""
     from gemma_embed.data.bundled import read_queries
 
     sets = {}
+    exclude = {normalise(t) for t in exclude}
     for spec in specs:
         path, _, tags = spec.partition("@")
-        texts = [t for t in read_queries(path, tuple(filter(None, tags.split(",")))) if t not in exclude]
+        texts = list(dict.fromkeys(t for t in read_queries(path, tuple(filter(None, tags.split(","))))
+                                   if normalise(t) not in exclude))
         g = torch.Generator().manual_seed(seed)
         if n and len(texts) > n:
             texts = [texts[i] for i in sorted(torch.randperm(len(texts), generator=g)[:n].tolist())]

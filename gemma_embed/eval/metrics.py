@@ -42,6 +42,11 @@ METRICS = {m.key: m for m in [
     Metric("distinct", "distinct generated queries, share"),
     Metric("novel", "generated queries not in the training data, share"),
     Metric("closer_to_document", "generated queries closer to the document than the seed, share"),
+    Metric("closer_distinct", "distinct steps closer to the document than the seed, share"),
+    Metric("novel_steps", "steps not in the training data, share"),
+    Metric("step_cosine", "cosine of a step's query to its point, mean"),
+    Metric("seconds_per_query", "correction, seconds per query"),
+    Metric("encodes_per_query", "correction, texts embedded per query"),
 ]}
 
 # STS files known by name; any other STS file is reported as sts_<file stem>_spearman

@@ -60,15 +60,19 @@ def print_table(results: dict[str, dict]) -> None:
 
 def decoder_main(args) -> dict:
     """--decoder: the decoder's metrics on the held-out sets (gemma_embed/eval/decoder.py)."""
+    from gemma_embed.corrector import CorrectorSettings
     from gemma_embed.data.bundled import read_queries
     from gemma_embed.decoder import training_queries, training_vectors
     from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets, print_report, write_report
 
     folder = Path(args.decoder)
-    pool = [] if args.pool == "none" else read_queries(args.pool) if args.pool else training_queries(folder)
-    sets = heldout_sets(args.heldout, args.n, exclude=set(pool))
+    training = training_queries(folder)
+    pool = [] if args.pool == "none" else read_queries(args.pool) if args.pool else training
+    sets = heldout_sets(args.heldout, args.n, exclude=set(pool) | set(training))  # no leak into bank or decoder
+    corrector = CorrectorSettings(rounds=args.rounds, beam=args.beam, neighbours=args.neighbours, edits=args.edits)
     report = evaluate_decoder(folder, sets, encoder=args.encoder, pool=pool or None, candidates=args.candidates,
-                              precision=args.precision, cache=None if args.pool else training_vectors(folder))
+                              precision=args.precision, cache=None if args.pool else training_vectors(folder),
+                              corrector=corrector)
     report["command"] = "python train/evaluate.py " + " ".join(args.argv)
     print_report(report)
     if args.json:
@@ -91,6 +95,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--encoder", help="the decoder's encoder (default: the one named in its config)")
     ap.add_argument("--pool", default="", help="queries for the nearest-neighbour row (default: the decoder's "
                                                "training queries; none: no such row)")
+    ap.add_argument("--rounds", type=int, default=0, help="rounds of correction guided by the encoder (0: none); the "
+                                                          "round table reports rounds 0, 1, 3, 10 and the last")
+    ap.add_argument("--beam", type=int, default=4, help="corrector: hypotheses kept per query")
+    ap.add_argument("--neighbours", type=int, default=16, help="corrector: nearest pool queries added at round 1")
+    ap.add_argument("--edits", type=int, default=24, help="corrector: word edits tried per hypothesis per round")
     ap.add_argument("--write", action="store_true", help="write decoder_eval.json and the card into the folder")
     ap.add_argument("--sts", action="append", default=[], help="an STS file (repeatable)")
     ap.add_argument("--wikiqa", help="a WikiQA split folder (a.toks, b.toks, id.txt, sim.txt)")

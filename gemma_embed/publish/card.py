@@ -245,14 +245,26 @@ def render_decoder_eval(ev: dict) -> str:
              "corpus level) compare the decoded query with the original; round-trip cosine is the encoder's cosine "
              "between the decoded query and the target vector, comparable only within one space, so each set shows "
              "its floor (random pairs of held-out queries) beside it.", ""]
+    def row(name: str, metrics: dict) -> str:
+        return f"| {name} | " + " | ".join(_fmt(metrics.get(k), ".3f" if k == "roundtrip_cosine" else ".2f")
+                                         for k in DECODER_ROWS) + " |"
+
     for name, result in ev["sets"].items():
-        lines.append(f"**{name}** ({result['queries']} queries; floor {result['floor_cosine']:.3f})")
+        lines.append(f"**{name}** ({result['queries']} queries; floor {_fmt(result['floor_cosine'], '.3f')})")
         lines.append("")
         lines.append("| decoding | " + " | ".join(label(k) for k in DECODER_ROWS) + " |")
         lines.append("|---" * (len(DECODER_ROWS) + 1) + "|")
-        for mode, metrics in result["modes"].items():
-            lines.append(f"| {mode} | " + " | ".join(_fmt(metrics.get(k), ".3f" if k == "roundtrip_cosine" else ".2f")
-                                                  for k in DECODER_ROWS) + " |")
+        lines += [row(mode, metrics) for mode, metrics in result["modes"].items()]
+        correction = result.get("correction")
+        if correction:
+            lines += [row(f"corrected, round {r}" + (" (the decoder alone)" if r == "0" else ""), metrics)
+                      for r, metrics in correction["rounds"].items()]
+            settings = correction["settings"]
+            lines += ["", f"Correction guided by the encoder (`gemma_embed.corrector`: beam {settings['beam']}, "
+                          f"{settings['neighbours']} nearest training queries, {settings['edits']} word edits per "
+                          f"hypothesis and round): {correction['seconds_per_query']:.2f} s and "
+                          f"{correction['encodes_per_query']:.0f} encodes per query on {correction['cpu'] or 'a CPU'} "
+                          f"({correction['precision']})."]
         lines.append("")
     return "\n".join(lines).rstrip()
 

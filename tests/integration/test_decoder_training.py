@@ -73,7 +73,8 @@ def test_evaluate_and_fan_out_with_the_decoder(queries, trained, tmp_path):
     root, db, heldout = queries
     env = {"GEMMA_EMBED_CACHE": str(root / "cache"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     run = subprocess.run([sys.executable, "train/evaluate.py", "--decoder", str(trained), "--heldout", str(heldout),
-                          "--n", "20", "--candidates", "2", "--write", "--json", str(tmp_path / "eval.json")],
+                          "--n", "20", "--candidates", "2", "--rounds", "3", "--edits", "8", "--write", "--json",
+                          str(tmp_path / "eval.json")],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((tmp_path / "eval.json").read_text())
@@ -85,7 +86,26 @@ def test_evaluate_and_fan_out_with_the_decoder(queries, trained, tmp_path):
     # the nearest query of the pool is the pool query closest to the target: its round trip beats greedy's here
     nn = result["modes"]["nearest existing query (training pool)"]["roundtrip_cosine"]
     assert nn >= result["modes"]["greedy"]["roundtrip_cosine"]
-    assert (trained / "decoder_eval.json").is_file() and "| greedy |" in (trained / "README.md").read_text()
+    # the round table: round 0 is greedy decoding; correction never lowers a query's cosine, and from round 1 on
+    # starts from the pool's nearest query
+    table = result["correction"]["rounds"]
+    assert list(table) == ["0", "1", "3"] and table["0"] == result["modes"]["greedy"]
+    means = [table[r]["roundtrip_cosine"] for r in table]
+    assert means == sorted(means) and means[-1] >= nn - 1e-6
+    for e in result["examples"]:
+        assert e["cosine_by_round"] == sorted(e["cosine_by_round"]) and e["corrected_cosine"] == e["cosine_by_round"][-1]
+    assert result["correction"]["seconds_per_query"] > 0 and result["correction"]["encodes_per_query"] > 0
+    card = (trained / "README.md").read_text()
+    assert (trained / "decoder_eval.json").is_file() and "| greedy |" in card and "| corrected, round 3 |" in card
+    assert "corrected, round 3" in run.stdout and "encodes per query" in run.stdout
+
+    one = tmp_path / "one.tsv"  # a set of one query: no floor (no pair), everything else as usual
+    one.write_text("query\tsource\nwho wrote the song all about that bass\tnq-dev\n")
+    small = subprocess.run([sys.executable, "train/evaluate.py", "--decoder", str(trained), "--heldout", str(one),
+                            "--candidates", "2", "--rounds", "1", "--edits", "4"],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert small.returncode == 0, small.stderr[-3000:]
+    assert "1 queries" in small.stdout and "floor cosine n/a (one query)" in small.stdout
 
     fan = subprocess.run([sys.executable, "examples/fan_out.py", "--decoder", str(trained), "--query", "cheap flights",
                           "--document", "Low-cost airlines fly to Rome every day.", "--steps", "3", "--candidates", "2",
@@ -95,6 +115,9 @@ def test_evaluate_and_fan_out_with_the_decoder(queries, trained, tmp_path):
     walk = json.loads((tmp_path / "fan.json").read_text())
     assert len(walk["paths"][0]) == 5 and (tmp_path / "fan.png").read_bytes()[:4] == b"\x89PNG"
     assert 0 <= walk["metrics"]["novel"] <= 1 and len(walk["metrics"]["roundtrip_cosine_by_step"]) == 5
+    assert 0 <= walk["metrics"]["closer_distinct"] <= 1 and 0 <= walk["metrics"]["novel_steps"] <= 1
+    assert walk["metrics"]["step_cosine"] == sum(r["decoded_sim"] for r in walk["paths"][0][1:-1]) / 3
+    assert "distinct steps closer to the document than the seed" in fan.stdout
 
 
 @pytest.mark.precision

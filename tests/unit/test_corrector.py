@@ -1,0 +1,108 @@
+"""Correction guided by the encoder (gemma_embed/corrector.py): the edits it tries, a loop that never lowers the
+cosine and starts no lower than the bank's nearest query, that inverts where the words are within reach, that uses
+the decoder's candidates and proposals (tiny random decoder), and the refusal of held-out sets that leak into the
+bank."""
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gemma_embed.corrector import Corrector, CorrectorSettings, edits
+from gemma_embed.eval.decoder import check_no_leak, heldout_sets
+
+VOCAB = ["cheap", "flights", "to", "rome", "hotels", "in", "paris", "best", "running", "shoes", "for", "flat", "feet",
+         "how", "tall", "is", "everest", "what", "the", "a"]
+
+
+def bag_of_words(texts: list[str]) -> torch.Tensor:
+    """A toy encoder whose space is exactly invertible up to word order: word counts with position weights (so
+    that order matters a little), plus a constant to keep the empty text off the origin."""
+    out = torch.zeros(len(texts), len(VOCAB) + 1)
+    for i, text in enumerate(texts):
+        for j, w in enumerate(text.split()):
+            if w in VOCAB:
+                out[i, VOCAB.index(w)] += 1.0 + 0.05 * j
+        out[i, -1] = 0.1
+    return out
+
+
+def test_edits_are_every_deletion_then_substitutions_and_insertions_from_the_pool():
+    rng = random.Random(0)
+    out = edits(["cheap", "hotels", "rome"], ["flights", "to"], 20, rng)
+    assert {"hotels rome", "cheap rome", "cheap hotels"} <= set(out)  # every deletion
+    assert "cheap hotels rome" not in out and len(out) == len(set(out))
+    assert all(len(t.split()) in (2, 3, 4) and set(t.split()) <= {"cheap", "hotels", "rome", "flights", "to"} for t in out)
+    assert any(len(t.split()) == 4 for t in out) and any(len(t.split()) == 3 for t in out)  # insertions, substitutions
+    assert edits(["cheap", "hotels", "rome"], ["flights", "to"], 20, random.Random(0)) == out  # seeded
+    # words proposed for a position are offered there
+    proposed = edits(["a"], [], 10, random.Random(1), proposals=[["best"], ["shoes"]])
+    assert set(proposed) <= {"best", "shoes", "best a", "a shoes", "shoes a", "a best"} and proposed
+
+
+def test_the_loop_never_lowers_the_cosine_and_starts_from_the_nearest_bank_query():
+    bank = ["cheap hotels in rome", "flights to paris", "best running shoes", "how tall is everest", "what is a cat"]
+    targets = ["cheap flights to rome", "running shoes for flat feet", "how tall is the everest"]
+    vectors = bag_of_words(targets)
+    corrector = Corrector(bag_of_words, bank, settings=CorrectorSettings(rounds=6, beam=3, neighbours=3, edits=30),
+                          progress=False)
+    results = corrector.correct(vectors)
+    sims = F.normalize(vectors, dim=-1) @ F.normalize(bag_of_words(bank), dim=-1).T
+    for c, best_bank in zip(results, sims.max(dim=1).values.tolist()):
+        cosines = [cos for _, cos in c.rounds]
+        assert all(b >= a for a, b in zip(cosines, cosines[1:])), cosines  # never lower
+        assert c.rounds[0][1] == pytest.approx(best_bank)  # no decoder: round 0 is the nearest bank query
+        assert c.cosine >= best_bank - 1e-6 and c.encodes > 0
+    # the target's words are all in reach (bank neighbours' words): the loop finds it, or a reordering of it
+    assert sorted(results[0].text.split()) == sorted("cheap flights to rome".split())
+    assert results[0].cosine > 0.99 > sims[0].max()
+    assert results[0].at(100) == results[0].rounds[-1] and results[0].at(0) == results[0].rounds[0]
+
+
+def test_a_target_stops_when_its_cosine_stops_rising():
+    corrector = Corrector(bag_of_words, ["cheap flights to rome"], settings=CorrectorSettings(rounds=10, patience=2),
+                          progress=False)
+    [c] = corrector.correct(bag_of_words(["cheap flights to rome"]))  # round 0 is already exact
+    assert c.stopped_at == 2 and c.cosine == pytest.approx(1.0)
+
+
+def test_the_decoder_supplies_round_zero_its_candidates_and_its_proposals(tiny_backbone, tokenizer):
+    from modeling_gemma_embed_decoder import GemmaEmbedDecoder
+
+    queries = ["best running shoes", "cheap flights to rome", "how tall is everest"]
+    ids = tokenizer(queries)["input_ids"]
+    vocab = sorted({t for row in ids for t in row} | {0, 1, 2, 3})
+    torch.manual_seed(0)
+    decoder = GemmaEmbedDecoder.from_gemma(tiny_backbone, vocab, tokenizer=tokenizer, embedding_dim=len(VOCAB) + 1,
+                                           prefix_length=2).eval()
+    vectors = bag_of_words(queries)
+    proposals = decoder.propose_words(vectors[:2], ["best running", "a"], tokenizer, k=3)
+    assert [len(p) for p in proposals] == [3, 2]  # one list per word position, and one after the last word
+    words = {tokenizer.decode([t]).strip() for t in vocab} - {""}
+    assert all(len(p) <= 3 and set(p) <= words for row in proposals for p in row)
+    settings = CorrectorSettings(rounds=2, beam=2, neighbours=2, beams=2, samples=2, edits=8, proposals=2)
+    corrector = Corrector(bag_of_words, ["flights to paris", "best shoes"], decoder=decoder, tokenizer=tokenizer,
+                          settings=settings, progress=False)
+    results = corrector.correct(vectors)
+    greedy = [c[0] for c in decoder.decode(vectors, tokenizer)]
+    for c, g in zip(results, greedy):
+        assert c.rounds[0][0] == g  # round 0: the decoder alone, even where it wrote nothing
+        cosines = [cos for _, cos in c.rounds]
+        assert all(b >= a for a, b in zip(cosines, cosines[1:]))
+
+
+def test_held_out_sets_that_leak_into_the_bank_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="1 held-out queries are in the pool .*'Cheap Flights'"):
+        check_no_leak({"set": ["how tall", "Cheap Flights"]}, ["cheap  flights", "other"])
+    check_no_leak({"set": ["how tall"]}, ["cheap flights"])
+    path = tmp_path / "q.tsv"
+    path.write_text("query\tsource\nCheap Flights\tx\nhow tall\tx\nhow tall\tx\n")
+    assert heldout_sets([str(path)], 0, exclude={"cheap  flights"}) == {"q.tsv": ["how tall"]}  # up to case, once
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="rounds must be >= 0"):
+        CorrectorSettings(rounds=-1)
+    with pytest.raises(ValueError, match="beam must be >= 1"):
+        CorrectorSettings(beam=0)
