@@ -36,6 +36,10 @@ class GemmaEmbedDecoderConfig(PretrainedConfig):
             hidden size.
         prefix_activation (`str`, *optional*, defaults to `"gelu"`):
             Activation of the prefix MLP: one of `gelu`, `tanh`, `relu`, `silu`.
+        prefix_norm (`str`, *optional*, defaults to `"none"`):
+            `rms`: each soft token is rescaled to a per-element RMS of 1, the scale of Gemma's (scaled) token
+            embeddings beside it, so that the residual stream carries the vector; `none`: the MLP's raw output (about
+            200 times smaller than a token row at initialisation).
         noise_std (`float`, *optional*, defaults to 0.3):
             The norm (about) of the Gaussian noise added to each unit input vector in training mode (per dimension
             noise_std / sqrt(embedding_dim)); the noisy vector is renormalised onto the sphere, at a cosine of about
@@ -68,6 +72,7 @@ class GemmaEmbedDecoderConfig(PretrainedConfig):
         prefix_length: int = 8,
         prefix_hidden_dim: int = 0,
         prefix_activation: str = "gelu",
+        prefix_norm: str = "none",
         noise_std: float = 0.3,
         max_query_length: int = 32,
         lora_r: int = 16,
@@ -97,6 +102,8 @@ class GemmaEmbedDecoderConfig(PretrainedConfig):
         if prefix_activation not in PREFIX_ACTIVATIONS:
             raise ValueError(f"GemmaEmbedDecoderConfig: prefix_activation must be one of {list(PREFIX_ACTIVATIONS)}, "
                              f"got {prefix_activation!r}")
+        if prefix_norm not in ("none", "rms"):
+            raise ValueError(f"GemmaEmbedDecoderConfig: prefix_norm must be none or rms, got {prefix_norm!r}")
         for name, value, top in (("noise_std", noise_std, 10.0), ("lora_dropout", lora_dropout, 1.0)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < top:
                 raise ValueError(f"GemmaEmbedDecoderConfig: {name} must be a number in [0, {top}), got {value!r}")
@@ -118,6 +125,7 @@ class GemmaEmbedDecoderConfig(PretrainedConfig):
         self.prefix_length = prefix_length
         self.prefix_hidden_dim = prefix_hidden_dim
         self.prefix_activation = prefix_activation
+        self.prefix_norm = prefix_norm
         self.noise_std = float(noise_std)
         self.max_query_length = max_query_length
         self.lora_r = lora_r

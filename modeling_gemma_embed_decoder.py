@@ -180,6 +180,8 @@ class GemmaEmbedDecoder(PreTrainedModel):
             v = F.normalize(v + c.noise_std / v.shape[-1] ** 0.5 * torch.randn_like(v), dim=-1)
         dtype = self.prefix[0].weight.dtype
         soft = self.prefix(v.to(dtype)).view(v.shape[0], c.prefix_length, -1)
+        if c.prefix_norm == "rms":  # the scale of the token rows beside them (Gemma scales its embeddings)
+            soft = soft * torch.rsqrt(soft.float().pow(2).mean(-1, keepdim=True) + 1e-6).to(soft.dtype)
         bos = torch.full((v.shape[0], 1), c.bos_token_id, dtype=torch.long, device=v.device)
         return torch.cat([self.lm.get_input_embeddings()(bos).to(soft.dtype), soft], dim=1)
 

@@ -337,7 +337,7 @@ def main(argv=None) -> dict:
         decoded = decoder_stage(Path(args.configs) / "decoder.yaml", out, model, heldout, precision)
         metrics["decoder"] = {"train_seconds": decoded["summary"]["train_seconds"],
                               "sets": {name: {"floor_cosine": r["floor_cosine"], "modes": r["modes"],
-                                              "correction": r.get("correction")}
+                                              "conditioning": r["conditioning"], "correction": r.get("correction")}
                                        for name, r in decoded["eval"]["sets"].items()},
                               "fan_out": decoded["fan_out"]["metrics"]}
     metrics["wall_seconds"] = time.time() - clock.t0

@@ -93,6 +93,35 @@ def decode_all(decoder, tokenizer, vectors: torch.Tensor, batch_size: int = 32, 
     return out
 
 
+@torch.no_grad()
+def conditioning_gap(decoder, tokenizer, texts: list[str], vectors: torch.Tensor, batch_size: int = 32,
+                     seed: int = 0) -> dict:
+    """How much the decoder uses its input: the teacher-forced loss (nats per token) of each query given its own
+    vector, against the loss given another query's vector of the same set (a random derangement); the gap is the
+    difference. A decoder whose gap is near zero ignores its input, whatever its loss. None for fewer than 2."""
+    from gemma_embed.decoder import DecoderCollator, tokenize_queries
+
+    if len(texts) < 2:
+        return {"loss_own": None, "loss_shuffled": None, "gap": None}
+    was_training = decoder.training
+    decoder.eval()
+    ids = tokenize_queries(tokenizer, texts, decoder.config.max_query_length)
+    g = torch.Generator().manual_seed(seed)
+    other = (torch.arange(len(texts)) + torch.randint(1, len(texts), (len(texts),), generator=g)) % len(texts)
+    collate, totals = DecoderCollator(decoder.config), {"loss_own": 0.0, "loss_shuffled": 0.0}
+    count = 0
+    for i in range(0, len(texts), batch_size):
+        rows = range(i, min(i + batch_size, len(texts)))
+        for key, order in (("loss_own", list(rows)), ("loss_shuffled", other[list(rows)].tolist())):
+            batch = collate([(ids[r], vectors[o].numpy()) for r, o in zip(rows, order)])
+            tokens = int(batch["attention_mask"].sum())
+            totals[key] += decoder(**batch).loss.item() * tokens
+        count += tokens
+    decoder.train(was_training)
+    own, shuffled = totals["loss_own"] / count, totals["loss_shuffled"] / count
+    return {"loss_own": own, "loss_shuffled": shuffled, "gap": shuffled - own}
+
+
 ROUNDS_REPORTED = (0, 1, 3, 10)  # the round table's rows (and the last round run), as vec2text reports them
 
 
@@ -160,7 +189,8 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
         if pool:
             neighbours = nearest(pool, pool_vectors, targets)
             modes["nearest existing query (training pool)"] = scores(neighbours, texts, targets, embed)
-        result = {"queries": len(texts), "floor_cosine": floor_cosine(targets), "modes": modes}
+        result = {"queries": len(texts), "floor_cosine": floor_cosine(targets), "modes": modes,
+                  "conditioning": conditioning_gap(decoder, tokenizer, texts, targets)}
         corrected = None
         if corrector is not None and corrector.rounds > 0:
             began = time.perf_counter()
@@ -193,7 +223,11 @@ def print_report(report: dict) -> None:
 
     for name, result in report["sets"].items():
         floor = "n/a (one query)" if result["floor_cosine"] is None else f"{result['floor_cosine']:.3f}"
-        print(f"\n{name}: {result['queries']} queries, encoder {report['encoder']}, floor cosine {floor}")
+        gap = result.get("conditioning", {}).get("gap")
+        gap = "" if gap is None else (f"; conditioning gap {gap:.3f} nats/token (teacher-forced loss "
+                                      f"{result['conditioning']['loss_own']:.3f} with each query's own vector, "
+                                      f"{result['conditioning']['loss_shuffled']:.3f} with another's)")
+        print(f"\n{name}: {result['queries']} queries, encoder {report['encoder']}, floor cosine {floor}{gap}")
         print(f"{'decoding':<44}" + "".join(f"{label(k):>18}" for k in keys))
         for mode, m in result["modes"].items():
             print(row(mode, m))

@@ -45,6 +45,7 @@ METRICS = {m.key: m for m in [
     Metric("closer_distinct", "distinct steps closer to the document than the seed, share"),
     Metric("novel_steps", "steps not in the training data, share"),
     Metric("step_cosine", "cosine of a step's query to its point, mean"),
+    Metric("gap", "conditioning gap, nats per token (loss with another query's vector minus with its own)"),
     Metric("seconds_per_query", "correction, seconds per query"),
     Metric("encodes_per_query", "correction, texts embedded per query"),
 ]}

@@ -250,7 +250,10 @@ def render_decoder_eval(ev: dict) -> str:
                                          for k in DECODER_ROWS) + " |"
 
     for name, result in ev["sets"].items():
-        lines.append(f"**{name}** ({result['queries']} queries; floor {_fmt(result['floor_cosine'], '.3f')})")
+        gap = (result.get("conditioning") or {}).get("gap")
+        gap = "" if gap is None else (f"; conditioning gap {gap:.3f} nats per token: the teacher-forced loss given "
+                                      "another query's vector minus given its own")
+        lines.append(f"**{name}** ({result['queries']} queries; floor {_fmt(result['floor_cosine'], '.3f')}{gap})")
         lines.append("")
         lines.append("| decoding | " + " | ".join(label(k) for k in DECODER_ROWS) + " |")
         lines.append("|---" * (len(DECODER_ROWS) + 1) + "|")

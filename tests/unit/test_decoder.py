@@ -36,6 +36,8 @@ def test_config_is_validated():
         GemmaEmbedDecoderConfig(vocab_ids=[0, 1, 2], eos_token_id=5)
     with pytest.raises(ValueError, match="the encoder's dim"):
         GemmaEmbedDecoderConfig(embedding_dim=256, encoder={"dim": 384})
+    with pytest.raises(ValueError, match="prefix_norm must be none or rms"):
+        GemmaEmbedDecoderConfig(prefix_norm="layer")
     assert GemmaEmbedDecoderConfig(vocab_ids=[7, 0, 1, 2]).text_config.vocab_size == 4
 
 
@@ -171,3 +173,34 @@ def test_heldout_sets_drop_training_queries_and_sample_the_same_each_time(tmp_pa
     assert not {"query 3", "query 4"} & set(sets["q.tsv"])
     assert all(int(q.split()[1]) % 2 for q in sets["q.tsv@mq"])
     assert heldout_sets([str(path)], n=10, exclude={"query 3", "query 4"}) == {"q.tsv": sets["q.tsv"]}
+
+
+@pytest.mark.parametrize("prefix_norm", ["none", "rms"])
+def test_the_conditioning_gap_is_near_zero_untrained_and_positive_once_the_vector_is_used(
+        tiny_backbone, tokenizer, prefix_norm):
+    from gemma_embed.decoder import DecoderCollator, tokenize_queries
+    from gemma_embed.eval.decoder import conditioning_gap
+
+    ids = tokenizer(QUERIES)["input_ids"]
+    vocab = sorted({t for row in ids for t in row} | {0, 1, 2, 3})
+    torch.manual_seed(0)
+    decoder = GemmaEmbedDecoder.from_gemma(tiny_backbone, vocab, tokenizer=tokenizer, embedding_dim=16, prefix_length=3,
+                                           prefix_norm=prefix_norm, noise_std=0.0)
+    vectors = F.normalize(torch.randn(4, 16, generator=torch.Generator().manual_seed(3)), dim=-1)
+    before = conditioning_gap(decoder, tokenizer, QUERIES, vectors)
+    assert abs(before["gap"]) < 0.05 and before["loss_own"] > 0  # an untrained prefix: nothing learned of the vector
+    decoder.attach_lora().train()
+    optimizer = torch.optim.Adam([p for p in decoder.parameters() if p.requires_grad], lr=3e-3)
+    batch = DecoderCollator(decoder.config)(list(zip(tokenize_queries(tokenizer, QUERIES, 16), vectors.numpy())))
+    for _ in range(40):  # learn which vector writes which query
+        optimizer.zero_grad()
+        decoder(**batch).loss.backward()
+        optimizer.step()
+    after = conditioning_gap(decoder, tokenizer, QUERIES, vectors)
+    # four queries with four different first words: only the first token needs the vector, so the gap can reach
+    # at most log(4) nats on it, averaged over all the tokens
+    ceiling = math.log(4) * 4 / int(batch["attention_mask"].sum())
+    assert 0.5 * ceiling < after["gap"] <= ceiling + 0.05
+    assert after["loss_shuffled"] - after["loss_own"] == pytest.approx(after["gap"])
+    assert decoder.training  # the helper leaves the mode it found
+    assert conditioning_gap(decoder, tokenizer, QUERIES[:1], vectors[:1])["gap"] is None
