@@ -177,7 +177,8 @@ class GemmaEmbedModel(Gemma3PreTrainedModel):
             x = layer(x)
             if i < len(self.head) - 1:
                 x = self.head_activation(x)
-        return F.normalize(x, p=2, dim=-1) if self.config.normalize else x
+        # the vector leaves in float32, normalised in float32: unit norm within float32 rounding in any precision
+        return F.normalize(x.float(), p=2, dim=-1) if self.config.normalize else x
 
     @torch.no_grad()
     def encode(self, texts: list[str], tokenizer, prompt_name: str | None = None, batch_size: int = 32,

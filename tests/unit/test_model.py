@@ -59,12 +59,14 @@ def test_bf16_runs_on_cpu(make_model, tokenizer):
     model = make_model()
     fp32 = encode(model, tokenizer, TEXTS)
     bf16 = encode(model.to(torch.bfloat16), tokenizer, TEXTS)
-    assert bf16.dtype == torch.bfloat16
     assert torch.nn.functional.cosine_similarity(fp32, bf16.float()).min() > 0.98
     model.to(torch.float32)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         auto = encode(model, tokenizer, TEXTS)
     assert torch.nn.functional.cosine_similarity(fp32, auto.float()).min() > 0.98
+    for vectors in (fp32, bf16, auto):  # whatever the precision inside, unit vectors in float32
+        assert vectors.dtype == torch.float32
+        torch.testing.assert_close(vectors.norm(dim=-1), torch.ones(len(TEXTS)), rtol=0, atol=1e-6)
 
 
 def test_fp16_is_refused(make_model, tokenizer, tiny_backbone):
