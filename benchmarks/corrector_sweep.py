@@ -1,0 +1,95 @@
+"""What correction buys per second: the corrector (gemma_embed/corrector.py) under several settings, on the same
+held-out queries, with a trained decoder and its training pool as the bank.
+
+    python benchmarks/corrector_sweep.py --decoder runs/demo/decoder --heldout runs/demo/heldout_queries.tsv --n 30 \
+        --setting beam=4,edits=24 --setting beam=2,edits=12 --setting beam=4,edits=24,proposals=0
+
+Each setting prints token F1, exact match and round-trip cosine after rounds 0, 1, 3 and the last, with seconds
+and encodes per query; the CPU model and the precision are printed first. Settings are CorrectorSettings fields
+(rounds, beam, neighbours, beams, samples, edits, proposals, patience); `decoder=0` leaves the decoder out (bank
+and edits only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import fields
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def parse_setting(text: str) -> tuple[dict, bool]:
+    from gemma_embed.corrector import CorrectorSettings
+
+    known = {f.name for f in fields(CorrectorSettings)}
+    values, use_decoder = {}, True
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key == "decoder":
+            use_decoder = value not in ("0", "no", "false")
+        elif key in known:
+            values[key] = int(value) if key != "min_gain" else float(value)
+        else:
+            raise SystemExit(f"unknown setting {key!r}: one of {sorted(known)} or decoder")
+    return values, use_decoder
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--decoder", required=True)
+    ap.add_argument("--heldout", action="append", required=True, help="FILE or FILE@tag,tag (repeatable)")
+    ap.add_argument("--n", type=int, default=30)
+    ap.add_argument("--setting", action="append", default=[], help="FIELD=VALUE,... (repeatable)")
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+
+    from gemma_embed.backbones import load_tokenizer
+    from gemma_embed.corrector import Corrector, CorrectorSettings
+    from gemma_embed.decoder import cached_vectors, training_queries, training_vectors
+    from gemma_embed.eval.decoder import heldout_sets, scores
+    from gemma_embed.eval.embedders import load_embedder
+    from gemma_embed.precision import describe_machine, resolve
+    from modeling_gemma_embed_decoder import GemmaEmbedDecoder
+
+    print(describe_machine(), flush=True)
+    precision = resolve("auto", "cpu")
+    decoder = GemmaEmbedDecoder.from_pretrained(args.decoder).eval()
+    tokenizer = load_tokenizer(args.decoder)
+    spec = decoder.config.encoder["name_or_path"]
+    embed = load_embedder(spec, precision=precision)
+    pool = training_queries(args.decoder)
+    cache = training_vectors(args.decoder)
+    vectors = cached_vectors(spec, pool, cache, precision=precision) if cache else None
+    sets = heldout_sets(args.heldout, args.n, exclude=set(pool))
+    results = {}
+    for text in args.setting or [""]:
+        values, use_decoder = parse_setting(text)
+        settings = CorrectorSettings(**values)
+        for name, texts in sets.items():
+            targets = embed(texts).float()
+            corrector = Corrector(embed, pool, vectors, decoder if use_decoder else None,
+                                  tokenizer if use_decoder else None, settings, progress=False)
+            began = time.perf_counter()
+            out = corrector.correct(targets)
+            seconds = (time.perf_counter() - began) / len(texts)
+            rounds = sorted({0, 1, 3, settings.rounds} & set(range(settings.rounds + 1)))
+            table = {r: scores([c.at(r)[0] for c in out], texts, targets, embed) for r in rounds}
+            encodes = sum(c.encodes for c in out) / len(texts)
+            row = "  ".join(f"r{r}: F1 {m['token_f1']:5.1f} EM {m['exact_match']:4.1f} cos {m['roundtrip_cosine']:.3f}"
+                            for r, m in table.items())
+            print(f"[{text or 'defaults'}] {name} ({len(texts)}): {row}  | {seconds:.2f} s, {encodes:.0f} encodes "
+                  f"per query ({precision.cpu}, {precision.name})", flush=True)
+            results[f"{text}|{name}"] = {"table": table, "seconds_per_query": seconds, "encodes_per_query": encodes,
+                                         "examples": [(t, c.at(0)[0], c.text) for t, c in zip(texts, out)][:10]}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
