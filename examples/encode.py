@@ -29,6 +29,7 @@ def main() -> None:
                     help="auto: bf16 where the CPU runs it natively, float32 elsewhere")
     args = ap.parse_args()
 
+    import torch
     from sentence_transformers import SentenceTransformer
 
     from gemma_embed.precision import resolve
@@ -53,7 +54,9 @@ def main() -> None:
 
     model = SentenceTransformer(folder, device="cpu")
     with precision.autocast("cpu"):
-        emb = model.encode(SENTENCES, convert_to_tensor=True).float()
+        emb = model.encode(SENTENCES, convert_to_tensor=True)
+    # under bf16 autocast the pipeline's last module normalises in bf16 (norms 1 +- 3e-3): again in float32
+    emb = torch.nn.functional.normalize(emb.float(), dim=-1)
     print(f"embeddings: {tuple(emb.shape)}, norms {emb.norm(dim=-1).min():.4f}..{emb.norm(dim=-1).max():.4f}")
     sim = model.similarity(emb, emb)
     width = max(len(s) for s in SENTENCES)

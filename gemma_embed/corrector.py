@@ -11,8 +11,8 @@ empty. Round 1 adds three
 sources of candidates: the decoder's beams and samples, the `neighbours` nearest queries of the bank, and edits of
 the round-0 query. Every later round edits each query of the beam: all single-word deletions, and substitutions and
 insertions of words drawn from that target's own candidates (the bank neighbours' and the decoder's words) and from
-the decoder's next-word proposals at each position of the hypothesis. All candidates of all targets are embedded
-together in batches; the `beam` closest to each target are kept; a target stops when its best cosine has not risen
+the decoder's next-word proposals at each position of the hypothesis, and token substitutions ranked by the
+encoder's gradient (`GradientGuide`). All candidates of all targets are embedded together in batches; the `beam` closest to each target are kept; a target stops when its best cosine has not risen
 by `min_gain` for `patience` rounds. The beam always holds the best so far, so the best cosine never falls from one
 round to the next and, from round 1 on, is at least the nearest bank query's.
 
@@ -37,18 +37,21 @@ Embed = Callable[[list[str]], torch.Tensor]
 @dataclass
 class CorrectorSettings:
     rounds: int = 10  # correction rounds after round 0
-    beam: int = 4  # hypotheses kept per target
+    beam: int = 2  # hypotheses kept per target
     neighbours: int = 16  # nearest bank queries added at round 1
     beams: int = 4  # the decoder's beam-search candidates at round 1
     samples: int = 8  # the decoder's sampled candidates at round 1
-    edits: int = 24  # substitutions and insertions tried per hypothesis per round (deletions come on top)
+    edits: int = 4  # random substitutions and insertions per hypothesis per round (deletions come on top)
     proposals: int = 4  # the decoder's next words per position offered to the edits (0: none)
+    # token substitutions per hypothesis per round ranked by the encoder's gradient (0: none); an embedder without
+    # a sentence-transformers model to differentiate (a raw backbone) gets as many random edits instead
+    guided: int = 12
     patience: int = 2  # rounds without a gain of min_gain before a target stops
     min_gain: float = 1e-4
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("rounds", "beam", "neighbours", "beams", "samples", "edits", "proposals", "patience"):
+        for name in ("rounds", "beam", "neighbours", "beams", "samples", "edits", "proposals", "guided", "patience"):
             if getattr(self, name) < 0:
                 raise ValueError(f"corrector setting {name} must be >= 0, got {getattr(self, name)}")
         if self.beam < 1:
@@ -88,6 +91,7 @@ class _Target:
     encodes: int = 0
     idle: int = 0  # rounds without a gain
     proposals: dict = field(default_factory=dict)  # hypothesis -> next-word proposals per position
+    guided: dict = field(default_factory=dict)  # hypothesis -> the gradient's substitutions
 
     stopped: bool = False
 
@@ -116,6 +120,83 @@ def edits(words: list[str], pool: Sequence[str], n: int, rng: random.Random,
     return [t for t in out if t.strip()]
 
 
+class GradientGuide:
+    """Token substitutions ranked by the encoder's gradient (HotFlip's first-order estimate): one forward and
+    backward pass over the hypotheses gives, at every token position j, the gradient g_j of the cosine to the
+    target with respect to the input embedding; replacing token x_j by w changes the cosine by about
+    g_j . (E[w] - E[x_j]). The best `k` (position, token) pairs of each hypothesis, over the tokens of its words
+    (with and without a leading space), are returned as texts for the encoder to judge exactly. Works on a
+    sentence-transformers model whose first module is a transformers model."""
+
+    def __init__(self, model, precision=None):
+        self.model, self.tokenizer, self.precision = model, model.tokenizer, precision
+        self.embeddings = model[0].auto_model.get_input_embeddings()
+
+    @classmethod
+    def of(cls, embed) -> "GradientGuide | None":
+        """The guide of an embedder from gemma_embed.eval.embedders.load_embedder (None where it has no
+        sentence-transformers model, a raw backbone's say)."""
+        model = getattr(embed, "sentence_transformer", None)
+        return cls(model, getattr(embed, "precision", None)) if model is not None else None
+
+    def _tokens(self, words: Sequence[str], prefix: str) -> list[int]:
+        """The words that are one token, written as at the start of a text ("") or after a space (" ")."""
+        if not words:
+            return []
+        ids = self.tokenizer([prefix + w for w in words], add_special_tokens=False)["input_ids"]
+        return sorted({row[0] for row in ids if len(row) == 1})
+
+    def substitutions(self, texts: list[str], targets: torch.Tensor, words: list[Sequence[str]], k: int) -> list[list[str]]:
+        import contextlib
+
+        features = dict(self.model.preprocess(texts))
+        captured = {}
+
+        def keep(module, inputs, output):
+            output.retain_grad()
+            captured["embeds"] = output
+
+        hook = self.embeddings.register_forward_hook(keep)
+        try:
+            with torch.enable_grad(), (self.precision.autocast("cpu") if self.precision else contextlib.nullcontext()):
+                out = self.model(features)["sentence_embedding"].float()
+                F.cosine_similarity(out, targets.float(), dim=-1).sum().backward()
+        finally:
+            hook.remove()
+            self.model.zero_grad(set_to_none=True)
+        grads, embeds = captured["embeds"].grad.float(), captured["embeds"].detach().float()
+        ids, mask = features["input_ids"], features["attention_mask"].bool()
+        special = set(self.tokenizer.all_special_ids)
+        results = []
+        for b, text in enumerate(texts):
+            positions = [j for j in range(ids.shape[1]) if mask[b, j] and int(ids[b, j]) not in special]
+            first, rest = self._tokens(words[b], ""), self._tokens(words[b], " ")
+            pairs = [(j, c) for i, j in enumerate(positions) for c in (first if i == 0 else rest) if c != int(ids[b, j])]
+            if not pairs:
+                results.append([])
+                continue
+            tokens = sorted({c for _, c in pairs})
+            column = {c: i for i, c in enumerate(tokens)}
+            with torch.no_grad():
+                table = self.embeddings(torch.tensor(tokens)).float()  # as the model sees them (Gemma scales them)
+            at = torch.tensor([j for j, _ in pairs])
+            g = grads[b, at]  # (pairs, H)
+            gain = (g * table[torch.tensor([column[c] for _, c in pairs])]).sum(-1) - (g * embeds[b, at]).sum(-1)
+            out = []
+            for index in gain.argsort(descending=True).tolist():
+                j, c = pairs[index]
+                row = ids[b].clone()
+                row[j] = c
+                kept = [int(t) for t, m in zip(row, mask[b]) if m and int(t) not in special]
+                candidate = " ".join(self.tokenizer.decode(kept).split())
+                if candidate and candidate != text and candidate not in out:
+                    out.append(candidate)
+                if len(out) == k:
+                    break
+            results.append(out)
+        return results
+
+
 class Corrector:
     """See the module's docstring. `embed`: texts -> vectors in the target's space (the encoder the targets came
     from); `bank`, `bank_vectors`: existing queries and their vectors (encoded here if not given); `decoder` and
@@ -135,6 +216,7 @@ class Corrector:
             self.bank_vectors = F.normalize(vectors.float(), dim=-1)
         if decoder is not None and tokenizer is None:
             raise ValueError("a decoder needs its tokenizer")
+        self.guide = GradientGuide.of(embed) if self.settings.guided else None
 
     # ----------------------------------------------------------------------------------------------- sources
     def _neighbours(self, targets: torch.Tensor, k: int) -> list[list[str]]:
@@ -176,6 +258,22 @@ class Corrector:
                                                self.tokenizer, k)
             for (st, text), w in zip(chunk, words):
                 st.proposals[text] = w
+
+    def _guided(self, states: list[_Target]) -> None:
+        """The encoder gradient's best substitutions of each beam hypothesis of every target (one batched pass per
+        64 hypotheses; kept per hypothesis)."""
+        todo = [(st, text) for st in states for text, _ in st.beam if text.strip() and text not in st.guided]
+        for i in range(0, len(todo), 64):
+            chunk = todo[i : i + 64]
+            found = self.guide.substitutions([t for _, t in chunk], torch.stack([st.vector for st, _ in chunk]),
+                                             [self._guide_words(st, t) for st, t in chunk], self.settings.guided)
+            for (st, text), candidates in zip(chunk, found):
+                st.guided[text] = candidates
+
+    @staticmethod
+    def _guide_words(st: _Target, text: str) -> list[str]:
+        proposed = [w for position in st.proposals.get(text, ()) for w in position]
+        return list(dict.fromkeys([*st.words, *proposed]))
 
     # -------------------------------------------------------------------------------------------------- loop
     def _score(self, states: list[_Target], proposals: list[list[str]], empty: bool = False) -> None:
@@ -230,11 +328,16 @@ class Corrector:
                 break
             self._proposals(active)
             candidates = []
+            random_edits = s.edits + (s.guided if self.guide is None else 0)
             for st in active:
                 group = list(st.extra) if round_ == 1 else []
                 for text, _ in st.beam:
-                    group += edits(text.split(), st.words, s.edits, rng, st.proposals.get(text, ()))
+                    group += edits(text.split(), st.words, random_edits, rng, st.proposals.get(text, ()))
                 candidates.append(group)
+            if self.guide is not None:
+                self._guided(active)
+                for st, group in zip(active, candidates):
+                    group += [c for text, _ in st.beam for c in st.guided.get(text, [])]
             self._score(active, candidates)
             for st in active:
                 self._record(st)

@@ -58,7 +58,7 @@ LIMITATIONS = [
 SELF_CONTRAST_VIEWS = 2  # phases 1 and 3 encode each text twice (two dropout views)
 FINAL_EVAL_TEXTS = 2 * 2 * 1379 + 2600 + 1300  # STS-B test (model and raw), WikiQA, geometry: for the estimate only
 HELDOUT_PERMILLE = 30  # 3% of the bundled queries are held out of phase 3 and the decoder
-HELDOUT_EVAL = 150  # held-out queries per set in the decoder's evaluation
+HELDOUT_EVAL = 50  # held-out queries per set in the decoder's evaluation (each corrected for 10 rounds)
 CORRECTION = CorrectorSettings(rounds=10)  # the decoder's evaluation: the round table (rounds 0, 1, 3, 10)
 FAN_OUT_CORRECTION = CorrectorSettings(rounds=5)  # each fan-out step's query
 FAN_OUT = [  # (seed query, document) walked by the decoder at the end
@@ -142,7 +142,9 @@ class Clock:
         seconds = sum(self.configs[n]["max_steps"] * self.tokens[n] / self.train_rate for n in stages_left)
         evals = sum(2 * (self.configs[n].get("eval_max_pairs") or 1500) * self._evaluations(n)
                     for n in stages_left if n != "decoder")
-        decoder = 9 * 2 * HELDOUT_EVAL * ("decoder" in stages_left or extra_eval_texts > 0)  # held-out candidates re-embedded
+        # held-out candidates re-embedded: the samples, and the corrector's (deletions about 6 per hypothesis)
+        per_query = 9 * 2 + CORRECTION.rounds * CORRECTION.beam * (CORRECTION.edits + CORRECTION.guided + 6)
+        decoder = per_query * HELDOUT_EVAL * 2 * ("decoder" in stages_left or extra_eval_texts > 0)
         return seconds + (evals + extra_eval_texts + decoder) / self.eval_rate + 90  # 90: model loads, cards
 
     def section(self, title: str, stages_left: list = ("decoder",), extra_eval_texts: int = FINAL_EVAL_TEXTS) -> None:

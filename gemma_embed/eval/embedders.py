@@ -33,10 +33,14 @@ def load_embedder(spec: str, batch_size: int = 64, precision: Decision | str = "
     def embed(texts: list[str]) -> torch.Tensor:
         print(f"encoding {len(texts):,} texts with {spec} ({precision.name})", flush=True)
         with precision.autocast("cpu"):
-            return model.encode(texts, batch_size=batch_size, convert_to_tensor=True,
-                                show_progress_bar=len(texts) > batch_size).float()
+            vectors = model.encode(texts, batch_size=batch_size, convert_to_tensor=True,
+                                   show_progress_bar=len(texts) > batch_size)
+        # under bf16 autocast the pipeline normalises in bf16 (norms 1 +- 3e-3): unit vectors again, in float32
+        return torch.nn.functional.normalize(vectors.float(), dim=-1)
 
-    return memoize(embed)
+    cached = memoize(embed)
+    cached.sentence_transformer, cached.precision = model, precision  # for gradient-guided correction
+    return cached
 
 
 def memoize(embed: Embed) -> Embed:

@@ -69,7 +69,8 @@ def decoder_main(args) -> dict:
     training = training_queries(folder)
     pool = [] if args.pool == "none" else read_queries(args.pool) if args.pool else training
     sets = heldout_sets(args.heldout, args.n, exclude=set(pool) | set(training))  # no leak into bank or decoder
-    corrector = CorrectorSettings(rounds=args.rounds, beam=args.beam, neighbours=args.neighbours, edits=args.edits)
+    corrector = CorrectorSettings(rounds=args.rounds, beam=args.beam, neighbours=args.neighbours, edits=args.edits,
+                                  guided=args.guided)
     report = evaluate_decoder(folder, sets, encoder=args.encoder, pool=pool or None, candidates=args.candidates,
                               precision=args.precision, cache=None if args.pool else training_vectors(folder),
                               corrector=corrector)
@@ -97,9 +98,11 @@ def main(argv=None) -> dict:
                                                "training queries; none: no such row)")
     ap.add_argument("--rounds", type=int, default=0, help="rounds of correction guided by the encoder (0: none); the "
                                                           "round table reports rounds 0, 1, 3, 10 and the last")
-    ap.add_argument("--beam", type=int, default=4, help="corrector: hypotheses kept per query")
+    ap.add_argument("--beam", type=int, default=2, help="corrector: hypotheses kept per query")
     ap.add_argument("--neighbours", type=int, default=16, help="corrector: nearest pool queries added at round 1")
-    ap.add_argument("--edits", type=int, default=24, help="corrector: word edits tried per hypothesis per round")
+    ap.add_argument("--edits", type=int, default=4, help="corrector: random word edits per hypothesis per round")
+    ap.add_argument("--guided", type=int, default=12, help="corrector: substitutions per hypothesis per round "
+                                                           "ranked by the encoder's gradient")
     ap.add_argument("--write", action="store_true", help="write decoder_eval.json and the card into the folder")
     ap.add_argument("--sts", action="append", default=[], help="an STS file (repeatable)")
     ap.add_argument("--wikiqa", help="a WikiQA split folder (a.toks, b.toks, id.txt, sim.txt)")

@@ -106,3 +106,29 @@ def test_settings_are_checked():
         CorrectorSettings(rounds=-1)
     with pytest.raises(ValueError, match="beam must be >= 1"):
         CorrectorSettings(beam=0)
+
+
+def test_the_gradient_guide_offers_single_token_substitutions_from_the_given_words(make_model, tokenizer, tmp_path):
+    from gemma_embed.corrector import GradientGuide
+    from gemma_embed.eval.embedders import load_embedder
+
+    folder = tmp_path / "enc"
+    make_model(seed=1).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    embed = load_embedder(str(folder), precision="no")
+    guide = GradientGuide.of(embed)
+    assert guide is not None and GradientGuide.of(bag_of_words) is None  # only a sentence-transformers embedder
+    words = ["woman", "guitar", "dog"]
+    [out] = guide.substitutions(["a man plays music"], embed(["a dog plays guitar"]), [words], k=100)
+    # every position, every word: 4 positions x 3 words, none equal to the text itself
+    expected = {" ".join(w if i == j else x for i, x in enumerate("a man plays music".split()))
+                for j in range(4) for w in words}
+    assert set(out) == expected and len(out) == 12
+    # ranked by the first-order gain: the best few, re-embedded, beat the worst few on average
+    sims = F.cosine_similarity(embed(out), embed(["a dog plays guitar"]).expand(len(out), -1)).tolist()
+    assert sum(sims[:3]) / 3 > sum(sims[-3:]) / 3
+    settings = CorrectorSettings(rounds=3, beam=2, neighbours=2, edits=4, guided=4)
+    results = Corrector(embed, ["a man plays music", "the city"], settings=settings, progress=False).correct(
+        embed(["a dog plays guitar"]))
+    cosines = [c for _, c in results[0].rounds]
+    assert cosines == sorted(cosines) and results[0].cosine > cosines[0]
