@@ -210,7 +210,7 @@ class Corrector:
         self.bank = list(bank)
         self.bank_vectors = None
         if self.bank:
-            vectors = embed(self.bank) if bank_vectors is None else torch.as_tensor(np.asarray(bank_vectors))
+            vectors = embed(self.bank) if bank_vectors is None else torch.as_tensor(np.array(bank_vectors))
             if len(vectors) != len(self.bank):
                 raise ValueError(f"{len(self.bank)} bank queries but {len(vectors)} bank vectors")
             self.bank_vectors = F.normalize(vectors.float(), dim=-1)

@@ -245,7 +245,7 @@ class HeldoutScore:
             return None
         if self.texts is None:
             self.texts = read_queries(cfg.heldout)[: cfg.eval_queries]
-            self.vectors = torch.from_numpy(np.asarray(cached_vectors(cfg.encoder, self.texts, vector_cache(cfg),
+            self.vectors = torch.from_numpy(np.array(cached_vectors(cfg.encoder, self.texts, vector_cache(cfg),
                                                                       cfg.encode_batch_size)))
         decoded = [c[0] for batch in range(0, len(self.texts), 64)
                    for c in model.decode(self.vectors[batch : batch + 64], tokenizer)]
