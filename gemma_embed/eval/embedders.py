@@ -29,7 +29,7 @@ def load_embedder(spec: str, batch_size: int = 64, precision: Decision | str = "
         from gemma_embed.backbones import resolve_backbone
 
         transformer = models.Transformer(resolve_backbone(spec[4:]), max_seq_length=128)
-        model = SentenceTransformer(modules=[transformer, models.Pooling(transformer.get_word_embedding_dimension(),
+        model = SentenceTransformer(modules=[transformer, models.Pooling(transformer.get_embedding_dimension(),
                                                                          "mean")], device="cpu")
     else:
         folder = spec
