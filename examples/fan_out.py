@@ -15,9 +15,10 @@ may name it, and is checked). Without --decoder, each step is the nearest query 
 bundled NQ and WebQuestions sample, or --bank FILE), whose embeddings are cached under runs/fanout_cache, and
 corrected by word edits for --rounds rounds.
 
---wikiqa DIR walks from each of the first --pairs WikiQA questions to its correct answer sentence and prints the
-fan-out metrics: distinct queries, novel ones (not in the decoder's training data), round-trip cosine per step,
-and the share closer to the document than the seed query.
+--wikiqa DIR walks from each of the first --pairs WikiQA questions to its correct answer sentence. Every run prints,
+per step, the query with its cosine to the step's point, to the seed and to the document, and over all walks: the
+share of distinct steps closer to the document than the seed query, the share of steps not in the training data,
+and the mean cosine of a step's query to its point.
 """
 
 import argparse

@@ -61,6 +61,7 @@ def test_decision_carries_its_dtype_autocast_and_printed_line():
 
 def test_resolve_measures_once_per_machine_and_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("GEMMA_EMBED_CACHE", str(tmp_path))
+    monkeypatch.delenv("GEMMA_EMBED_PRECISION", raising=False)  # the hardware decides, even in a forced suite run
     monkeypatch.setattr(precision, "cpu_report", lambda: ARM)
     calls = []
     monkeypatch.setattr(precision, "measure_bf16_ratio", lambda: calls.append(1) or 0.4)
