@@ -92,7 +92,6 @@ class _Target:
     idle: int = 0  # rounds without a gain
     proposals: dict = field(default_factory=dict)  # hypothesis -> next-word proposals per position
     guided: dict = field(default_factory=dict)  # hypothesis -> the gradient's substitutions
-
     stopped: bool = False
 
 
@@ -216,6 +215,8 @@ class Corrector:
             self.bank_vectors = F.normalize(vectors.float(), dim=-1)
         if decoder is not None and tokenizer is None:
             raise ValueError("a decoder needs its tokenizer")
+        if decoder is None and not self.bank:
+            raise ValueError("the corrector needs a decoder or a bank of queries to start from")
         self.guide = GradientGuide.of(embed) if self.settings.guided else None
 
     # ----------------------------------------------------------------------------------------------- sources

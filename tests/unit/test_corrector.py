@@ -102,6 +102,8 @@ def test_held_out_sets_that_leak_into_the_bank_are_refused(tmp_path):
 
 
 def test_settings_are_checked():
+    with pytest.raises(ValueError, match="needs a decoder or a bank"):
+        Corrector(bag_of_words, [])
     with pytest.raises(ValueError, match="rounds must be >= 0"):
         CorrectorSettings(rounds=-1)
     with pytest.raises(ValueError, match="beam must be >= 1"):
