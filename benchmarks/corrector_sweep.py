@@ -51,7 +51,7 @@ def main(argv=None) -> dict:
     from gemma_embed.backbones import load_tokenizer
     from gemma_embed.corrector import Corrector, CorrectorSettings
     from gemma_embed.decoder import cached_vectors, training_queries, training_vectors
-    from gemma_embed.eval.decoder import heldout_sets, scores
+    from gemma_embed.eval.decoder import correction_table, heldout_sets
     from gemma_embed.eval.embedders import load_embedder
     from gemma_embed.precision import describe_machine, resolve
     from modeling_gemma_embed_decoder import GemmaEmbedDecoder
@@ -77,8 +77,7 @@ def main(argv=None) -> dict:
             began = time.perf_counter()
             out = corrector.correct(targets)
             seconds = (time.perf_counter() - began) / len(texts)
-            rounds = sorted({0, 1, 3, settings.rounds} & set(range(settings.rounds + 1)))
-            table = {r: scores([c.at(r)[0] for c in out], texts, targets, embed) for r in rounds}
+            table = correction_table(out, texts, targets, embed, settings.rounds)
             encodes = sum(c.encodes for c in out) / len(texts)
             row = "  ".join(f"r{r}: F1 {m['token_f1']:5.1f} EM {m['exact_match']:4.1f} cos {m['roundtrip_cosine']:.3f}"
                             for r, m in table.items())

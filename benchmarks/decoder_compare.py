@@ -31,7 +31,7 @@ from pathlib import Path
 from gemma_embed.corrector import CorrectorSettings
 from gemma_embed.data.bundled import make_queries_db, read_queries, read_queries_tsv, split_heldout, write_queries_tsv
 from gemma_embed.decoder import training_queries, training_vectors
-from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets, print_report
+from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets, print_report, result_rows
 from gemma_embed.precision import resolve
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout: train/, examples/data, ../shared/data
@@ -95,9 +95,10 @@ def main(argv=None) -> dict:
             print(" ".join(cmd[2:]), flush=True)
             subprocess.run(cmd, cwd=REPO, check=True)
         summary = json.loads((folder / "train_summary.json").read_text())
-        report = evaluate_decoder(folder, evaluation, pool=training_queries(folder), candidates=args.candidates,
+        pool = training_queries(folder)
+        report = evaluate_decoder(folder, evaluation, pool=pool, candidates=args.candidates,
                                   precision=precision.precision, cache=training_vectors(folder),
-                                  corrector=CorrectorSettings(rounds=args.rounds))
+                                  corrector=CorrectorSettings(rounds=args.rounds), training=pool)
         report["train_seconds"], report["wall_seconds"] = summary["train_seconds"], time.time() - began
         report["seconds_per_step"], report["steps"] = summary["seconds_per_step"], summary["steps"]
         print_report(report)
@@ -110,10 +111,7 @@ def main(argv=None) -> dict:
     print(f"\n{'encoder':<24}{'set':<44}{'decoding':<44}{'EM':>7}{'F1':>7}{'BLEU':>7}{'cos':>7}{'floor':>7}")
     for spec, report in results.items():
         for set_name, result in report["sets"].items():
-            rows = list(result["modes"].items())
-            if "correction" in result:
-                rows += [(f"corrected, round {r}", m) for r, m in result["correction"]["rounds"].items()]
-            for mode, m in rows:
+            for mode, m in result_rows(result):
                 print(f"{name_of(spec):<24}{set_name[:42]:<44}{mode[:42]:<44}{m['exact_match']:7.2f}{m['token_f1']:7.2f}"
                       f"{m['bleu']:7.2f}{m['roundtrip_cosine']:7.3f}{result['floor_cosine']:7.3f}")
             if "correction" in result:

@@ -123,8 +123,9 @@ class GradientGuide:
     """Token substitutions ranked by the encoder's gradient (HotFlip's first-order estimate): one forward and
     backward pass over the hypotheses gives, at every token position j, the gradient g_j of the cosine to the
     target with respect to the input embedding; replacing token x_j by w changes the cosine by about
-    g_j . (E[w] - E[x_j]). The best `k` (position, token) pairs of each hypothesis, over the tokens of its words
-    (with and without a leading space), are returned as texts for the encoder to judge exactly. Works on a
+    g_j . (E[w] - E[x_j]). The best `k` (position, token) pairs of each hypothesis, over its words that are one
+    token (written bare at the text's first position, after a space elsewhere), are returned as texts for the
+    encoder to judge exactly. Works on a
     sentence-transformers model whose first module is a transformers model."""
 
     def __init__(self, model, precision=None):

@@ -215,7 +215,8 @@ def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision
     if web.is_file():
         specs.append(f"{web}@trec-mq-2007,trec-mq-2008,trec-mq-2009")
     report = evaluate_decoder(folder, heldout_sets(specs, HELDOUT_EVAL, exclude=set(pool)), pool=pool,
-                              precision=precision.precision, cache=training_vectors(folder), corrector=CORRECTION)
+                              precision=precision.precision, cache=training_vectors(folder), corrector=CORRECTION,
+                              training=pool)
     report["command"] = "bash scripts/demo.sh"
     print_report(report)
     write_report(report, folder)
@@ -349,10 +350,9 @@ def main(argv=None) -> dict:
     print("\n".join(table))
     if decoded:
         for name, result in decoded["eval"]["sets"].items():
-            rows = list(result["modes"].items())
-            if result.get("correction"):
-                rows += [(f"corrected, round {r}", m) for r, m in result["correction"]["rounds"].items()]
-            for mode, m in rows:
+            from gemma_embed.eval.decoder import result_rows
+
+            for mode, m in result_rows(result):
                 print(f"decoder on {name}, {mode}: token F1 {m['token_f1']:.1f}, BLEU {m['bleu']:.1f}, exact "
                       f"{m['exact_match']:.1f}, round-trip cosine {m['roundtrip_cosine']:.3f} (floor "
                       f"{result['floor_cosine']:.3f})")

@@ -135,6 +135,15 @@ def check_no_leak(sets: dict[str, list[str]], bank: list[str], what: str = "the 
                              "match found there would be a leak, not an inversion; leave them out of the set")
 
 
+def result_rows(result: dict) -> list[tuple[str, dict]]:
+    """A held-out set's rows, as every report prints them: each decoding mode, then each reported round of
+    correction."""
+    rows = list(result["modes"].items())
+    for r, metrics in (result.get("correction") or {}).get("rounds", {}).items():
+        rows.append((f"corrected, round {r}" + (" (the decoder alone)" if r == "0" else ""), metrics))
+    return rows
+
+
 def correction_table(results: list, texts: list[str], targets: torch.Tensor, embed: Embed, rounds: int) -> dict:
     """The metrics of the corrected queries after each reported round (0: the decoder alone)."""
     reported = sorted({r for r in ROUNDS_REPORTED if r <= rounds} | {rounds})
@@ -143,12 +152,14 @@ def correction_table(results: list, texts: list[str], targets: torch.Tensor, emb
 
 def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], encoder: str | None = None,
                      pool: list[str] | None = None, candidates: int = 8, precision: str = "auto",
-                     examples: int = 10, cache: str | Path | None = None, corrector=None) -> dict:
+                     examples: int = 10, cache: str | Path | None = None, corrector=None,
+                     training: list[str] | None = None) -> dict:
     """Every metric of the decoder in `decoder_folder` on each named set of held-out queries: greedy, re-ranked
     (`candidates` sampled + greedy) and, given a `pool` of existing queries (the training pool), the nearest one;
     with `corrector` (CorrectorSettings with rounds > 0), the round table of correction guided by the encoder, the
     pool as its bank. The encoder is the one named in the decoder's config (or `encoder`), and must be the one it
-    was trained on. `cache`: a vector cache (gemma_embed.decoder.cached_vectors) for the pool's vectors."""
+    was trained on. `cache`: a vector cache (gemma_embed.decoder.cached_vectors) for the pool's vectors.
+    `training`: the decoder's training queries, where the caller has read them (else they are read here)."""
     import time
 
     from gemma_embed.backbones import load_tokenizer
@@ -164,7 +175,8 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
     decoder.verify_encoder(encoder_fingerprint(spec), f"the encoder {spec}")
     check_no_leak(sets, pool or [], "the pool")
     try:
-        check_no_leak(sets, training_queries(decoder_folder), "the decoder's training queries")
+        training = training_queries(decoder_folder) if training is None else training
+        check_no_leak(sets, training, "the decoder's training queries")
     except (OSError, DataError) as e:
         print(f"note: the decoder's training queries cannot be read ({e}), so the held-out sets are checked against "
               "the pool only", flush=True)
@@ -229,12 +241,10 @@ def print_report(report: dict) -> None:
                                       f"{result['conditioning']['loss_shuffled']:.3f} with another's)")
         print(f"\n{name}: {result['queries']} queries, encoder {report['encoder']}, floor cosine {floor}{gap}")
         print(f"{'decoding':<44}" + "".join(f"{label(k):>18}" for k in keys))
-        for mode, m in result["modes"].items():
+        for mode, m in result_rows(result):
             print(row(mode, m))
         if "correction" in result:
             c = result["correction"]
-            for r, m in c["rounds"].items():
-                print(row(f"corrected, round {r}" + (" (the decoder alone)" if r == "0" else ""), m))
             print(f"correction: {c['seconds_per_query']:.2f} s and {c['encodes_per_query']:.0f} encodes per query "
                   f"({c['cpu'] or 'CPU'}, {c['precision']}; beam {c['settings']['beam']}, "
                   f"{c['settings']['neighbours']} bank neighbours)")

@@ -73,7 +73,7 @@ def decoder_main(args) -> dict:
                                   guided=args.guided)
     report = evaluate_decoder(folder, sets, encoder=args.encoder, pool=pool or None, candidates=args.candidates,
                               precision=args.precision, cache=None if args.pool else training_vectors(folder),
-                              corrector=corrector)
+                              corrector=corrector, training=training)
     report["command"] = "python train/evaluate.py " + " ".join(args.argv)
     print_report(report)
     if args.json:

@@ -241,6 +241,8 @@ def write_decoder_card(folder: str | Path, repo_id: str = "", sources: list[str]
 def render_decoder_eval(ev: dict) -> str:
     """The evaluation table of a decoder_eval.json: each held-out set, greedy and re-ranked decoding and the
     nearest existing query, with the space's floor (the mean cosine between random pairs of held-out queries)."""
+    from gemma_embed.eval.decoder import result_rows
+
     lines = [f"Measured by `{ev.get('command', 'gemma_embed.eval.decoder')}`. Exact match, token F1 and BLEU (sacrebleu, "
              "corpus level) compare the decoded query with the original; round-trip cosine is the encoder's cosine "
              "between the decoded query and the target vector, comparable only within one space, so each set shows "
@@ -257,11 +259,9 @@ def render_decoder_eval(ev: dict) -> str:
         lines.append("")
         lines.append("| decoding | " + " | ".join(label(k) for k in DECODER_ROWS) + " |")
         lines.append("|---" * (len(DECODER_ROWS) + 1) + "|")
-        lines += [row(mode, metrics) for mode, metrics in result["modes"].items()]
+        lines += [row(mode, metrics) for mode, metrics in result_rows(result)]
         correction = result.get("correction")
         if correction:
-            lines += [row(f"corrected, round {r}" + (" (the decoder alone)" if r == "0" else ""), metrics)
-                      for r, metrics in correction["rounds"].items()]
             settings = correction["settings"]
             lines += ["", f"Correction guided by the encoder (`gemma_embed.corrector`: beam {settings['beam']}, "
                           f"{settings['neighbours']} nearest training queries, {settings['edits']} word edits per "
