@@ -17,8 +17,11 @@ the bundled sample data, nothing downloaded):
    q/v, the loop's own forward-backward with phase3.yaml's GradCache chunk of 128) on the gemma-3-1b-pt
    architecture with random weights, at batch 64 and 512; batches are length-bucketed like phase 3's, lengths drawn
    from the bundled queries. MFU needs the GPU's peak by exact name (benchmarks/gemma1b.py): otherwise none.
+6. Queries per second of a query-decoder step as train/configs/decoder.yaml sets it (the whole gemma-3-1b-pt
+   architecture, random weights; 16 soft tokens at the token rows' scale; LoRA r=32 on every projection; a
+   restricted vocabulary of 32,768 tokens; batch 256 of the bundled queries' lengths, at most 32 tokens).
 
-The last line: device= precision= gradcache_max_diff= resume= tokens_per_s= mfu=
+The last line: device= precision= gradcache_max_diff= resume= tokens_per_s= mfu= decoder_queries_per_s=
 """
 
 from __future__ import annotations
@@ -182,6 +185,41 @@ def throughput(text_config, device, precision, batch_sizes, steps: int, lengths:
     return out
 
 
+def decoder_speed(text_config, device, precision, rows: int, steps: int, lengths: list[int], vocab: int) -> float:
+    """Queries per second of the decoder's training step (forward, backward, AdamW) under autocast."""
+    from configuration_gemma_embed_decoder import GemmaEmbedDecoderConfig
+    from modeling_gemma_embed_decoder import GemmaEmbedDecoder
+
+    config = GemmaEmbedDecoderConfig(text_config=text_config.to_dict(), vocab_ids=list(range(vocab)), prefix_length=16,
+                                     prefix_norm="rms", noise_std=0.0, lora_r=32, lora_alpha=64,
+                                     lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                          "up_proj", "down_proj"])
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = GemmaEmbedDecoder(config)
+    model.attach_lora().train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    seconds = 0.0
+    for step in range(steps + 2):  # two warm-up steps
+        width = max(lengths[int(i)] for i in torch.randint(len(lengths), (rows,), generator=g))
+        ids = torch.randint(3, vocab, (rows, width), generator=g).to(device)
+        vectors = torch.nn.functional.normalize(torch.randn(rows, config.embedding_dim, generator=g), dim=-1).to(device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with precision.autocast(device.type):
+            loss = model(vectors=vectors, input_ids=ids, attention_mask=torch.ones_like(ids)).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step >= 2:
+            seconds += time.perf_counter() - t0
+    return rows * steps / seconds
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reduced", action="store_true", help="a tiny model and small batches (CPU, CI); no MFU")
@@ -217,11 +255,17 @@ def main(argv=None) -> None:
     print(f"5. phase-3 step on the {'tiny' if args.reduced else 'gemma-3-1b-pt'} architecture (random weights, "
           f"{precision.name}, SDPA, LoRA r=16 q/v), {args.steps} timed steps:", flush=True)
     speed = throughput(big, device, precision, sizes, args.steps, lengths, peak)
+    decoder_rows = 16 if args.reduced else 256
+    queries_per_s = decoder_speed(big, device, precision, decoder_rows, args.steps, lengths,
+                                  vocab=1000 if args.reduced else 32768)
+    print(f"6. query-decoder step ({'tiny' if args.reduced else 'gemma-3-1b-pt'}, 16 scaled soft tokens, LoRA r=32 on "
+          f"every projection, batch {decoder_rows}): {queries_per_s:,.0f} queries/s", flush=True)
     print(f"took {time.time() - began:.0f} s", flush=True)
     tokens = ",".join(f"{b}:{r['tokens_per_s']:.0f}" for b, r in speed.items())
     mfu = ",".join(f"{b}:{r['mfu']:.3f}" for b, r in speed.items()) if peak else "n/a"
     print(f"device={device.type}:{name.replace(' ', '_')} precision={precision.precision} "
-          f"gradcache_max_diff={max(diffs.values()):.2e} resume={resume} tokens_per_s={tokens} mfu={mfu}")
+          f"gradcache_max_diff={max(diffs.values()):.2e} resume={resume} tokens_per_s={tokens} mfu={mfu} "
+          f"decoder_queries_per_s={queries_per_s:.0f}")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def main(argv=None):
     if args.steps < 1 or args.rounds < 0:
         ap.error("--steps must be >= 1 and --rounds >= 0")
 
-    from gemma_embed.eval.embedders import load_embedder
+    from gemma_embed.encoder import load_embedder
     from gemma_embed.precision import resolve
 
     precision = resolve(args.precision, "cpu")
@@ -79,7 +79,8 @@ def main(argv=None):
     training: set[str] = set()
     if args.decoder:
         from gemma_embed.backbones import load_tokenizer
-        from gemma_embed.decoder import cached_vectors, encoder_fingerprint, training_queries, training_vectors
+        from gemma_embed.decoder import training_queries, training_vectors
+        from gemma_embed.encoder import cached_vectors, encoder_fingerprint
         from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
         model = GemmaEmbedDecoder.from_pretrained(args.decoder).eval()

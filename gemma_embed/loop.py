@@ -29,16 +29,12 @@ from gemma_embed import checkpoint, faults
 from gemma_embed.config import ConfigError, PhaseConfig, read_previous_config, save_config
 from gemma_embed.data.batches import ShuffledBatches
 from gemma_embed.data.collate import Collator
-from gemma_embed.losses import contrastive_loss, encode_streams, grad_cache_step
+from gemma_embed.losses import NonFiniteLoss, contrastive_loss, encode_streams, grad_cache_step
 from gemma_embed.precision import Decision
 from gemma_embed.runtime import MainOnly, leave_process_group, make_accelerator, run_facts
 
 
 HEAD_MODULES = ("head.", "prefix.")  # parameters trained at head_lr: the encoder's head, the decoder's prefix MLP
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
 
 
 def check_finite(model, what: str, trainable_only: bool = True) -> None:
@@ -139,7 +135,8 @@ class Task:
     read_rows: Callable  # (cfg, tokenizer) -> rows: anything with len and indexing
     collate: Callable  # (cfg, tokenizer, model) -> a function rows -> batch (tensors, or lists/tuples/dicts of them)
     forward_backward: Callable  # (cfg, accelerator, model, batch) -> the detached loss; raises NonFiniteLoss
-    evaluate: Callable | None = None  # (cfg, model, tokenizer) -> a score, on the main process; None: no evaluation
+    # (cfg, model, tokenizer) -> a score, or a dict of values to log holding it under log_key; on the main process
+    evaluate: Callable | None = None
     start: Callable = load_start  # cfg -> (build_model(rows), tokenizer, previous phase's config)
     batch_order: Callable = ShuffledBatches  # (rows, batch_size, seed) -> a batch order (data/batches.py)
     metric: str = "sts"  # the summary's <metric>_before and <metric>_after
@@ -219,7 +216,6 @@ def set_up(cfg: PhaseConfig, resume: bool, task: Task) -> Run:
     """Accelerator, rows, model with fresh adapters, optimizer and schedule, restored from the last checkpoint when
     resuming. Every input check happens before the model is loaded."""
     from accelerate.utils import DataLoaderConfiguration, set_seed
-    from transformers import get_linear_schedule_with_warmup
 
     out = Path(cfg.output_dir)
     check_output_dir(out, resume)
@@ -250,7 +246,9 @@ def set_up(cfg: PhaseConfig, resume: bool, task: Task) -> Run:
     if order.per_epoch == 0:
         raise ConfigError(f"{cfg.data}: {len(rows)} rows are fewer than one batch of {cfg.batch_size}")
     steps = cfg.max_steps or max(1, int(cfg.epochs * order.per_epoch) // cfg.grad_accum_steps)
-    scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [
+        rate_schedule(cfg.warmup_steps, steps, cfg.schedule, delay=cfg.adapter_delay),  # the adapters
+        rate_schedule(cfg.warmup_steps, steps, cfg.schedule)])  # the head or prefix
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     start = 0
@@ -275,6 +273,22 @@ def set_up(cfg: PhaseConfig, resume: bool, task: Task) -> Run:
     return run
 
 
+def rate_schedule(warmup: int, steps: int, kind: str, delay: int = 0) -> Callable[[int], float]:
+    """The learning rate's factor at each step: 0 for `delay` steps, a linear warm-up over `warmup` steps, then
+    constant or decaying linearly to 0 at `steps`."""
+
+    def factor(step: int) -> float:
+        if step < delay:
+            return 0.0
+        if step - delay < warmup:
+            return (step - delay) / warmup
+        if kind == "constant":
+            return 1.0
+        return max(0.0, (steps - step) / max(1, steps - delay - warmup))
+
+    return factor
+
+
 def evaluate(run: Run, step: int, everyone: bool = True) -> float | None:
     """The task's score of the current model (STS Spearman on `eval_sts`, for the phases), computed by the main
     process; with `everyone`, the others wait for it (on a file) and get the score too, else only the main process
@@ -287,9 +301,11 @@ def evaluate(run: Run, step: int, everyone: bool = True) -> float | None:
         began = time.time()
         with run.precision.autocast(run.accelerator.device.type):
             score = run.task.evaluate(run.cfg, run.unwrapped, run.tokenizer)
-        if score is not None:
-            run.log.write(step, **{run.task.log_key: score}, eval_seconds=round(time.time() - began, 1))
-        return score
+        if score is None:
+            return None
+        values = score if isinstance(score, dict) else {run.task.log_key: score}  # the score, and what comes with it
+        run.log.write(step, **values, eval_seconds=round(time.time() - began, 1))
+        return values[run.task.log_key]
 
     return run.main_only(f"eval-{step}", work) if everyone else work()
 

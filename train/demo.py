@@ -196,9 +196,10 @@ def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision
     """Train the query decoder on the new encoder's vectors, evaluate it on the held-out queries (and on TREC
     Million Query topics when ../shared/data is present, kept out of all training), and walk the fan-out seeds."""
     from gemma_embed.corrector import Corrector
-    from gemma_embed.decoder import cached_vectors, training_queries, training_vectors
+    from gemma_embed.decoder import trained_config, training_queries, training_vectors
+    from gemma_embed.encoder import cached_vectors, load_embedder
     from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets, print_report, write_report
-    from gemma_embed.eval.embedders import load_embedder
+    from gemma_embed.publish.card import write_decoder_card
     from gemma_embed.fanout import CorrectingDecoder, fan_out, fanout_metrics, plot_path
     from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
@@ -220,6 +221,7 @@ def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision
     report["command"] = "bash scripts/demo.sh"
     print_report(report)
     write_report(report, folder)
+    write_decoder_card(folder, trained_config(folder).push_to_hub)
 
     decoder = GemmaEmbedDecoder.from_pretrained(folder).eval()
     embed = load_embedder(str(model), precision=precision)

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from gemma_embed.data.readers import DataError
-from gemma_embed.decoder import token_f1
-from gemma_embed.eval.embedders import Embed
+from gemma_embed.decoder import conditioning_gap, token_f1
+from gemma_embed.encoder import Embed
 
 SPACES = re.compile(r"\s+")
 
@@ -93,35 +93,6 @@ def decode_all(decoder, tokenizer, vectors: torch.Tensor, batch_size: int = 32, 
     return out
 
 
-@torch.no_grad()
-def conditioning_gap(decoder, tokenizer, texts: list[str], vectors: torch.Tensor, batch_size: int = 32,
-                     seed: int = 0) -> dict:
-    """How much the decoder uses its input: the teacher-forced loss (nats per token) of each query given its own
-    vector, against the loss given another query's vector of the same set (a random derangement); the gap is the
-    difference. A decoder whose gap is near zero ignores its input, whatever its loss. None for fewer than 2."""
-    from gemma_embed.decoder import DecoderCollator, tokenize_queries
-
-    if len(texts) < 2:
-        return {"loss_own": None, "loss_shuffled": None, "gap": None}
-    was_training = decoder.training
-    decoder.eval()
-    ids = tokenize_queries(tokenizer, texts, decoder.config.max_query_length)
-    g = torch.Generator().manual_seed(seed)
-    other = (torch.arange(len(texts)) + torch.randint(1, len(texts), (len(texts),), generator=g)) % len(texts)
-    collate, totals = DecoderCollator(decoder.config), {"loss_own": 0.0, "loss_shuffled": 0.0}
-    count = 0
-    for i in range(0, len(texts), batch_size):
-        rows = range(i, min(i + batch_size, len(texts)))
-        for key, order in (("loss_own", list(rows)), ("loss_shuffled", other[list(rows)].tolist())):
-            batch = collate([(ids[r], vectors[o].numpy()) for r, o in zip(rows, order)])
-            tokens = int(batch["attention_mask"].sum())
-            totals[key] += decoder(**batch).loss.item() * tokens
-        count += tokens
-    decoder.train(was_training)
-    own, shuffled = totals["loss_own"] / count, totals["loss_shuffled"] / count
-    return {"loss_own": own, "loss_shuffled": shuffled, "gap": shuffled - own}
-
-
 ROUNDS_REPORTED = (0, 1, 3, 10)  # the round table's rows (and the last round run), as vec2text reports them
 
 
@@ -158,14 +129,15 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
     (`candidates` sampled + greedy) and, given a `pool` of existing queries (the training pool), the nearest one;
     with `corrector` (CorrectorSettings with rounds > 0), the round table of correction guided by the encoder, the
     pool as its bank. The encoder is the one named in the decoder's config (or `encoder`), and must be the one it
-    was trained on. `cache`: a vector cache (gemma_embed.decoder.cached_vectors) for the pool's vectors.
+    was trained on. `cache`: a vector cache (gemma_embed.encoder.cached_vectors) for the pool's vectors.
     `training`: the decoder's training queries, where the caller has read them (else they are read here)."""
     import time
 
     from gemma_embed.backbones import load_tokenizer
     from gemma_embed.corrector import Corrector
-    from gemma_embed.decoder import cached_vectors, encoder_fingerprint, training_queries
-    from gemma_embed.eval.embedders import load_embedder
+    from gemma_embed.decoder import training_queries
+    from gemma_embed.encoder import cached_vectors, encoder_fingerprint
+    from gemma_embed.encoder import load_embedder
     from gemma_embed.precision import resolve
     from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
@@ -255,15 +227,9 @@ def print_report(report: dict) -> None:
 
 
 def write_report(report: dict, folder: str | Path) -> Path:
-    """decoder_eval.json in the decoder's folder, and its card rewritten with the evaluation."""
-    from gemma_embed.publish.card import write_decoder_card
-
-    import yaml
-
+    """decoder_eval.json in the decoder's folder (its card reads it: rewrite the card after this)."""
     path = Path(folder) / "decoder_eval.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
-    cfg = yaml.safe_load((Path(folder) / "train_config.yaml").read_text(encoding="utf-8"))
-    write_decoder_card(folder, cfg.get("push_to_hub") or "")
     return path
 
 

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from gemma_embed.eval.embedders import load_embedder
+from gemma_embed.encoder import load_embedder
 from gemma_embed.eval.metrics import label, sts_key
 from gemma_embed.eval.probe import probe_texts, token_probe
 from gemma_embed.eval.tasks import geometry, retrieval, sts_spearman, wikiqa
@@ -62,8 +62,9 @@ def decoder_main(args) -> dict:
     """--decoder: the decoder's metrics on the held-out sets (gemma_embed/eval/decoder.py)."""
     from gemma_embed.corrector import CorrectorSettings
     from gemma_embed.data.bundled import read_queries
-    from gemma_embed.decoder import training_queries, training_vectors
+    from gemma_embed.decoder import trained_config, training_queries, training_vectors
     from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets, print_report, write_report
+    from gemma_embed.publish.card import write_decoder_card
 
     folder = Path(args.decoder)
     training = training_queries(folder)
@@ -79,7 +80,9 @@ def decoder_main(args) -> dict:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     if args.write:
-        print(f"wrote {write_report(report, folder)} and the card")
+        path = write_report(report, folder)
+        write_decoder_card(folder, trained_config(folder).push_to_hub)
+        print(f"wrote {path} and the card")
     return report
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from gemma_embed.data.readers import DataError
-from gemma_embed.eval.embedders import Embed
+from gemma_embed.encoder import Embed
 
 
 # ------------------------------------------------------------------------------------------------------------ STS

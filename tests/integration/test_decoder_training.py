@@ -54,6 +54,10 @@ def test_the_smoke_config_trains_and_publishes_a_decoder_with_its_card(trained):
     decoder = AutoModel.from_pretrained(trained, trust_remote_code=True)
     assert type(decoder).__name__ == "GemmaEmbedDecoder" and not decoder.has_lora
     assert [p.name for p in (trained / "checkpoints").iterdir()] and (trained / "logs/metrics.jsonl").is_file()
+    # the score during training comes with the conditioning gap: how much the decoder uses its input
+    logged = [json.loads(line) for line in (trained / "logs/metrics.jsonl").read_text().splitlines()]
+    gaps = [r["conditioning_gap"] for r in logged if "heldout_token_f1" in r]
+    assert len(gaps) == 2 and all(isinstance(g, float) for g in gaps)
 
 
 @pytest.mark.precision
@@ -83,6 +87,8 @@ def test_evaluate_and_fan_out_with_the_decoder(queries, trained, tmp_path):
     report = json.loads((tmp_path / "eval.json").read_text())
     result = report["sets"]["heldout.tsv"]
     assert result["queries"] == 20 and -1 <= result["floor_cosine"] <= 1
+    # trained on the tiny model's vectors, the decoder uses them: its loss is lower with each query's own vector
+    assert result["conditioning"]["gap"] > 0, result["conditioning"]
     assert set(result["modes"]) == {"greedy", "re-ranked (2 sampled + greedy)", "nearest existing query (training pool)"}
     for metrics in result["modes"].values():
         assert 0 <= metrics["token_f1"] <= 100 and 0 <= metrics["exact_match"] <= 100 and metrics["bleu"] >= 0

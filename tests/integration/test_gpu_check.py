@@ -19,7 +19,9 @@ def test_gpu_check_reduced_mode_on_cpu(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     last = run.stdout.strip().splitlines()[-1]
     fields = dict(part.split("=", 1) for part in last.split())
-    assert list(fields) == ["device", "precision", "gradcache_max_diff", "resume", "tokens_per_s", "mfu"]
+    assert list(fields) == ["device", "precision", "gradcache_max_diff", "resume", "tokens_per_s", "mfu",
+                            "decoder_queries_per_s"]
+    assert float(fields["decoder_queries_per_s"]) > 0
     assert fields["device"].startswith("cpu:") and fields["precision"] in ("bf16", "no") and fields["mfu"] == "n/a"
     assert float(fields["gradcache_max_diff"]) < (1e-2 if fields["precision"] == "bf16" else 1e-4)
     assert fields["resume"] == "bit-identical"

@@ -112,7 +112,7 @@ def test_settings_are_checked():
 
 def test_the_gradient_guide_offers_single_token_substitutions_from_the_given_words(make_model, tokenizer, tmp_path):
     from gemma_embed.corrector import GradientGuide
-    from gemma_embed.eval.embedders import load_embedder
+    from gemma_embed.encoder import load_embedder
 
     folder = tmp_path / "enc"
     make_model(seed=1).save_pretrained(folder)

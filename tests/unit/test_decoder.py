@@ -179,7 +179,7 @@ def test_heldout_sets_drop_training_queries_and_sample_the_same_each_time(tmp_pa
 def test_the_conditioning_gap_is_near_zero_untrained_and_positive_once_the_vector_is_used(
         tiny_backbone, tokenizer, prefix_norm):
     from gemma_embed.decoder import DecoderCollator, tokenize_queries
-    from gemma_embed.eval.decoder import conditioning_gap
+    from gemma_embed.decoder import conditioning_gap
 
     ids = tokenizer(QUERIES)["input_ids"]
     vocab = sorted({t for row in ids for t in row} | {0, 1, 2, 3})
@@ -204,3 +204,40 @@ def test_the_conditioning_gap_is_near_zero_untrained_and_positive_once_the_vecto
     assert after["loss_shuffled"] - after["loss_own"] == pytest.approx(after["gap"])
     assert decoder.training  # the helper leaves the mode it found
     assert conditioning_gap(decoder, tokenizer, QUERIES[:1], vectors[:1])["gap"] is None
+
+
+def test_the_vector_pass_resumes_at_its_first_missing_chunk(tmp_path, monkeypatch):
+    """Encoded shortest first, a chunk at a time: killed after two chunks, the next pass encodes only the rest, and
+    the result is each text's own vector, in the texts' order, whatever order they were encoded in."""
+    import numpy as np
+
+    import gemma_embed.encoder as encoder
+
+    texts = [f"query {'x' * (7 - i % 7)} {i}" for i in range(10)]
+    encoded, calls = [], {"left": 2}
+
+    def fake_embedder(spec, batch_size, precision, quiet):
+        def embed(batch):
+            if calls["left"] == 0:
+                raise KeyboardInterrupt
+            calls["left"] -= 1
+            encoded.append(list(batch))
+            return torch.tensor([[float(len(t)), float(t.split()[-1])] for t in batch])
+
+        embed.precision = type("P", (), {"name": "float32"})
+        return embed
+
+    monkeypatch.setattr(encoder, "load_embedder", fake_embedder)
+    monkeypatch.setattr(encoder, "encoder_fingerprint", lambda spec: "f" * 64)
+    with pytest.raises(KeyboardInterrupt):
+        encoder.cached_vectors("enc", texts, tmp_path, chunk=3)
+    assert [len(t) for t in encoded[0]] == sorted(len(t) for t in encoded[0]) and len(encoded) == 2
+    first_two = [t for batch in encoded for t in batch]
+    calls["left"], encoded[:] = 10, []
+    vectors = encoder.cached_vectors("enc", texts, tmp_path, chunk=3)
+    assert not set(first_two) & {t for batch in encoded for t in batch}
+    assert sum(map(len, encoded)) == 4  # chunks 3 and 4 only (3 + 1 texts)
+    np.testing.assert_array_equal(vectors, [[len(t), float(t.split()[-1])] for t in texts])
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".npy"] and not list(tmp_path.glob("*.parts"))
+    calls["left"] = 0  # a third pass reads the file back and encodes nothing
+    np.testing.assert_array_equal(encoder.cached_vectors("enc", texts, tmp_path, chunk=3), vectors)

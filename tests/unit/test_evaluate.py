@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from gemma_embed.eval.embedders import memoize
+from gemma_embed.encoder import memoize
 from gemma_embed.eval.probe import token_probe, word_sets
 from gemma_embed.eval.tasks import alignment, ranking_metrics, read_qrels, retrieval, sts_spearman, uniformity, wikiqa
 

@@ -84,3 +84,26 @@ def _saved_phase3(tmp_path):
     cfg, _ = load_config(Phase3Config, ["--config", str(REPO / "train/configs/smoke/phase3.yaml")])
     save_config(cfg, tmp_path / "train_config.yaml")
     return tmp_path / "train_config.yaml"
+
+
+def test_the_rate_schedule_warms_up_decays_or_stays_and_delays_the_adapters():
+    """linear: transformers' linear schedule with warm-up, factor for factor; constant: 1 after warm-up; a delay
+    keeps the adapters at 0 and then warms them up over the same number of steps."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    from gemma_embed.loop import rate_schedule
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    reference = get_linear_schedule_with_warmup(optimizer, 10, 100).lr_lambdas[0]
+    linear = rate_schedule(10, 100, "linear")
+    assert [linear(s) for s in range(101)] == [reference(s) for s in range(101)]
+    constant = rate_schedule(10, 100, "constant")
+    assert [constant(s) for s in (0, 5, 10, 50, 99)] == [0.0, 0.5, 1.0, 1.0, 1.0]
+    delayed = rate_schedule(10, 100, "linear", delay=20)
+    assert [delayed(s) for s in (0, 19, 20, 25, 30)] == [0.0, 0.0, 0.0, 0.5, 1.0]
+    assert delayed(99) == pytest.approx(1 / 70) and delayed(100) == 0.0
+    with pytest.raises(ConfigError, match="field 'schedule' must be linear or constant"):
+        load_config(Phase1Config, ["--output_dir", "o", "--data", "t.txt", "--schedule", "cosine"])
+    with pytest.raises(ConfigError, match="field 'adapter_delay' must be >= 0"):
+        load_config(Phase1Config, ["--output_dir", "o", "--data", "t.txt", "--adapter_delay", "-1"])

