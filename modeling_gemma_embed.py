@@ -264,7 +264,9 @@ class GemmaEmbedModel(Gemma3PreTrainedModel):
                 "transformer_task": "feature-extraction",
                 "modality_config": {"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
                 "module_output_name": "token_embeddings",
+                # the stock Gemma 3 config for the model and for the tokenizer's lookup (config.json is ours)
                 "config_kwargs": {"_configuration_file": BACKBONE_CONFIG_NAME},
+                "processor_kwargs": {"_configuration_file": BACKBONE_CONFIG_NAME},
             },
         )
         modules = [("", "sentence_transformers.base.modules.transformer.Transformer")]

@@ -40,10 +40,10 @@ def resolve_backbone(spec: str) -> str:
 def load_tokenizer(folder: str | Path):
     """The tokenizer of a backbone or of a published Gemma-Embed folder. Those folders carry the model's Hub custom
     code, which would make transformers ask whether to run it (and wait for an answer in a terminal); the tokenizer
-    is Gemma's own and needs none of it."""
-    from transformers import AutoTokenizer
+    is Gemma's own and needs none of it: the stock Gemma 3 config stands in for the folder's config.json."""
+    from transformers import AutoTokenizer, Gemma3TextConfig
 
-    return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+    return AutoTokenizer.from_pretrained(str(folder), config=Gemma3TextConfig(), trust_remote_code=False)
 
 
 def gemma3_270m_folder() -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -174,3 +175,17 @@ def leave_process_group() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def script_main(main: Callable[[], object]) -> None:
+    """Run a script's main(): a mistake in the user's config or input (ConfigError, DataError: their messages name
+    the file and the field or line) ends in one line on stderr, `error: ...`, and exit status 2; anything else is
+    a bug of ours and keeps its traceback."""
+    from gemma_embed.data.readers import DataError
+
+    try:
+        main()
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+

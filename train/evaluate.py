@@ -8,4 +8,6 @@
 from gemma_embed.eval.run import main
 
 if __name__ == "__main__":
-    main()
+    from gemma_embed.runtime import script_main
+
+    script_main(main)

@@ -1,7 +1,8 @@
-"""Publish a phase's output folder to the Hugging Face Hub: the merged safetensors model, its code, tokenizer and
-model card. Training state (checkpoints/, logs/) stays local.
+"""Publish a published folder to the Hugging Face Hub: an encoder (a phase's output) or a query decoder, with its
+merged safetensors weights, code, tokenizer and model card. Training state (checkpoints/, logs/) stays local.
 
     python train/push.py runs/demo/model org/gemma-embed [--dry_run] [--private]
+    python train/push.py runs/demo/decoder org/gemma-embed-query-decoder
 """
 
 import argparse

@@ -1,10 +1,12 @@
-"""Publish a phase's output folder to the Hugging Face Hub: the merged safetensors model, its code, tokenizer and
-model card. Training state (checkpoints/, logs/) stays local. The command is train/push.py.
+"""Publish a published folder to the Hugging Face Hub: an encoder (a phase's output) or a query decoder, with its
+merged safetensors weights, code, tokenizer and model card. Training state (checkpoints/, logs/) stays local. The
+command is train/push.py.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 from pathlib import Path
 
 IGNORE = ["checkpoints/*", "logs/*", ".publish-tmp/*", "*.part", ".tmp-*"]
@@ -16,24 +18,38 @@ def files_to_upload(folder: str | Path) -> list[str]:
     return [n for n in names if not any(fnmatch.fnmatch(n, pattern) for pattern in IGNORE)]
 
 
-def ensure_card(folder: Path, repo_id: str) -> None:
-    """Never upload a repository without a model card: a phase folder that has none (written before phases wrote
-    their own) gets one from its lineage and train_summary.json; a folder without those is refused."""
+def folder_kind(folder: Path) -> str:
+    """"encoder" or "decoder": what a published folder holds (its config's model_type and the files it needs)."""
+    config = folder / "config.json"
+    model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type") if config.is_file() else None
+    if model_type == "gemma_embed_decoder" and (folder / "model.safetensors").is_file():
+        return "decoder"
+    if model_type == "gemma_embed" and (folder / "modules.json").is_file():
+        return "encoder"
+    raise FileNotFoundError(f"{folder} is not a published Gemma-Embed folder: an encoder (config.json with model_type "
+                            "gemma_embed, and modules.json) or a query decoder (config.json with model_type "
+                            "gemma_embed_decoder, and model.safetensors)")
+
+
+def ensure_card(folder: Path, repo_id: str, kind: str) -> None:
+    """Never upload a repository without a model card: a folder that has none gets one from its training record
+    (train_summary.json and train_config.yaml); a folder without those is refused."""
     if (folder / "README.md").is_file():
         return
     if not ((folder / "train_summary.json").is_file() and (folder / "train_config.yaml").is_file()):
         raise FileNotFoundError(f"{folder} has no model card (README.md) and no train_summary.json to write one from; "
                                 "add a card before pushing")
-    from gemma_embed.publish.card import write_phase_card
+    from gemma_embed.publish.card import write_decoder_card, write_phase_card
 
-    print(f"wrote the model card {write_phase_card(folder, repo_id)}", flush=True)
+    write = write_decoder_card if kind == "decoder" else write_phase_card
+    print(f"wrote the model card {write(folder, repo_id)}", flush=True)
 
 
 def push_folder(folder: str | Path, repo_id: str, private: bool = False, dry_run: bool = False, api=None) -> list[str]:
+    """Upload `folder` (an encoder or a query decoder) to `repo_id`; `dry_run` lists the files and uploads nothing."""
     folder = Path(folder)
-    if not (folder / "config.json").is_file() or not (folder / "modules.json").is_file():
-        raise FileNotFoundError(f"{folder} is not a published Gemma-Embed folder (config.json and modules.json)")
-    ensure_card(folder, repo_id)
+    kind = folder_kind(folder)
+    ensure_card(folder, repo_id, kind)
     files = files_to_upload(folder)
     if dry_run:
         for name in files:
@@ -45,7 +61,7 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, dry_run
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         api.upload_folder(folder_path=str(folder), repo_id=repo_id, ignore_patterns=IGNORE,
-                          commit_message="Upload Gemma-Embed")
+                          commit_message="Upload Gemma-Embed" + (" query decoder" if kind == "decoder" else ""))
     except Exception as e:  # noqa: BLE001 - any upload failure gets the same advice
         raise RuntimeError(
             f"upload of {folder} to {repo_id} failed ({type(e).__name__}: {e}). The local folder is unchanged; "

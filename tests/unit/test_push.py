@@ -64,3 +64,30 @@ def test_failed_upload_keeps_the_folder_and_says_how_to_retry(folder):
 def test_refuses_a_folder_that_is_not_published(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a published Gemma-Embed folder"):
         push_folder(tmp_path, "org/x", dry_run=True)
+    (tmp_path / "config.json").write_text('{"model_type": "gemma_embed"}')  # an encoder without modules.json
+    with pytest.raises(FileNotFoundError, match="not a published Gemma-Embed folder"):
+        push_folder(tmp_path, "org/x", dry_run=True)
+
+
+def test_a_decoder_folder_is_pushed_with_its_card(tiny_backbone, tokenizer, tmp_path):
+    """A query decoder's folder has no modules.json: it is pushed all the same, weights, code, tokenizer and card."""
+    from modeling_gemma_embed_decoder import GemmaEmbedDecoder
+
+    out = tmp_path / "decoder"
+    ids = tokenizer(["cheap flights to rome"])["input_ids"][0]
+    decoder = GemmaEmbedDecoder.from_gemma(tiny_backbone, sorted(set(ids) | {0, 1, 2, 3}), tokenizer=tokenizer,
+                                           embedding_dim=16, prefix_length=2,
+                                           encoder={"name_or_path": "enc", "dim": 16, "fingerprint": "a" * 64})
+    decoder.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "checkpoints/step-5").mkdir(parents=True)
+    (out / "checkpoints/step-5/state.pt").write_bytes(b"x")
+    (out / "README.md").write_text("decoder card\n")
+    hub = FakeHub()
+    sent = push_folder(out, "org/gemma-embed-query-decoder", api=hub)
+    assert {"model.safetensors", "config.json", "modeling_gemma_embed_decoder.py", "README.md",
+            "tokenizer.json"} <= set(sent)
+    assert not any(n.startswith("checkpoints/") for n in sent) and hub.calls[1][2] == sent
+    (out / "README.md").unlink()  # and without a card or a training record to write one from: refused
+    with pytest.raises(FileNotFoundError, match="no model card"):
+        push_folder(out, "org/x", api=FakeHub())

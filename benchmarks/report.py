@@ -1,0 +1,146 @@
+"""The results in docs/results.md, generated from what runs wrote: the embedded default's runs/demo/metrics.json,
+and every query decoder measured by benchmarks/decoder_compare.py (runs/**/compare.json), with the CPU model, the
+precision and the date beside each.
+
+    python benchmarks/report.py                      # writes docs/results.md from runs/
+    python benchmarks/report.py --runs runs --out -  # prints it
+
+A decoder's row names what its training changed against the embedded default's decoder recipe
+(train/configs/demo/decoder.yaml), read from the train_config.yaml it was trained with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "train/configs/demo/decoder.yaml"
+PATHS = {"output_dir", "data", "heldout", "encoder", "init_from", "vectors", "store", "phase"}  # not recipe changes
+
+
+def date_of(path: Path) -> str:
+    return datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d")
+
+
+def number(value, digits: int = 2) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def recipe_change(config: dict, recipe: dict) -> str:
+    """The fields of a decoder's training config that differ from the recipe's (paths aside), as `field: value`."""
+    changes = []
+    for key, value in config.items():
+        if key in PATHS:
+            continue
+        if key == "model":
+            base = recipe.get("model", {})
+            changes += [f"{k}: {v}" for k, v in value.items() if base.get(k) != v]
+        elif recipe.get(key) != value:
+            changes.append(f"{key}: {value}")
+    return ", ".join(changes) or "the recipe"
+
+
+def embedded_default(metrics_path: Path) -> list[str]:
+    m = json.loads(metrics_path.read_text())
+    stages = m.get("stages", {})
+    lines = [f"## The embedded default (`bash scripts/demo.sh`)", "",
+             f"{m.get('hardware', '')}; {date_of(metrics_path)}; from `runs/demo/metrics.json`.", "",
+             "| stage | STS-B dev | STS-B test |", "|---|---|---|"]
+    for name, stage in stages.items():
+        lines.append(f"| {name} | {number(stage.get('stsb_dev_spearman'))} | {number(stage.get('stsb_test_spearman'))} |")
+    for name, value in m.get("baselines", {}).items():
+        lines.append(f"| {name} (reference) | | {number(value)} |")
+    final = stages.get("final", {})
+    extra = [f"{k} {number(final[k])}" for k in ("wikiqa_mrr", "wikiqa_map", "alignment", "uniformity") if k in final]
+    if extra:
+        lines += ["", "Final model: " + ", ".join(extra) + "."]
+    if "train_seconds" in m:
+        lines += [f"Encoder training {m['train_seconds']:.0f} s."]
+    if "decoder" in m:
+        lines += ["", "The query decoder on held-out queries:", ""] + decoder_sets(m["decoder"]["sets"])
+    return lines
+
+
+def decoder_sets(sets: dict) -> list[str]:
+    lines = ["| set | decoding | exact match | token F1 | BLEU | round-trip cosine | floor | conditioning gap |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, result in sets.items():
+        gap = (result.get("conditioning") or {}).get("gap")
+        rows = [(mode, metrics) for mode, metrics in result["modes"].items()]
+        rounds = (result.get("correction") or {}).get("rounds", {})
+        rows += [(f"corrected, round {r}", metrics) for r, metrics in rounds.items() if r != "0"]
+        for mode, mm in rows:
+            lines.append(f"| {name} | {mode} | {number(mm['exact_match'])} | {number(mm['token_f1'])} | "
+                         f"{number(mm['bleu'])} | {number(mm['roundtrip_cosine'], 3)} | "
+                         f"{number(result['floor_cosine'], 3)} | {number(gap, 3)} |")
+    return lines
+
+
+def decoder_runs(runs: Path, recipe: dict) -> list[str]:
+    lines = ["## Query decoders (`benchmarks/decoder_compare.py`)", "",
+             "Each row: one decoder, evaluated on the bundled held-out split (greedy decoding; corrected: 10 rounds of "
+             "`gemma_embed.corrector` where the run asked for them). Gap: the conditioning gap in nats per token. "
+             "Cosines compare only within one encoder's space: the floor is that space's cosine between random "
+             "held-out queries.", "",
+             "| run | encoder | change against the demo's recipe | steps | rows | gap | greedy F1 | greedy cos | "
+             "nearest cos | corrected F1 | corrected cos | floor cos | s/step | CPU, precision | date |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for path in sorted(runs.rglob("compare.json")):
+        for spec, report in json.loads(path.read_text()).items():
+            folder = Path(report.get("decoder", ""))
+            folder = folder if folder.is_absolute() else REPO / folder
+            config_path = folder / "train_config.yaml"
+            config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
+            summary_path = folder / "train_summary.json"
+            rows = json.loads(summary_path.read_text())["rows"] if summary_path.is_file() else None
+            name, result = next(iter(report["sets"].items()))
+            greedy, nearest = result["modes"]["greedy"], result["modes"].get("nearest existing query (training pool)", {})
+            rounds = (result.get("correction") or {}).get("rounds", {})
+            last = rounds[max(rounds, key=int)] if len(rounds) > 1 else {}
+            precision = report.get("precision", {})
+            lines.append(
+                f"| {path.parent.relative_to(runs)} | {spec} | {recipe_change(config, recipe)} | {report.get('steps')} | "
+                f"{rows if rows is None else f'{rows:,}'} | {number((result.get('conditioning') or {}).get('gap'), 3)} | "
+                f"{number(greedy['token_f1'])} | {number(greedy['roundtrip_cosine'], 3)} | "
+                f"{number(nearest.get('roundtrip_cosine'), 3)} | {number(last.get('token_f1'))} | "
+                f"{number(last.get('roundtrip_cosine'), 3)} | {number(result['floor_cosine'], 3)} | "
+                f"{number(report.get('seconds_per_step'))} | "
+                f"{precision.get('cpu', '')}, {precision.get('name', '')} | {date_of(path)} |")
+    return lines
+
+
+def render(runs: Path) -> str:
+    from dataclasses import asdict
+
+    from gemma_embed.config import DecoderConfig, load_config
+
+    recipe = asdict(load_config(DecoderConfig, ["--config", str(RECIPE)])[0])  # its defaults filled in
+    parts = ["# Results", "", "Generated by `python benchmarks/report.py` from the runs' own records; do not edit by "
+             "hand. How each recipe was chosen: docs/recipes.md.", ""]
+    if (runs / "demo/metrics.json").is_file():
+        parts += embedded_default(runs / "demo/metrics.json") + [""]
+    parts += decoder_runs(runs, recipe)
+    return "\n".join(parts) + "\n"
+
+
+def main(argv=None) -> str:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", default=str(REPO / "runs"))
+    ap.add_argument("--out", default=str(REPO / "docs/results.md"), help="a file, or - for stdout")
+    args = ap.parse_args(argv)
+    text = render(Path(args.runs))
+    if args.out == "-":
+        print(text, end="")
+    else:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    return text
+
+
+if __name__ == "__main__":
+    main()
