@@ -59,6 +59,7 @@ class GemmaEmbedDecoder(PreTrainedModel):
     config: GemmaEmbedDecoderConfig
     config_class = GemmaEmbedDecoderConfig
     base_model_prefix = "decoder"
+    supports_gradient_checkpointing = True
     input_modalities = ("text",)
     _supports_sdpa = True
 

@@ -151,7 +151,7 @@ def throughput(text_config, device, precision, batch_sizes, steps: int, lengths:
     """Tokens/s (and MFU where the peak is known) of the loop's phase-3 step at each batch size."""
     from accelerate import Accelerator
 
-    from gemma_embed.loop import _forward_backward
+    from gemma_embed.contrastive import forward_backward as _forward_backward
 
     accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=precision.precision)
     model = build(text_config, device, dropout=0.1)

@@ -1,10 +1,10 @@
 """The one training loop behind every training script: Accelerate, LoRA, checkpoints, resume, logging, the
 non-finite policy, evaluation, publishing.
 
-A script supplies a `Task`: its rows, how rows become a batch, the loss's forward and backward, its evaluation and
-its card. The three contrastive phases share one (`contrastive_task`: a reader (config, tokenizer) -> rows, and
-whether each row is its own positive, phases 1 and 3, or carries one, phase 2); the query decoder has its own
-(gemma_embed/decoder.py). Everything else happens here, once:
+A script supplies a `Task`: the model it starts from, its rows, how rows become a batch, which parameters train at
+which rate, the loss's forward and backward, its evaluation and its card. The loop knows nothing of any task: the
+three contrastive phases share one (gemma_embed/contrastive.py), the query decoder has its own (train/decoder.py,
+from gemma_embed/decoder.py). Everything else happens here, once:
 
     run = set_up(cfg, resume, task)   # model, optimizer, data, resume point
     train(run)                        # the step loop, evaluations, checkpoints
@@ -13,7 +13,6 @@ whether each row is its own positive, phases 1 and 3, or carries one, phase 2); 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -26,15 +25,11 @@ from pathlib import Path
 import torch
 
 from gemma_embed import checkpoint, faults
-from gemma_embed.config import ConfigError, PhaseConfig, read_previous_config, save_config
+from gemma_embed.config import ConfigError, TrainConfig, save_config
 from gemma_embed.data.batches import ShuffledBatches
-from gemma_embed.data.collate import Collator
-from gemma_embed.losses import NonFiniteLoss, contrastive_loss, encode_streams, grad_cache_step
+from gemma_embed.losses import NonFiniteLoss
 from gemma_embed.precision import Decision
-from gemma_embed.runtime import MainOnly, leave_process_group, make_accelerator, run_facts
-
-
-HEAD_MODULES = ("head.", "prefix.")  # parameters trained at head_lr: the encoder's head, the decoder's prefix MLP
+from gemma_embed.runtime import MainOnly, make_accelerator, run_facts
 
 
 def check_finite(model, what: str, trainable_only: bool = True) -> None:
@@ -44,26 +39,7 @@ def check_finite(model, what: str, trainable_only: bool = True) -> None:
         raise NonFiniteLoss(f"refusing to write {what}: non-finite values in {bad[:3]}")
 
 
-def load_start(cfg: PhaseConfig):
-    """How to build the model a phase starts from (a function of the rows), its tokenizer, and the previous
-    phase's resolved config (if any)."""
-    from gemma_embed.backbones import load_tokenizer, resolve_backbone
-    from modeling_gemma_embed import GemmaEmbedModel
-
-    if cfg.init_from:
-        folder = Path(cfg.init_from)
-        if not (folder / "config.json").is_file():
-            raise ConfigError(f"init_from: {folder} is not a published Gemma-Embed folder (no config.json)")
-        tokenizer = load_tokenizer(folder)
-        return (lambda rows: GemmaEmbedModel.from_pretrained(folder, attn_implementation="sdpa")), tokenizer, (
-            read_previous_config(folder)
-        )
-    path = resolve_backbone(cfg.backbone)
-    tokenizer = load_tokenizer(path)
-    return (lambda rows: GemmaEmbedModel.from_gemma(path, **cfg.model)), tokenizer, {}
-
-
-def _previous_score(cfg: PhaseConfig, previous: dict, metric: str) -> float | None:
+def _previous_score(cfg: TrainConfig, previous: dict, metric: str) -> float | None:
     """The previous phase's final score on the same evaluation, which is this phase's starting score: reused
     rather than computed again."""
     same = previous and getattr(cfg, "eval_sts", "") and all(
@@ -82,13 +58,10 @@ def check_output_dir(out: Path, resume: bool) -> None:
         raise ConfigError(f"output_dir {out} has checkpoints: pass --resume to continue, or delete {out}/checkpoints")
 
 
-def publish(model, tokenizer, out: Path, cfg: PhaseConfig, previous: dict, summary: dict,
-            write_card: Callable | None = None) -> None:
-    """Write the published folder into `out`, with its model card (`write_card(folder, repo_id)`, the phases' by
-    default): first beside it, then moved in, so a crash leaves no half model."""
-    from gemma_embed.publish.card import write_phase_card
-
-    write_card = write_card or write_phase_card
+def publish(model, tokenizer, out: Path, cfg: TrainConfig, previous: dict, summary: dict,
+            write_card: Callable) -> None:
+    """Write the published folder into `out`, with its model card (`write_card(folder, repo_id)`): first beside
+    it, then moved in, so a crash leaves no half model."""
     tmp = out / ".publish-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
@@ -132,42 +105,25 @@ class MetricsLog:
 class Task:
     """What a training script brings to the loop."""
 
+    start: Callable  # cfg -> (build_model(rows), tokenizer, the previous run's resolved config or {})
     read_rows: Callable  # (cfg, tokenizer) -> rows: anything with len and indexing
     collate: Callable  # (cfg, tokenizer, model) -> a function rows -> batch (tensors, or lists/tuples/dicts of them)
+    # (cfg, model) -> optimizer groups: {"params": [...], "lr": rate, "delay": steps before it starts (optional)}
+    param_groups: Callable
     forward_backward: Callable  # (cfg, accelerator, model, batch) -> the detached loss; raises NonFiniteLoss
+    write_card: Callable  # (folder, repo_id): the published folder's card
+    metric: str  # the summary's <metric>_before and <metric>_after
+    log_key: str  # the score's name in logs/metrics.jsonl
     # (cfg, model, tokenizer) -> a score, or a dict of values to log holding it under log_key; on the main process
     evaluate: Callable | None = None
-    start: Callable = load_start  # cfg -> (build_model(rows), tokenizer, previous phase's config)
     batch_order: Callable = ShuffledBatches  # (rows, batch_size, seed) -> a batch order (data/batches.py)
-    metric: str = "sts"  # the summary's <metric>_before and <metric>_after
-    log_key: str = "sts_spearman"  # the score's name in logs/metrics.jsonl
-    write_card: Callable | None = None  # (folder, repo_id): the published folder's card; None: a phase's card
-
-
-def contrastive_task(read_rows: Callable, self_contrast: bool, batch_order: Callable = ShuffledBatches) -> Task:
-    """The three phases' task: rows of texts or token lists, InfoNCE, STS Spearman on `eval_sts`."""
-    return Task(
-        read_rows=read_rows,
-        collate=lambda cfg, tokenizer, model: Collator(tokenizer, cfg.max_length, self_contrast),
-        forward_backward=lambda cfg, accelerator, model, batch: _forward_backward(cfg, accelerator, model, *batch),
-        evaluate=_sts_score,
-        batch_order=batch_order,
-    )
-
-
-def _sts_score(cfg, model, tokenizer) -> float | None:
-    from gemma_embed.eval.tasks import sts_spearman
-
-    if not cfg.eval_sts:
-        return None
-    return sts_spearman(lambda t: model.encode(t, tokenizer, progress=True), cfg.eval_sts, cfg.eval_max_pairs)
 
 
 @dataclass
 class Run:
     """Everything one phase's training holds between set-up, the step loop and finishing."""
 
-    cfg: PhaseConfig
+    cfg: TrainConfig
     out: Path
     accelerator: object
     model: torch.nn.Module  # prepared by accelerate (DDP-wrapped with several processes)
@@ -195,24 +151,14 @@ class Run:
         return self.accelerator.unwrap_model(self.model)
 
 
-def run_phase(
-    cfg: PhaseConfig, resume: bool, read_rows: Callable, self_contrast: bool, batch_order: Callable = ShuffledBatches
-) -> dict:
-    """Train one contrastive phase. `read_rows(cfg, tokenizer)` returns the rows (anything with len and indexing);
-    `batch_order(rows, batch_size, seed)` decides which rows form each global batch (see data/batches.py)."""
-    return run_task(cfg, resume, contrastive_task(read_rows, self_contrast, batch_order))
-
-
 def run_task(cfg, resume: bool, task: Task) -> dict:
+    """Train `task` as `cfg` says (continuing from the last checkpoint with `resume`); the run's summary."""
     run = set_up(cfg, resume, task)
     train(run)
-    summary = finish(run)
-    if run.accelerator.num_processes > 1:
-        leave_process_group()
-    return summary
+    return finish(run)
 
 
-def set_up(cfg: PhaseConfig, resume: bool, task: Task) -> Run:
+def set_up(cfg: TrainConfig, resume: bool, task: Task) -> Run:
     """Accelerator, rows, model with fresh adapters, optimizer and schedule, restored from the last checkpoint when
     resuming. Every input check happens before the model is loaded."""
     from accelerate.utils import DataLoaderConfiguration, set_seed
@@ -233,22 +179,16 @@ def set_up(cfg: PhaseConfig, resume: bool, task: Task) -> Run:
     model = build_model(rows)
     model.attach_lora()
     if cfg.gradient_checkpointing:
-        backbone = model.model if hasattr(model, "model") else model.causal_lm
-        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    # the head (encoder) or prefix MLP (decoder) may train at its own learning rate
-    head = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(HEAD_MODULES)]
-    adapters = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(HEAD_MODULES)]
-    optimizer = torch.optim.AdamW(
-        [{"params": adapters, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr or cfg.lr}],
-        weight_decay=cfg.weight_decay,
-    )
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    groups = [dict(g) for g in task.param_groups(cfg, model) if g["params"]]
+    delays = [g.pop("delay", 0) for g in groups]
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     order = task.batch_order(rows, cfg.batch_size, cfg.seed)
     if order.per_epoch == 0:
         raise ConfigError(f"{cfg.data}: {len(rows)} rows are fewer than one batch of {cfg.batch_size}")
     steps = cfg.max_steps or max(1, int(cfg.epochs * order.per_epoch) // cfg.grad_accum_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [
-        rate_schedule(cfg.warmup_steps, steps, cfg.schedule, delay=cfg.adapter_delay),  # the adapters
-        rate_schedule(cfg.warmup_steps, steps, cfg.schedule)])  # the head or prefix
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, [rate_schedule(cfg.warmup_steps, steps, cfg.schedule, delay=d) for d in delays])
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     start = 0
@@ -423,25 +363,3 @@ def _to(batch, device):
     return batch
 
 
-def _forward_backward(cfg, accelerator, model, streams, groups) -> torch.Tensor:
-    """The contrastive loss of one batch's streams, backpropagated (through GradCache with grad_cache_chunk)."""
-    def encode(batch):
-        return model(batch["input_ids"], batch["attention_mask"])
-
-    if cfg.grad_cache_chunk:
-        def guarded(embeddings, groups_, temperature):
-            loss = contrastive_loss(embeddings, groups_, temperature, cfg.symmetric)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss
-            return loss
-
-        return grad_cache_step(
-            encode, streams, groups, cfg.temperature, cfg.grad_cache_chunk, accelerator.backward,
-            no_sync=lambda: accelerator.no_sync(model) if accelerator.num_processes > 1 else contextlib.nullcontext(),
-            loss_fn=guarded,
-        )
-    loss = contrastive_loss(encode_streams(encode, streams), groups, cfg.temperature, cfg.symmetric)
-    if not torch.isfinite(loss):
-        raise NonFiniteLoss
-    accelerator.backward(loss)
-    return loss.detach()

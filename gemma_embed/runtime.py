@@ -180,7 +180,8 @@ def leave_process_group() -> None:
 def script_main(main: Callable[[], object]) -> None:
     """Run a script's main(): a mistake in the user's config or input (ConfigError, DataError: their messages name
     the file and the field or line) ends in one line on stderr, `error: ...`, and exit status 2; anything else is
-    a bug of ours and keeps its traceback."""
+    a bug of ours and keeps its traceback. A process of a multi-process run then leaves through
+    leave_process_group."""
     from gemma_embed.data.readers import DataError
 
     try:
@@ -188,4 +189,7 @@ def script_main(main: Callable[[], object]) -> None:
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and (
+            torch.distributed.get_world_size() > 1):
+        leave_process_group()
 

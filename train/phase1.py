@@ -6,7 +6,7 @@
 
 from gemma_embed.config import Phase1Config, load_config
 from gemma_embed.data.readers import read_text
-from gemma_embed.loop import run_phase
+from gemma_embed.contrastive import run_phase
 
 
 def read_rows(cfg, tokenizer):

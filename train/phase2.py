@@ -11,7 +11,7 @@ from gemma_embed.config import Phase2Config, load_config
 from gemma_embed.data.batches import ShuffledBatches, SourceBatches
 from gemma_embed.data.collate import row_lengths
 from gemma_embed.data.readers import read_triplets
-from gemma_embed.loop import run_phase
+from gemma_embed.contrastive import run_phase
 
 
 def main(argv=None):

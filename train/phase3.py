@@ -12,7 +12,7 @@ from gemma_embed.config import Phase3Config, load_config
 from gemma_embed.data.batches import LengthBucketedBatches, ShuffledBatches
 from gemma_embed.data.readers import read_pretokenized, read_queries_db
 from gemma_embed.data.store import store_for
-from gemma_embed.loop import run_phase
+from gemma_embed.contrastive import run_phase
 from gemma_embed.runtime import wait_for
 
 

@@ -13,7 +13,7 @@ from accelerate.utils import set_seed
 from transformers import AutoTokenizer
 
 from gemma_embed.data.collate import Collator
-from gemma_embed.loop import _forward_backward
+from gemma_embed.contrastive import forward_backward as _forward_backward
 from gemma_embed.runtime import leave_process_group, make_accelerator
 from modeling_gemma_embed import GemmaEmbedModel
 

@@ -117,18 +117,18 @@ def test_failed_publish_keeps_the_training_and_resume_publishes(tiny_backbone, t
 
 @pytest.mark.parametrize("policy", ["stop", "skip"])
 def test_nan_loss(tiny_backbone, tmp_path, monkeypatch, policy):
-    from gemma_embed import loop
+    from gemma_embed import contrastive, loop
 
     phase1 = load_script("phase1")
     calls = {"n": 0}
-    real = loop.contrastive_loss
+    real = contrastive.contrastive_loss
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 3 else loss
 
-    monkeypatch.setattr(loop, "contrastive_loss", poisoned)
+    monkeypatch.setattr(contrastive, "contrastive_loss", poisoned)
     out = tmp_path / "run"
     args = _phase1_args(tiny_backbone, out, "--nonfinite_loss", policy)
     if policy == "stop":

@@ -241,3 +241,34 @@ def test_the_vector_pass_resumes_at_its_first_missing_chunk(tmp_path, monkeypatc
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".npy"] and not list(tmp_path.glob("*.parts"))
     calls["left"] = 0  # a third pass reads the file back and encodes nothing
     np.testing.assert_array_equal(encoder.cached_vectors("enc", texts, tmp_path, chunk=3), vectors)
+
+
+@pytest.mark.parametrize("which", ["encoder", "decoder"])
+def test_gradient_checkpointing_is_switched_on_by_the_model_and_changes_no_gradient(which, setup, make_model):
+    """The loop calls model.gradient_checkpointing_enable() on either model: the layers recompute their
+    activations, and the adapters' gradients are those of the plain backward."""
+    decoder, _, batch = setup
+
+    def grads(model, checkpointing: bool):
+        torch.manual_seed(0)
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            assert any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+        if which == "decoder":
+            loss = model(**batch).loss
+        else:
+            loss = model(batch["input_ids"] + 3, batch["attention_mask"]).pow(2).sum()
+        loss.backward()
+        out = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+        model.zero_grad(set_to_none=True)
+        return out
+
+    model = (decoder.attach_lora() if which == "decoder" else make_model().attach_lora()).train()  # as the loop
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)  # trained adapters, so that the gradients reaching lora_A are not zero
+    plain, checkpointed = grads(model, False), grads(model, True)
+    assert plain.keys() == checkpointed.keys() and len(plain) > 4
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], rtol=1e-4, atol=1e-6)
