@@ -118,24 +118,19 @@ def render(model: Path, phases: list[tuple[dict, dict]], metrics: dict, repo_id:
     evaluation = "\n".join(lines)
     if metrics.get("notes"):
         evaluation += "\n\n" + "\n".join(f"- {n}" for n in metrics["notes"])
-    results = [{"task": {"type": "STS"},
-                "dataset": {"name": "STS Benchmark", "type": "sentence-transformers/stsb", "split": split},
-                "metrics": [{"type": "spearman_cosine", "value": round(metrics[key], 2)}]}
+    from huggingface_hub import EvalResult, ModelCardData
+
+    results = [EvalResult(task_type="STS", dataset_type="sentence-transformers/stsb", dataset_name="STS Benchmark",
+                          dataset_split=split, metric_type="spearman_cosine", metric_value=round(metrics[key], 2))
                for split, key in (("test", "stsb_test_spearman"), ("validation", "stsb_dev_spearman"))
                if metrics.get(key) is not None]
-    front = {
-        "library_name": "sentence-transformers",
-        "pipeline_tag": "sentence-similarity",
-        "base_model": base,
-        "license": "gemma",
-        "language": ["en"],
-        "tags": ["sentence-transformers", "sentence-similarity", "feature-extraction", "gemma3", "embeddings",
-                 "query-fan-out"],
-        "datasets": datasets,
-        "model-index": [{"name": repo_id.split("/")[-1], "results": results}],
-    }
+    front = ModelCardData(
+        library_name="sentence-transformers", pipeline_tag="sentence-similarity", base_model=base, license="gemma",
+        language=["en"], datasets=datasets or None, model_name=repo_id.split("/")[-1], eval_results=results or None,
+        tags=["sentence-transformers", "sentence-similarity", "feature-extraction", "gemma3", "embeddings",
+              "query-fan-out"])
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
-        front_matter=yaml.safe_dump(front, sort_keys=False).strip(),
+        front_matter=front.to_yaml(),
         title=repo_id.split("/")[-1],
         dim=config["projection_dim"],
         base_model=base,
@@ -224,11 +219,13 @@ def write_decoder_card(folder: str | Path, repo_id: str = "", sources: list[str]
     if report.is_file():
         ev = json.loads(report.read_text(encoding="utf-8"))
         evaluation = render_decoder_eval(ev)
-    front = {"library_name": "transformers", "pipeline_tag": "text-generation", "base_model": base,
-             "license": "gemma", "language": ["en"], "tags": ["gemma3", "query-decoder", "embedding-inversion",
-                                                             "query-fan-out"]}
+    from huggingface_hub import ModelCardData
+
+    front = ModelCardData(library_name="transformers", pipeline_tag="text-generation", base_model=base,
+                          license="gemma", language=["en"],
+                          tags=["gemma3", "query-decoder", "embedding-inversion", "query-fan-out"])
     card = Template(DECODER_TEMPLATE.read_text(encoding="utf-8")).substitute(
-        front_matter=yaml.safe_dump(front, sort_keys=False).strip(), title=repo_id or folder.name,
+        front_matter=front.to_yaml(), title=repo_id or folder.name,
         repo_id=repo_id or folder.name, base_model=base, encoder_name=_shown(encoder.get("name_or_path", "?")),
         encoder_dim=config["embedding_dim"], encoder_fingerprint=encoder.get("fingerprint", "?"),
         architecture=architecture, training=training, evaluation=evaluation,
