@@ -4,7 +4,8 @@ anchor's candidates are every positive and every hard negative of the global bat
     accelerate launch train/phase2.py --config train/configs/phase2.yaml
 
 `data` is a CSV with the text columns anchor,positive,negative (or SimCSE's sent0,sent1,hard_neg; the negative may
-be missing) or the original's pre-tokenised a_ids,a_mask,p_ids,p_mask,n_ids,n_mask.
+be missing) or the original's pre-tokenised a_ids,a_mask,p_ids,p_mask,n_ids,n_mask, or a datasets.Dataset saved with
+save_to_disk with the same columns.
 """
 
 from gemma_embed.config import Phase2Config, load_config

@@ -3,7 +3,8 @@ views; identical queries in one batch are masked rather than counted as each oth
 
     accelerate launch train/phase3.py --config train/configs/phase3.yaml
 
-`data` is a queries.db (SQLite; `table` and `column` in the config) or the original's pretokenized_queries.pt.
+`data` is a queries.db (SQLite; `table` and `column` in the config), the original's pretokenized_queries.pt, or a
+datasets.Dataset saved with save_to_disk (its `column`).
 With `store` (a folder) set, `data` is tokenised once into a memory-mapped token store there and batches are
 length-bucketed (no query twice in a batch): the layout for the original's 7.1M queries.
 """

@@ -35,6 +35,30 @@ def _require_file(path: str | Path) -> Path:
     return path
 
 
+def saved_dataset(path: str | Path):
+    """The `datasets.Dataset` saved at `path` with `save_to_disk` (a folder), or None when `path` is not one. A saved
+    DatasetDict is refused: save the one split to train on."""
+    path = Path(path)
+    if not (path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file())):
+        return None
+    from datasets import DatasetDict, load_from_disk
+
+    data = load_from_disk(str(path))
+    if isinstance(data, DatasetDict):
+        raise DataError(f"{path}: a DatasetDict with splits {list(data)}; save the split to train on "
+                        "(data['train'].save_to_disk(...))")
+    if len(data) == 0:
+        raise DataError(f"{path}: the dataset has no rows")
+    return data
+
+
+def _dataset_cell(value) -> str:
+    """A dataset cell as a CSV cell reads: text as is, a list of ids as JSON, None as empty."""
+    if value is None:
+        return ""
+    return json.dumps(value) if isinstance(value, (list, tuple)) else str(value)
+
+
 def _decode(raw: bytes, path: Path, line_no: int) -> str:
     try:
         return raw.decode("utf-8")
@@ -65,23 +89,23 @@ def read_text(path: str | Path, max_rows: int = 0) -> list[tuple[str]]:
 
 
 # ------------------------------------------------------------------------------------------------------ phase 2
-def _parse_ids(cell: str, path: Path, line_no: int, column: str, vocab_size: int, is_mask: bool) -> list[int]:
+def _parse_ids(cell: str, path: Path, where: str, column: str, vocab_size: int, is_mask: bool) -> list[int]:
     cell = cell.strip()
     try:
         values = json.loads(cell) if cell.startswith("[") else [int(v) for v in cell.replace(",", " ").split()]
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
             raise ValueError
     except ValueError:
-        raise DataError(f"{path}, line {line_no}, column {column}: not a list of integers: {cell[:60]!r}") from None
+        raise DataError(f"{path}, {where}, column {column}: not a list of integers: {cell[:60]!r}") from None
     if is_mask:
         bad = [v for v in values if v not in (0, 1)]
         if bad:
-            raise DataError(f"{path}, line {line_no}, column {column}: mask values must be 0 or 1, found {bad[0]}")
+            raise DataError(f"{path}, {where}, column {column}: mask values must be 0 or 1, found {bad[0]}")
     else:
         bad = [v for v in values if not 0 <= v < vocab_size]
         if bad:
             raise DataError(
-                f"{path}, line {line_no}, column {column}: token id {bad[0]} is outside the tokenizer's vocabulary "
+                f"{path}, {where}, column {column}: token id {bad[0]} is outside the tokenizer's vocabulary "
                 f"(0..{vocab_size - 1})"
             )
     return values
@@ -93,13 +117,9 @@ def read_triplets(
     """triplets.csv with a header: `anchor,positive,negative` (or `sent0,sent1,hard_neg`; the negative column may be
     absent or empty), or the pre-tokenised `a_ids,a_mask,p_ids,p_mask,n_ids,n_mask` (n_* optional). An optional
     `source` column names each row's dataset: if `sources` is a list, it receives one source per row ("" without);
-    `keep` reads only the rows of these sources."""
-    path = _require_file(path)
-    raw = path.read_bytes()
-    for line_no, line in enumerate(raw.split(b"\n"), 1):
-        _decode(line, path, line_no)
-    reader = csv.reader(io.StringIO(raw.decode("utf-8").lstrip("\ufeff"), newline=""))
-    header = [h.strip() for h in next(reader, [])]
+    `keep` reads only the rows of these sources. `path` may also be a `datasets.Dataset` saved with `save_to_disk`,
+    with the same columns (token columns as lists of ints); errors then name its row."""
+    header, records, first = _triplet_records(path)
     columns = {name: i for i, name in enumerate(header)}
     text_form = next((names for names in TEXT_COLUMNS if names[0] in columns or names[1] in columns), None)
     if text_form:
@@ -108,22 +128,21 @@ def read_triplets(
         needed = TOKEN_COLUMNS[:4]
     else:
         raise DataError(
-            f"{path}, line 1: header {header} has neither text columns "
+            f"{path}, {first}: header {header} has neither text columns "
             f"({' / '.join(','.join(t) for t in TEXT_COLUMNS)}) nor token columns ({','.join(TOKEN_COLUMNS)})"
         )
     missing = [c for c in needed if c not in columns]
     if missing:
-        raise DataError(f"{path}, line 1: missing column(s) {missing}; the header is {header}")
+        raise DataError(f"{path}, {first}: missing column(s) {missing}; the header is {header}")
 
     if keep and "source" not in columns:
-        raise DataError(f"{path}, line 1: sources {sorted(keep)} were asked for, but there is no source column")
+        raise DataError(f"{path}, {first}: sources {sorted(keep)} were asked for, but there is no source column")
     rows, seen = [], set()
-    for row in reader:
-        line_no = reader.line_num
+    for where, row in records:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            raise DataError(f"{path}, line {line_no}: {len(row)} fields, but the header has {len(header)}")
+            raise DataError(f"{path}, {where}: {len(row)} fields, but the header has {len(header)}")
         source = row[columns["source"]].strip() if "source" in columns else ""
         seen.add(source)
         if keep and source not in keep:
@@ -133,7 +152,7 @@ def read_triplets(
             n = row[columns[text_form[2]]].strip() if text_form[2] in columns else ""
             for name, value in zip(text_form, (a, p)):
                 if not value:
-                    raise DataError(f"{path}, line {line_no}, column {name}: empty")
+                    raise DataError(f"{path}, {where}, column {name}: empty")
             rows.append((a, p, n) if n else (a, p))
         else:
             parts = []
@@ -141,15 +160,15 @@ def read_triplets(
                 ids_col, mask_col = f"{prefix}_ids", f"{prefix}_mask"
                 if prefix == "n" and (ids_col not in columns or not row[columns[ids_col]].strip()):
                     break
-                ids = _parse_ids(row[columns[ids_col]], path, line_no, ids_col, vocab_size, False)
-                mask = _parse_ids(row[columns[mask_col]], path, line_no, mask_col, vocab_size, True)
+                ids = _parse_ids(row[columns[ids_col]], path, where, ids_col, vocab_size, False)
+                mask = _parse_ids(row[columns[mask_col]], path, where, mask_col, vocab_size, True)
                 if len(ids) != len(mask):
                     raise DataError(
-                        f"{path}, line {line_no}, column {mask_col}: {len(mask)} values for {len(ids)} ids in {ids_col}"
+                        f"{path}, {where}, column {mask_col}: {len(mask)} values for {len(ids)} ids in {ids_col}"
                     )
                 kept = [i for i, m in zip(ids, mask) if m]
                 if not kept:
-                    raise DataError(f"{path}, line {line_no}, column {mask_col}: the mask selects no token")
+                    raise DataError(f"{path}, {where}, column {mask_col}: the mask selects no token")
                 parts.append(kept)
             rows.append(tuple(parts))
         if sources is not None:
@@ -161,6 +180,22 @@ def read_triplets(
     if not rows:
         raise DataError(f"{path}: no rows after the header")
     return rows
+
+
+def _triplet_records(path: str | Path):
+    """(header, records, where the header is): records are (where, cells) pairs, `where` as an error names it:
+    "line N" of a CSV, "row N" of a saved dataset."""
+    data = saved_dataset(path)
+    if data is not None:
+        header = list(data.column_names)
+        return header, ((f"row {i}", [_dataset_cell(r[c]) for c in header]) for i, r in enumerate(data)), "columns"
+    path = _require_file(path)
+    raw = path.read_bytes()
+    for line_no, line in enumerate(raw.split(b"\n"), 1):
+        _decode(line, path, line_no)
+    reader = csv.reader(io.StringIO(raw.decode("utf-8").lstrip("\ufeff"), newline=""))
+    header = [h.strip() for h in next(reader, [])]
+    return header, ((f"line {reader.line_num}", row) for row in reader), "line 1"
 
 
 # ------------------------------------------------------------------------------------------------------ phase 3
@@ -189,8 +224,13 @@ def open_queries_table(path: str | Path, table: str, column: str) -> sqlite3.Con
 
 def iter_queries(path: str | Path, table: str, column: str, chunk_rows: int = 50_000, max_rows: int = 0):
     """queries.db's queries in chunks of at most `chunk_rows` (fetchmany, so memory stays flat however large the
-    table): lists of stripped texts; NULL and blank cells are skipped. `max_rows` limits the rows read."""
+    table): lists of stripped texts; NULL and blank cells are skipped. `max_rows` limits the rows read. `path` may
+    also be a `datasets.Dataset` saved with `save_to_disk`: its `column` is read the same way (`table` unused)."""
     path = Path(path)
+    data = saved_dataset(path)
+    if data is not None:
+        yield from _dataset_queries(path, data, column, chunk_rows, max_rows)
+        return
     con = open_queries_table(path, table, column)
     try:
         limit = f" LIMIT {int(max_rows)}" if max_rows else ""
@@ -212,6 +252,22 @@ def iter_queries(path: str | Path, table: str, column: str, chunk_rows: int = 50
         raise DataError(f"{path}: cannot be read as SQLite: {e}") from None
     finally:
         con.close()
+
+
+def _dataset_queries(path: Path, data, column: str, chunk_rows: int, max_rows: int):
+    if column not in data.column_names:
+        raise DataError(f"{path}: the dataset has no column {column!r}; its columns are {data.column_names}")
+    end = min(len(data), max_rows) if max_rows else len(data)
+    for start in range(0, end, chunk_rows):
+        texts = []
+        for i, value in enumerate(data[start : min(start + chunk_rows, end)][column], start):
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise DataError(f"{path}, row {i}, column {column}: not text: {value!r}")
+            if value.strip():
+                texts.append(value.strip())
+        yield texts
 
 
 def read_queries_db(path: str | Path, table: str, column: str, max_rows: int = 0) -> list[tuple[str]]:

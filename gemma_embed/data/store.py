@@ -60,6 +60,8 @@ def source_identity(path: str | Path, **extra) -> dict:
     """A source file by absolute path, size and modification time (plus SQLite's write-ahead log, where changes
     sit until a checkpoint), and anything else that selects what is read from it (table, column)."""
     path = Path(path).resolve()
+    if path.is_dir() and (path / "state.json").is_file():  # a saved datasets.Dataset: its state names its files
+        path = path / "state.json"
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     stat = path.stat()

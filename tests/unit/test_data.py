@@ -143,3 +143,44 @@ def test_row_lengths_count_every_text_as_the_collator_truncates(tokenizer):
 
     rows = [("a cat sat on the mat", "a cat", "a dog"), ("the cat", "cat"), ([2, 5, 6, 7, 8, 9], [2, 5])]
     assert row_lengths(rows, tokenizer, max_length=4) == [4 + 3 + 3, 3 + 2, 4 + 2]
+
+
+def test_a_saved_datasets_dataset_reads_as_its_csv_or_sqlite_twin(tmp_path):
+    """Phase 2 and phase 3 (and the decoder, through iter_queries) read a `datasets.Dataset` saved with
+    save_to_disk: the rows its CSV or SQLite twin gives, errors naming the dataset's row and column."""
+    from datasets import Dataset, DatasetDict
+
+    from gemma_embed.data.readers import iter_queries
+
+    texts = tmp_path / "texts"
+    Dataset.from_dict({"sent0": ["a, b", "e"], "sent1": ["c", "f"], "hard_neg": ["d", None],
+                       "source": ["snli", "coco"]}).save_to_disk(texts)
+    sources = []
+    assert read_triplets(texts, 10, sources=sources) == [("a, b", "c", "d"), ("e", "f")] and sources == ["snli", "coco"]
+    assert read_triplets(texts, 10, keep={"coco"}) == [("e", "f")]
+    tokens = tmp_path / "tokens"
+    Dataset.from_dict({"a_ids": [[0, 0, 2, 5]], "a_mask": [[0, 0, 1, 1]], "p_ids": [[2, 6, 7]],
+                       "p_mask": [[1, 1, 1]]}).save_to_disk(tokens)
+    assert read_triplets(tokens, vocab_size=10) == [([2, 5], [2, 6, 7])]
+    with pytest.raises(DataError, match=r"tokens, row 0, column a_ids: token id 5 is outside the tokenizer's vocab"):
+        read_triplets(tokens, vocab_size=5)
+    empty = tmp_path / "empty_anchor"
+    Dataset.from_dict({"anchor": ["x", " "], "positive": ["y", "z"]}).save_to_disk(empty)
+    with pytest.raises(DataError, match=r"empty_anchor, row 1, column anchor: empty"):
+        read_triplets(empty, 10)
+
+    queries = tmp_path / "queries"
+    Dataset.from_dict({"query": ["best shoes", None, "  ", "cheap flights"]}).save_to_disk(queries)
+    twin = sqlite_queries(tmp_path / "q.db", ["best shoes", None, "  ", "cheap flights"])
+    assert read_queries_db(queries, "queries", "query") == read_queries_db(twin, "queries", "query")
+    assert [t for chunk in iter_queries(queries, "", "query", chunk_rows=1, max_rows=3) for t in chunk] == ["best shoes"]
+    with pytest.raises(DataError, match=r"queries: the dataset has no column 'text'; its columns are \['query'\]"):
+        read_queries_db(queries, "queries", "text")
+    numbers = tmp_path / "numbers"
+    Dataset.from_dict({"query": [3, 4]}).save_to_disk(numbers)
+    with pytest.raises(DataError, match=r"numbers, row 0, column query: not text: 3"):
+        read_queries_db(numbers, "queries", "query")
+    splits = tmp_path / "splits"
+    DatasetDict({"train": Dataset.from_dict({"query": ["a"]})}).save_to_disk(splits)
+    with pytest.raises(DataError, match=r"a DatasetDict with splits \['train'\]; save the split to train on"):
+        read_queries_db(splits, "queries", "query")
