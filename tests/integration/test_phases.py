@@ -35,6 +35,30 @@ def test_each_phase_writes_a_published_folder(chain):
     assert lineage[1]["init_from"] == str(outs[1])
 
 
+def test_each_phase_reports_the_score_of_the_model_it_published(chain):
+    """sts_after is the published folder's own score: loaded through sentence-transformers (another code path than
+    the training loop's encode) and scored on the same 200 pairs, in the precision the run used; a score of
+    the unmerged model, of another file or of other pairs would differ."""
+    from sentence_transformers import SentenceTransformer
+
+    from gemma_embed.eval.tasks import sts_spearman
+    from gemma_embed.precision import resolve
+    from conftest import REPO
+
+    _, _, outs = chain
+    decision = resolve("auto", "cpu")
+    for n, out in outs.items():
+        summary = json.loads((out / "train_summary.json").read_text())
+        model = SentenceTransformer(str(out), device="cpu")
+
+        def embed(texts):
+            with decision.autocast("cpu"):
+                return torch.as_tensor(model.encode(texts, batch_size=64)).float()
+
+        score = sts_spearman(embed, REPO / "examples/data/sts-dev.csv", 200)
+        assert score == pytest.approx(summary["sts_after"], abs=0.5 if decision.precision == "bf16" else 1e-3), n
+
+
 def test_phases_change_the_model(chain):
     _, _, outs = chain
     weights = [load_file(str(outs[n] / "model.safetensors")) for n in (1, 2, 3)]
