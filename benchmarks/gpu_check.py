@@ -147,6 +147,19 @@ def resume_check(work: Path) -> str:
     return "bit-identical" if diff == 0 else f"max_diff_{diff:.2e}"
 
 
+def timed_step(device, optimizer, forward_backward) -> float:
+    """Seconds of one optimizer step: `forward_backward()`, then AdamW (synchronised on CUDA)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    forward_backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
 def throughput(text_config, device, precision, batch_sizes, steps: int, lengths: list[int], peak) -> dict:
     """Tokens/s (and MFU where the peak is known) of the loop's phase-3 step at each batch size."""
     from accelerate import Accelerator
@@ -167,16 +180,9 @@ def throughput(text_config, device, precision, batch_sizes, steps: int, lengths:
             length = lengths[int(torch.randint(len(lengths), (1,), generator=g))]  # one length per bucketed batch
             b = batch(rows, [length] * rows, text_config.vocab_size, device, seed=step)
             groups = torch.arange(rows, device=device)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            _forward_backward(cfg, accelerator, model, [b, b], groups)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            took = timed_step(device, optimizer, lambda: _forward_backward(cfg, accelerator, model, [b, b], groups))
             if step >= 2:
-                seconds += time.perf_counter() - t0
+                seconds += took
                 tokens += 2 * rows * length
                 flops += lora_step_flops(text_config, params, rows, length)
         out[rows] = {"tokens_per_s": tokens / seconds, "mfu": flops / seconds / peak if peak else None}
@@ -205,18 +211,15 @@ def decoder_speed(text_config, device, precision, rows: int, steps: int, lengths
         width = max(lengths[int(i)] for i in torch.randint(len(lengths), (rows,), generator=g))
         ids = torch.randint(3, vocab, (rows, width), generator=g).to(device)
         vectors = torch.nn.functional.normalize(torch.randn(rows, config.embedding_dim, generator=g), dim=-1).to(device)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with precision.autocast(device.type):
-            loss = model(vectors=vectors, input_ids=ids, attention_mask=torch.ones_like(ids)).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+
+        def forward_backward():
+            with precision.autocast(device.type):
+                loss = model(vectors=vectors, input_ids=ids, attention_mask=torch.ones_like(ids)).loss
+            loss.backward()
+
+        took = timed_step(device, optimizer, forward_backward)
         if step >= 2:
-            seconds += time.perf_counter() - t0
+            seconds += took
     return rows * steps / seconds
 
 
