@@ -28,19 +28,9 @@ from pathlib import Path
 from gemma_embed.data.bundled import read_queries
 from gemma_embed.corrector import Corrector, CorrectorSettings
 from gemma_embed.fanout import (CorrectingDecoder, GenerativeDecoder, NearestNeighbourDecoder, fan_out, fanout_metrics,
-                                plot_path)
+                                plot_path, print_path)
 
 SAMPLE = Path(__file__).resolve().parent / "data"
-
-
-def print_path(query: str, document: str, path: list[dict]) -> None:
-    print(f"\nseed:     {query}\ndocument: {document}")
-    print(f"{'step':>4} {'point~seed':>10} {'point~doc':>9} {'query~seed':>10} {'query~doc':>9} {'query~point':>11}  "
-          "decoded query")
-    for r in path:
-        dup = "  (repeat)" if r["duplicate"] else ""
-        print(f"{r['step']:>4} {r['sim_seed']:10.3f} {r['sim_target']:9.3f} {r['decoded_seed']:10.3f} "
-              f"{r['decoded_target']:9.3f} {r['decoded_sim']:11.3f}  {r['decoded']}{dup}")
 
 
 def main(argv=None):

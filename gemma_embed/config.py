@@ -152,6 +152,10 @@ class Phase2Config(PhaseConfig):
     batch_by_source: bool = False  # every batch from one value of the `source` column (harder in-batch negatives)
     batch_by_length: bool = False  # batches of rows of about one length (little padding; within a source)
 
+    def source_names(self) -> set[str] | None:
+        """The sources to train on, or None for every row."""
+        return {s.strip() for s in self.sources.split(",") if s.strip()} or None
+
 
 @dataclass
 class Phase3Config(PhaseConfig):

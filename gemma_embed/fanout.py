@@ -118,6 +118,18 @@ def fan_out(embed: Embed, query: str, document: str, decoder: Decoder, steps: in
     return rows
 
 
+def print_path(query: str, document: str, path: list[dict]) -> None:
+    """A walk as a table: each step's cosines (its point and its decoded query against the seed and the
+    document, the query against its point) and the decoded query, repeats marked."""
+    print(f"\nseed:     {query}\ndocument: {document}")
+    print(f"{'step':>4} {'point~seed':>10} {'point~doc':>9} {'query~seed':>10} {'query~doc':>9} {'query~point':>11}  "
+          "decoded query")
+    for r in path:
+        dup = "  (repeat)" if r["duplicate"] else ""
+        print(f"{r['step']:>4} {r['sim_seed']:10.3f} {r['sim_target']:9.3f} {r['decoded_seed']:10.3f} "
+              f"{r['decoded_target']:9.3f} {r['decoded_sim']:11.3f}  {r['decoded']}{dup}")
+
+
 def fanout_metrics(paths: list[list[dict]], seed_to_document: list[float], training: set[str]) -> dict:
     """Over the paths of several (query, document) pairs: the share of steps whose query is new along its path
     (neither the seed nor an earlier step's, nor a near copy), the share of generated queries found nowhere in the

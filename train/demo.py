@@ -25,10 +25,11 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 from transformers import AutoConfig
 
 from gemma_embed.backbones import load_tokenizer, resolve_backbone
+from gemma_embed.clock import Clock
+from gemma_embed.config import DecoderConfig, Phase1Config, Phase2Config, Phase3Config, load_config
 from gemma_embed.corrector import CorrectorSettings
 from gemma_embed.data.bundled import make_queries_db, read_queries_tsv, split_heldout, write_queries_tsv
 from gemma_embed.eval.run import evaluate_model
@@ -55,7 +56,6 @@ LIMITATIONS = [
 ]
 
 
-SELF_CONTRAST_VIEWS = 2  # phases 1 and 3 encode each text twice (two dropout views)
 FINAL_EVAL_TEXTS = 2 * 2 * 1379 + 2600 + 1300  # STS-B test (model and raw), WikiQA, geometry: for the estimate only
 HELDOUT_PERMILLE = 30  # 3% of the bundled queries are held out of phase 3 and the decoder
 HELDOUT_EVAL = 50  # held-out queries per set in the decoder's evaluation (each corrected for 10 rounds)
@@ -66,91 +66,6 @@ FAN_OUT = [  # (seed query, document) walked by the decoder at the end
     ("how do vaccines work", "A vaccine trains the immune system to recognise a pathogen from a harmless piece of it."),
     ("cheap flights to rome", "Budget airlines fly to Italy's capital from most European cities at low fares."),
 ]
-
-
-def padded_tokens_per_step(rows: list[list[int]], batch_size: int, by_length: bool, views: int = 1) -> float:
-    """Mean tokens a training step processes, padding included: `rows` are token counts (one per text of a row),
-    grouped `batch_size` at a time, in a shuffled order or sorted by length (`batch_by_length`); every column of a
-    batch is padded to its longest text, and each text is encoded `views` times."""
-    import numpy as np
-
-    order = (sorted(range(len(rows)), key=lambda i: sum(rows[i])) if by_length
-             else np.random.default_rng(0).permutation(len(rows)).tolist())
-    batches = [order[i : i + batch_size] for i in range(0, max(len(order) - batch_size, 0) + 1, batch_size)]
-
-    def cost(batch: list[int]) -> int:
-        columns = [[rows[i][c] for i in batch if len(rows[i]) > c] for c in range(max(len(rows[i]) for i in batch))]
-        return views * sum(max(col) * len(col) for col in columns)
-
-    return sum(map(cost, batches)) / len(batches)
-
-
-class Clock:
-    """Elapsed time per section and an estimate of what remains, from the rates measured in the stages already run
-    (padded tokens per second of training, texts per second of evaluation) and the tokens each stage's step will
-    process (counted on a sample of its rows, since phase 2's length-batched rows are far shorter than phase 1's)."""
-
-    def __init__(self, configs: dict):
-        self.t0, self.configs = time.time(), configs
-        self.train_rate = self.eval_rate = None  # tokens / s, texts / s
-        self.tokens = {}  # stage -> padded tokens of one step
-
-    def count_tokens(self, tokenizer, backbone_layers: int, queries_db: Path, sample: int = 2000) -> None:
-        from gemma_embed.data.collate import text_lengths
-        from gemma_embed.data.readers import read_queries_db, read_text, read_triplets
-        from gemma_embed.data.store import batch_encoder
-
-        encode = batch_encoder(tokenizer, max(cfg["max_length"] for cfg in self.configs.values()))
-        for stage, cfg in self.configs.items():
-            if stage == 1:
-                rows = read_text(REPO / cfg["data"])
-            elif stage == 2:
-                keep = set(cfg["sources"].split(",")) if cfg.get("sources") else None
-                rows = read_triplets(REPO / cfg["data"], len(tokenizer), keep=keep)
-            else:
-                rows = read_queries_db(queries_db, cfg.get("table", "queries"), cfg.get("column", "query"))
-            rows = [[t for t in row if t] for row in rows[:: max(1, len(rows) // sample)]]
-            lengths = text_lengths(rows, encode, cfg["max_length"])
-            if stage == "decoder":  # <bos>, the soft prefix and the query (already ending in <eos>)
-                prefix = 1 + cfg.get("model", {}).get("prefix_length", 8)
-                lengths = [[prefix + n[0]] for n in lengths]
-            views = SELF_CONTRAST_VIEWS if stage in (1, 3) else 1
-            tokens = padded_tokens_per_step(lengths, cfg["batch_size"], cfg.get("batch_by_length", False), views)
-            layers = min(cfg.get("num_layers") or backbone_layers, backbone_layers)  # the decoder runs the first few
-            self.tokens[stage] = tokens * layers / backbone_layers
-
-    def learn(self, n: int, summary: dict, folder: Path) -> None:
-        cfg = self.configs[n]
-        done = summary["steps"] - summary.get("start_step", 0)
-        if summary.get("train_seconds") and done:
-            self.train_rate = done * self.tokens[n] / summary["train_seconds"]
-        evals = [json.loads(l) for l in (folder / "logs/metrics.jsonl").read_text().splitlines()]
-        evals = [r for r in evals if r.get("eval_seconds")]
-        if evals:
-            texts = 2 * (cfg.get("eval_max_pairs") or 1500)
-            self.eval_rate = texts * len(evals) / sum(r["eval_seconds"] for r in evals)
-
-    def _evaluations(self, n: int) -> int:
-        """STS-B dev evaluations phase n runs: every eval_every steps, or once at its end (its start is the previous
-        phase's end)."""
-        cfg = self.configs[n]
-        return max(1, cfg["max_steps"] // cfg["eval_every"]) if cfg.get("eval_every") else 1
-
-    def remaining(self, stages_left: list, extra_eval_texts: int) -> float | None:
-        if self.train_rate is None or self.eval_rate is None:
-            return None
-        seconds = sum(self.configs[n]["max_steps"] * self.tokens[n] / self.train_rate for n in stages_left)
-        evals = sum(2 * (self.configs[n].get("eval_max_pairs") or 1500) * self._evaluations(n)
-                    for n in stages_left if n != "decoder")
-        # held-out candidates re-embedded: the samples, and the corrector's (deletions about 6 per hypothesis)
-        per_query = 9 * 2 + CORRECTION.rounds * CORRECTION.beam * (CORRECTION.edits + CORRECTION.guided + 6)
-        decoder = per_query * HELDOUT_EVAL * 2 * ("decoder" in stages_left or extra_eval_texts > 0)
-        return seconds + (evals + extra_eval_texts + decoder) / self.eval_rate + 90  # 90: model loads, cards
-
-    def section(self, title: str, stages_left: list = ("decoder",), extra_eval_texts: int = FINAL_EVAL_TEXTS) -> None:
-        left = self.remaining(list(stages_left), extra_eval_texts)
-        estimate = "remaining: estimated once phase 1 has run" if left is None else f"about {left / 60:.0f} min left"
-        print(f"\n== [{(time.time() - self.t0) / 60:.1f} min] {title} ({estimate})", flush=True)
 
 
 def launch(name: str, script: str, config: Path, folder: Path, *args: str) -> dict:
@@ -200,7 +115,7 @@ def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision
     from gemma_embed.encoder import cached_vectors, load_embedder
     from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets, print_report, write_report
     from gemma_embed.publish.card import write_decoder_card
-    from gemma_embed.fanout import CorrectingDecoder, fan_out, fanout_metrics, plot_path
+    from gemma_embed.fanout import CorrectingDecoder, fan_out, fanout_metrics, plot_path, print_path
     from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
     folder = out / "decoder"
@@ -231,10 +146,7 @@ def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision
     for query, document in FAN_OUT:
         paths.append(fan_out(embed, query, document, corrected, steps=5))
         print(f"\nfan-out: {query!r} -> {document!r}")
-        for r in paths[-1]:
-            print(f"  step {r['step']}: {r['decoded']!r} (to its point {r['decoded_sim']:.2f}, to the seed "
-                  f"{r['decoded_seed']:.2f}, to the document {r['decoded_target']:.2f})"
-                  f"{'  [repeat]' if r['duplicate'] else ''}")
+        print_path(query, document, paths[-1])
     metrics = fanout_metrics(paths, [p[0]["sim_target"] for p in paths], set(pool))
     plot_path(paths[0], out / "fan_out.png", title=f"fan-out: {FAN_OUT[0][0]}")
     print(f"fan-out of {len(paths)} seeds ({FAN_OUT_CORRECTION.rounds} rounds of correction a step): distinct steps "
@@ -255,10 +167,16 @@ def main(argv=None) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     precision = resolve("auto", "cpu")
     print(precision.line(), flush=True)
-    configs = {n: yaml.safe_load((Path(args.configs) / f"phase{n}.yaml").read_text()) for n in (1, 2, 3)}
-    configs["decoder"] = yaml.safe_load((Path(args.configs) / "decoder.yaml").read_text())
+    kinds = {1: ("phase1", Phase1Config), 2: ("phase2", Phase2Config), 3: ("phase3", Phase3Config),
+             "decoder": ("decoder", DecoderConfig)}
+    configs = {n: load_config(kind, ["--config", str(Path(args.configs) / f"{name}.yaml")])[0]
+               for n, (name, kind) in kinds.items()}
     stages = [1, 2, 3] + ([] if args.no_decoder else ["decoder"])
-    clock = Clock(configs)
+    # the decoder's evaluation re-embeds, per held-out query of its two sets, the samples and the corrector's
+    # candidates (deletions about 6 per hypothesis)
+    per_query = 9 * 2 + CORRECTION.rounds * CORRECTION.beam * (CORRECTION.edits + CORRECTION.guided + 6)
+    clock = Clock(configs, decoder_eval_texts=per_query * HELDOUT_EVAL * 2, final_eval_texts=FINAL_EVAL_TEXTS,
+                  root=REPO)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -296,7 +214,7 @@ def main(argv=None) -> dict:
         "final": {**final, "stsb_dev_spearman": summaries[2]["sts_after"]},
     }
     train_seconds = sum(s["train_seconds"] for s in summaries)
-    dev_pairs = configs[3].get("eval_max_pairs") or 1500
+    dev_pairs = configs[3].eval_max_pairs or 1500
     metrics = {
         "raw_stsb_test_spearman": raw["stsb_test_spearman"],
         "start_stsb_dev_spearman": summaries[0]["sts_before"],

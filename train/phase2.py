@@ -21,8 +21,7 @@ def main(argv=None):
     lengths: list[int] = []  # filled by read_rows with batch_by_length: each row's tokens
 
     def read_rows(cfg, tokenizer):
-        keep = {s.strip() for s in cfg.sources.split(",")} if cfg.sources else None
-        rows = read_triplets(cfg.data, len(tokenizer), cfg.max_rows, sources, keep)
+        rows = read_triplets(cfg.data, len(tokenizer), cfg.max_rows, sources, cfg.source_names())
         if cfg.batch_by_length:
             lengths.extend(row_lengths(rows, tokenizer, cfg.max_length))
         return rows

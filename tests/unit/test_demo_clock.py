@@ -1,10 +1,11 @@
 """The demo's section estimates scale each stage by the padded tokens its step processes, counted on its rows."""
 
-from launch import load_script
+from gemma_embed.clock import Clock, padded_tokens_per_step
+from gemma_embed.config import DecoderConfig, Phase1Config, Phase2Config, Phase3Config
 
 
 def test_padded_tokens_per_step():
-    tokens = load_script("demo").padded_tokens_per_step
+    tokens = padded_tokens_per_step
     short_long = [[3], [10], [3], [10]]
     # sorted by length: batches (3, 3) and (10, 10), two views each
     assert tokens(short_long, 2, by_length=True, views=2) == (2 * 3 * 2 + 2 * 10 * 2) / 2
@@ -22,16 +23,15 @@ def test_clock_counts_each_stage_on_its_own_rows(tokenizer, tmp_path):
     decoder adds <bos> and its prefix and runs only its first layers."""
     from conftest import sqlite_queries
 
-    demo = load_script("demo")
     (tmp_path / "text.txt").write_text("one two three\nfour five six seven\n", encoding="utf-8")
     (tmp_path / "tok.csv").write_text("a_ids,a_mask,p_ids,p_mask\n2 5 6,1 1 1,2 7,1 1\n", encoding="utf-8")
     db = sqlite_queries(tmp_path / "q.db", ["alpha beta", "gamma"])
-    common = {"max_length": 32, "batch_size": 2}
-    configs = {1: {"data": str(tmp_path / "text.txt"), **common},
-               2: {"data": str(tmp_path / "tok.csv"), **common, "batch_size": 1},
-               3: {**common},
-               "decoder": {**common, "model": {"prefix_length": 4}, "num_layers": 1}}
-    clock = demo.Clock(configs)
+    common = {"max_length": 32, "batch_size": 2, "output_dir": "o"}
+    configs = {1: Phase1Config(data="text.txt", **common),
+               2: Phase2Config(data="tok.csv", **{**common, "batch_size": 1}),
+               3: Phase3Config(data="q.db", **common),
+               "decoder": DecoderConfig(data="q.db", encoder="e", model={"prefix_length": 4}, num_layers=1, **common)}
+    clock = Clock(configs, root=tmp_path)
     clock.count_tokens(tokenizer, backbone_layers=2, queries_db=db)
 
     def n(text):
