@@ -171,7 +171,7 @@ def throughput(text_config, device, precision, batch_sizes, steps: int, lengths:
     params = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     model, optimizer = accelerator.prepare(model, optimizer)
-    cfg = SimpleNamespace(temperature=0.05, grad_cache_chunk=128, symmetric=False)
+    cfg = SimpleNamespace(temperature=0.05, grad_cache_chunk=128, symmetric=False, matryoshka=lambda: ())
     g = torch.Generator().manual_seed(0)
     out = {}
     for rows in batch_sizes:

@@ -126,6 +126,10 @@ class PhaseConfig(TrainConfig):
     grad_cache_chunk: int = 0  # >0: GradCache, encode the batch in chunks of this many rows per process
     temperature: float = 0.05
     symmetric: bool = False  # also score each positive against all anchors (the loss's reverse direction)
+    # Matryoshka: "256,128,64" trains every listed prefix of the vector as an embedding (the loss's weighted mean over
+    # them, `matryoshka_weights` "1,1,1" by default); empty: the whole vector only
+    matryoshka_dims: str = ""
+    matryoshka_weights: str = ""
     eval_sts: str = ""  # an STS file (STS Benchmark layout) for Spearman during training
     eval_max_pairs: int = 0  # evaluate on N pairs spread evenly over eval_sts (0: all)
 
@@ -136,6 +140,27 @@ class PhaseConfig(TrainConfig):
         self.check_fields(source, ("grad_cache_chunk", "eval_max_pairs"), GemmaEmbedConfig)
         if not self.temperature > 0:
             raise ConfigError(f"{source}: field 'temperature' must be > 0, got {self.temperature}")
+        self.matryoshka(source)
+
+    def matryoshka(self, source: str = "config") -> tuple[tuple[int, float], ...]:
+        """The (dimension, weight) pairs of the Matryoshka loss; () without."""
+        if not self.matryoshka_dims:
+            if self.matryoshka_weights:
+                raise ConfigError(f"{source}: field 'matryoshka_weights' is set without 'matryoshka_dims'")
+            return ()
+        try:
+            dims = [int(d) for d in str(self.matryoshka_dims).split(",")]
+            weights = [float(w) for w in str(self.matryoshka_weights).split(",")] if self.matryoshka_weights else (
+                [1.0] * len(dims))
+        except ValueError:
+            raise ConfigError(f"{source}: fields 'matryoshka_dims' and 'matryoshka_weights' are comma-separated "
+                              f"numbers, got {self.matryoshka_dims!r} and {self.matryoshka_weights!r}") from None
+        if len(set(dims)) != len(dims) or min(dims) <= 0:
+            raise ConfigError(f"{source}: field 'matryoshka_dims' must list distinct positive sizes, got {dims}")
+        if len(weights) != len(dims) or min(weights) <= 0:
+            raise ConfigError(f"{source}: field 'matryoshka_weights' needs one positive weight per dimension "
+                              f"({len(dims)}), got {weights}")
+        return tuple(zip(dims, weights))
 
 
 @dataclass
@@ -205,6 +230,8 @@ def _coerce(name: str, value, annotation: str, source: str):
         return ""
     if name == "mixed_precision" and value is False:  # YAML reads an unquoted `no` as false
         return "no"
+    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):  # `matryoshka_dims: 128`
+        return str(value)
     if kind is float and not isinstance(value, bool):
         try:  # YAML reads 3e-5 (no dot) as a string; 3 as an int
             return float(value) if isinstance(value, (int, str)) else value

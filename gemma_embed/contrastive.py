@@ -89,7 +89,7 @@ def forward_backward(cfg: PhaseConfig, accelerator, model, streams, groups) -> t
 
     if cfg.grad_cache_chunk:
         def guarded(embeddings, groups_, temperature):
-            loss = contrastive_loss(embeddings, groups_, temperature, cfg.symmetric)
+            loss = contrastive_loss(embeddings, groups_, temperature, cfg.symmetric, cfg.matryoshka())
             if not torch.isfinite(loss):
                 raise NonFiniteLoss
             return loss
@@ -99,7 +99,7 @@ def forward_backward(cfg: PhaseConfig, accelerator, model, streams, groups) -> t
             no_sync=lambda: accelerator.no_sync(model) if accelerator.num_processes > 1 else contextlib.nullcontext(),
             loss_fn=guarded,
         )
-    loss = contrastive_loss(encode_streams(encode, streams), groups, cfg.temperature, cfg.symmetric)
+    loss = contrastive_loss(encode_streams(encode, streams), groups, cfg.temperature, cfg.symmetric, cfg.matryoshka())
     if not torch.isfinite(loss):
         raise NonFiniteLoss
     accelerator.backward(loss)

@@ -82,21 +82,31 @@ def gather(x: torch.Tensor) -> torch.Tensor:
 
 
 def contrastive_loss(
-    embeddings: list[torch.Tensor], groups: torch.Tensor | None, temperature: float, symmetric: bool = False
+    embeddings: list[torch.Tensor], groups: torch.Tensor | None, temperature: float, symmetric: bool = False,
+    dims: tuple[tuple[int, float], ...] = (),
 ) -> torch.Tensor:
     """The loss of one batch from its streams of embeddings: [queries, positives, (hard negatives)].
 
     symmetric: average it with the reverse direction, each positive against all queries (no hard negatives there).
+    dims: (d, weight) pairs (Matryoshka): the weighted mean, over them, of the loss on every vector's first d
+    dimensions renormalised, so that each prefix is an embedding itself; empty: the whole vectors.
 
     Each stream is gathered across processes on its own, so hard negatives stay aligned whatever each process
     holds; the result is the loss of the global batch, the same on every process.
     """
     streams = [gather(e) for e in embeddings]
     groups = gather(groups) if groups is not None else None
-    loss = info_nce(streams[0], torch.cat(streams[1:]), temperature, groups)
-    if symmetric:
-        loss = (loss + info_nce(streams[1], streams[0], temperature, groups)) / 2
-    return loss
+
+    def loss_of(vectors: list[torch.Tensor]) -> torch.Tensor:
+        loss = info_nce(vectors[0], torch.cat(vectors[1:]), temperature, groups)
+        if symmetric:
+            loss = (loss + info_nce(vectors[1], vectors[0], temperature, groups)) / 2
+        return loss
+
+    if not dims:
+        return loss_of(streams)
+    total = sum(w * loss_of([F.normalize(s[:, :d].float(), dim=-1) for s in streams]) for d, w in dims)
+    return total / sum(w for _, w in dims)
 
 
 def encode_streams(encode: Callable[[dict], torch.Tensor], streams: list[dict]) -> list[torch.Tensor]:

@@ -203,7 +203,7 @@ def main(argv=None) -> dict:
     began = time.time()
     # STS-B dev is measured by the training loop (on the configs' eval_max_pairs); the full sets here are test only
     final = evaluate_model(str(model), [test], str(wikiqa_dir) if wikiqa_dir.is_dir() else None,
-                           geometry_sts=dev, precision=precision.precision, sample=SAMPLE)
+                           geometry_sts=dev, precision=precision.precision, sample=SAMPLE, dims=(128, 64))
     raw = evaluate_model(f"raw:{args.backbone}", [test], precision=precision.precision)
     minilm = evaluate_model("minilm", [test], precision=precision.precision)["stsb_test_spearman"]
     print(f"final model, raw 270M and MiniLM evaluated in {time.time() - began:.0f} s", flush=True)

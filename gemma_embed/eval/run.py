@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from gemma_embed.encoder import load_embedder
 from gemma_embed.eval.metrics import label, sts_key
 from gemma_embed.eval.probe import probe_texts, token_probe
@@ -27,13 +29,26 @@ SAMPLE = Path("examples/data")  # the bundled sample, relative to a checkout's r
 def evaluate_model(
     spec: str, sts: list[str] = (), wikiqa_dir: str | None = None, retrieval_files: list[str] | None = None,
     geometry_sts: str | None = None, probe: bool = False, probe_train: int = 4000, probe_test: int = 1000,
-    precision: str = "auto", sample: str | Path = SAMPLE,
+    precision: str = "auto", sample: str | Path = SAMPLE, dims: tuple[int, ...] = (),
 ) -> dict:
     """Every requested evaluation of one model, keyed by eval/metrics.py's names: the STS files' (`sts_key`),
     `wikiqa_mrr`/`wikiqa_map`, the retrieval metrics, `alignment`/`uniformity` (when `geometry_sts` is given)
     and the probe's (texts from the bundled `sample` folder). `precision`: auto (decided by the hardware), bf16 or
-    no (float32)."""
+    no (float32). `dims`: also every metric of the vectors' first d dimensions, renormalised (a Matryoshka
+    model's shorter embeddings, as `SentenceTransformer(path, truncate_dim=d)` gives them), keyed `name@d`; each
+    text is encoded once."""
     embed = load_embedder(spec, precision=precision)
+    results = _evaluate(embed, sts, wikiqa_dir, retrieval_files, geometry_sts, probe, probe_train, probe_test, sample)
+    for d in dims:
+        def prefix(texts, d=d):
+            return torch.nn.functional.normalize(embed(texts)[:, :d], dim=-1)
+
+        results.update({f"{k}@{d}": v for k, v in _evaluate(prefix, sts, wikiqa_dir, retrieval_files, geometry_sts,
+                                                             probe, probe_train, probe_test, sample).items()})
+    return results
+
+
+def _evaluate(embed, sts, wikiqa_dir, retrieval_files, geometry_sts, probe, probe_train, probe_test, sample) -> dict:
     results: dict = {}
     for path in sts:
         results[sts_key(path)] = sts_spearman(embed, path)
@@ -118,6 +133,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--probe_test", type=int, default=1000)
     ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "no"],
                     help="auto: bf16 where the CPU runs it natively, float32 elsewhere")
+    ap.add_argument("--dims", default="", help="also every metric at these prefix sizes, e.g. 256,128,64 (a "
+                                                 "Matryoshka model's shorter embeddings)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -132,7 +149,7 @@ def main(argv=None) -> dict:
     results = {spec: evaluate_model(spec, args.sts, wikiqa_dir=args.wikiqa, retrieval_files=args.retrieval,
                                     geometry_sts=geometry_sts, probe=args.probe, probe_train=args.probe_train,
                                     probe_test=args.probe_test, precision=args.precision,
-                                    sample=args.sample)
+                                    sample=args.sample, dims=tuple(int(d) for d in args.dims.split(",") if d))
                for spec in args.model}
     print_table(results)
     if args.json:

@@ -28,7 +28,7 @@ TEMPLATE = Path(__file__).with_name("model_card.md")
 BASE_MODELS = {"gemma3-270m": "google/gemma-3-270m"}
 HYPER = ("data", "sources", "batch_by_source", "batch_by_length", "table", "column", "max_rows", "max_length",
          "batch_size", "grad_accum_steps", "lr", "head_lr", "warmup_steps", "max_steps", "epochs", "temperature",
-         "symmetric", "mixed_precision", "eval_max_pairs", "eval_every", "seed")
+         "symmetric", "matryoshka_dims", "matryoshka_weights", "mixed_precision", "eval_max_pairs", "eval_every", "seed")
 EVAL_ROWS = ("stsb_test_spearman", "stsb_dev_spearman", "wikiqa_mrr", "wikiqa_map", "alignment", "uniformity",
              "probe_f1")  # metrics.json keys, in the card's order
 DEMO_PROVENANCE = ("All numbers were measured by the run that produced these weights (`{command}`) and are read from "
@@ -102,6 +102,7 @@ def render(model: Path, phases: list[tuple[dict, dict]], metrics: dict, repo_id:
         f"- Pooling: {config['pooling']} over real tokens; head: {config['head']} "
         f"({text['hidden_size']} -> {config['projection_dim']}); L2 normalisation: {config['normalize']}.",
         f"- Maximum input: {config['max_seq_length']} tokens.",
+        _dimensions(config["projection_dim"], [cfg for cfg, _ in phases], metrics),
     ])
     training = "\n".join(_phase_section(i + 1, cfg, summary) for i, (cfg, summary) in enumerate(phases))
     if "train_seconds" in metrics:
@@ -142,6 +143,21 @@ def render(model: Path, phases: list[tuple[dict, dict]], metrics: dict, repo_id:
         limitations="\n".join(f"- {l}" for l in limitations),
         sources="\n".join(f"- {s}" for s in sources),
     )
+
+
+def _dimensions(dim: int, configs: list[dict], metrics: dict) -> str:
+    """The card's line on shorter embeddings: the prefix sizes the Matryoshka loss trained (the last phase that set
+    them), the STS-B test score at each where measured, and how to load them."""
+    trained = next((c["matryoshka_dims"] for c in reversed(configs) if c.get("matryoshka_dims")), "")
+    scores = {k.split("@")[1]: v for k, v in metrics.get("stages", {}).get("final", {}).items()
+              if k.startswith("stsb_test_spearman@")}
+    measured = "; STS-B test " + ", ".join(f"{v:.2f} at {d}" for d, v in scores.items()) if scores else ""
+    if trained:
+        return (f"- Shorter embeddings: the first {trained.replace(',', ', ')} dimensions were trained as embeddings "
+                f"(Matryoshka){measured}. Load them with `SentenceTransformer(path, truncate_dim=128)` and encode "
+                "with `normalize_embeddings=True`.")
+    return (f"- Shorter embeddings: only the full {dim} dimensions were trained; a prefix (`truncate_dim`) is not a "
+            f"trained embedding{measured}.")
 
 
 def write_card(model: str | Path, phases: list, metrics: dict, repo_id: str, command: str,

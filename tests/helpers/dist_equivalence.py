@@ -3,7 +3,8 @@ step's loss and gradients on a fixed global batch of triplets, some with hard ne
 the loop's own accelerator set-up and forward-backward.
 argv: backbone, output file, GradCache chunk (0: none), symmetric loss (0 or 1), layout:
   mixed  every process holds rows with and rows without a negative
-  split  the first half of the batch (process 0's rows) has negatives, the second half (process 1's) none"""
+  split  the first half of the batch (process 0's rows) has negatives, the second half (process 1's) none
+  matryoshka  mixed, with the Matryoshka loss over the first 256, 128 and 64 dimensions"""
 
 import sys
 from types import SimpleNamespace
@@ -30,9 +31,10 @@ MIXED = [
 ]
 SPLIT = sorted(MIXED, key=lambda row: -len(row))  # the five rows with a negative first, then the three without
 SPLIT = SPLIT[:4] + [row[:2] for row in SPLIT[4:]]  # so the second half has none at all
-ROWS = {"mixed": MIXED, "split": SPLIT}[layout]
+ROWS = {"mixed": MIXED, "split": SPLIT, "matryoshka": MIXED}[layout]
+DIMS = ((256, 1.0), (128, 1.0), (64, 0.5)) if layout == "matryoshka" else ()
 cfg = SimpleNamespace(temperature=0.05, grad_cache_chunk=chunk, symmetric=symmetric, device="cpu",
-                      mixed_precision="auto", dist_timeout_minutes=5.0)
+                      mixed_precision="auto", dist_timeout_minutes=5.0, matryoshka=lambda: DIMS)
 accelerator, precision = make_accelerator(cfg)
 set_seed(0)
 tokenizer = AutoTokenizer.from_pretrained(backbone)

@@ -39,6 +39,8 @@ def one_process(tiny_backbone, tmp_path_factory):
     (0, "0", "mixed"), (2, "0", "mixed"), (0, "1", "mixed"), (2, "1", "mixed"),
     # one process holds every hard negative, the other none: the streams (and collectives) are the same anyway
     (0, "0", "split"), (2, "0", "split"), (0, "1", "split"),
+    # the Matryoshka loss: every prefix's loss on the gathered batch
+    (0, "0", "matryoshka"), (2, "1", "matryoshka"),
 ])
 def test_two_processes_equal_one(one_process, tiny_backbone, tmp_path, chunk, symmetric, layout):
     out = tmp_path / "two.pt"

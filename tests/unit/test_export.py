@@ -121,3 +121,25 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+def test_a_shorter_embedding_is_the_renormalised_prefix_at_any_truncate_dim(published):
+    """SentenceTransformer(path, truncate_dim=d) with normalize_embeddings=True gives each vector's first d
+    dimensions as a unit vector: what the Matryoshka loss trains and `train/evaluate.py --dims` scores."""
+    from sentence_transformers import SentenceTransformer
+
+    from gemma_embed.eval.run import evaluate_model
+
+    published = published[0]
+    texts = ["best running shoes", "a cat sleeps on the mat", "cheap flights to rome"]
+    full = torch.as_tensor(SentenceTransformer(str(published), device="cpu").encode(texts))
+    for d in (128, 64):
+        short = torch.as_tensor(SentenceTransformer(str(published), device="cpu", truncate_dim=d).encode(
+            texts, normalize_embeddings=True))
+        assert short.shape == (3, d)
+        torch.testing.assert_close(short, torch.nn.functional.normalize(full[:, :d], dim=-1), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(short.norm(dim=-1), torch.ones(3), rtol=0, atol=1e-6)
+    sts = Path(__file__).resolve().parents[2] / "examples/data/sts-dev.csv"
+    results = evaluate_model(str(published), [str(sts)], precision="no", dims=(128, 64))
+    assert {"stsb_dev_spearman", "stsb_dev_spearman@128", "stsb_dev_spearman@64"} <= set(results)
+    assert len({results["stsb_dev_spearman"], results["stsb_dev_spearman@128"], results["stsb_dev_spearman@64"]}) == 3

@@ -102,22 +102,46 @@ def _assert_same_step(cached, loss, grads, reference):
         assert_tensors_close(g, reference[name], msg=name, atol32=1e-6)
 
 
+MATRYOSHKA = ((256, 1.0), (128, 1.0), (64, 0.5))
+
+
 @pytest.mark.precision
+@pytest.mark.parametrize("dims", [(), MATRYOSHKA], ids=["whole", "matryoshka"])
 @pytest.mark.parametrize("chunk", [1, 3, 5])  # 5: chunks of unequal size; every chunk smaller than the batch of 8
-def test_grad_cache_matches_the_uncached_loss_and_gradients(make_model, tokenizer, chunk):
-    _assert_same_step(*_reference_and_grad_cache(make_model, tokenizer, chunk))
+def test_grad_cache_matches_the_uncached_loss_and_gradients(make_model, tokenizer, chunk, dims):
+    _assert_same_step(*_reference_and_grad_cache(make_model, tokenizer, chunk, dims=dims))
 
 
-def _reference_and_grad_cache(make_model, tokenizer, chunk: int, temperature: float = 0.05):
-    """The plain step at temperature 0.05 and a GradCache step at `temperature`: (cached loss, loss, cached
-    gradients, reference gradients)."""
+def test_the_matryoshka_loss_is_the_weighted_mean_over_renormalised_prefixes():
+    torch.manual_seed(0)
+    a, p, n = (torch.nn.functional.normalize(torch.randn(4, 16), dim=-1) for _ in range(3))
+    groups = torch.tensor([0, 1, 0, 2])
+
+    def prefix(x, d):
+        return torch.nn.functional.normalize(x[:, :d], dim=-1)
+
+    expected = (2 * contrastive_loss([prefix(a, 16), prefix(p, 16), prefix(n, 16)], groups, 0.05, True)
+                + contrastive_loss([prefix(a, 4), prefix(p, 4), prefix(n, 4)], groups, 0.05, True)) / 3
+    got = contrastive_loss([a, p, n], groups, 0.05, True, dims=((16, 2.0), (4, 1.0)))
+    torch.testing.assert_close(got, expected)
+    # the whole vectors alone: the plain loss; a prefix alone differs from it
+    torch.testing.assert_close(contrastive_loss([a, p, n], groups, 0.05, dims=((16, 1.0),)),
+                               contrastive_loss([a, p, n], groups, 0.05))
+    assert not torch.isclose(contrastive_loss([a, p, n], groups, 0.05, dims=((4, 1.0),)),
+                             contrastive_loss([a, p, n], groups, 0.05))
+
+
+def _reference_and_grad_cache(make_model, tokenizer, chunk: int, temperature: float = 0.05, dims=()):
+    """The plain step at temperature 0.05 and a GradCache step at `temperature` (both with the Matryoshka `dims`):
+    (cached loss, loss, cached gradients, reference gradients)."""
     model, streams, groups = _tiny_setup(make_model, tokenizer, dropout=0.0)
     encode = _encoder(model)
-    loss = contrastive_loss([encode(s) for s in streams], groups, 0.05)
+    loss = contrastive_loss([encode(s) for s in streams], groups, 0.05, dims=dims)
     loss.backward()
     reference = _grads(model)
     model.zero_grad()
-    cached = grad_cache_step(encode, streams, groups, temperature, chunk, lambda t, gradient: t.backward(gradient))
+    cached = grad_cache_step(encode, streams, groups, temperature, chunk, lambda t, gradient: t.backward(gradient),
+                             loss_fn=lambda e, g, t: contrastive_loss(e, g, t, dims=dims))
     return cached, loss, _grads(model), reference
 
 

@@ -107,3 +107,18 @@ def test_the_rate_schedule_warms_up_decays_or_stays_and_delays_the_adapters():
         load_config(Phase1Config, ["--output_dir", "o", "--data", "t.txt", "--schedule", "cosine"])
     with pytest.raises(ConfigError, match="field 'adapter_delay' must be >= 0"):
         load_config(Phase1Config, ["--output_dir", "o", "--data", "t.txt", "--adapter_delay", "-1"])
+
+
+def test_matryoshka_settings_are_parsed_and_checked(tmp_path):
+    cfg, _ = load_config(Phase3Config, ["--config", write(tmp_path, "output_dir: o\ndata: q.db\nmatryoshka_dims: 256,128,64\n")])
+    assert cfg.matryoshka() == ((256, 1.0), (128, 1.0), (64, 1.0))
+    cfg, _ = load_config(Phase3Config, ["--output_dir", "o", "--data", "q.db", "--matryoshka_dims", "128",
+                                        "--matryoshka_weights", "2"])
+    assert cfg.matryoshka() == ((128, 2.0),)
+    assert load_config(Phase3Config, ["--output_dir", "o", "--data", "q.db"])[0].matryoshka() == ()
+    for extra, message in ((["--matryoshka_dims", "256,256"], "distinct positive sizes"),
+                           (["--matryoshka_dims", "256,x"], "comma-separated numbers"),
+                           (["--matryoshka_dims", "256,128", "--matryoshka_weights", "1"], "one positive weight per"),
+                           (["--matryoshka_weights", "1"], "set without 'matryoshka_dims'")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(Phase3Config, ["--output_dir", "o", "--data", "q.db", *extra])
