@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -68,6 +69,10 @@ class TrainConfig:
     eval_every: int = 0  # evaluate every N steps (0: only before and after training)
     nonfinite_loss: str = "stop"  # stop | skip: what a NaN or infinite loss does
     push_to_hub: str = ""  # a repo id: upload the published folder when training ends
+
+    def label(self) -> str:
+        """What a user calls this run: "phase 2", "decoder"."""
+        return re.sub(r"(\d+)$", r" \1", type(self).__name__.removesuffix("Config")).lower()
 
     def validate(self, source: str = "config") -> None:
         def bad(name: str, why: str):

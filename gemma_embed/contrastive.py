@@ -43,6 +43,7 @@ def contrastive_task(read_rows: Callable, self_contrast: bool, batch_order: Call
         log_key="sts_spearman",
         evaluate=sts_score,
         batch_order=batch_order,
+        same_evaluation=("eval_sts", "eval_max_pairs"),
     )
 
 

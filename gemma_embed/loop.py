@@ -39,13 +39,14 @@ def check_finite(model, what: str, trainable_only: bool = True) -> None:
         raise NonFiniteLoss(f"refusing to write {what}: non-finite values in {bad[:3]}")
 
 
-def _previous_score(cfg: TrainConfig, previous: dict, metric: str) -> float | None:
-    """The previous phase's final score on the same evaluation, which is this phase's starting score: reused
-    rather than computed again."""
-    same = previous and getattr(cfg, "eval_sts", "") and all(
-        previous.get(k) == getattr(cfg, k) for k in ("eval_sts", "eval_max_pairs"))
+def _previous_score(cfg: TrainConfig, previous: dict, task: "Task") -> float | None:
+    """The previous run's final score on the same evaluation (the task's `same_evaluation` fields set, and equal in
+    both configs), which is this run's starting score: reused rather than computed again."""
+    fields_ = task.same_evaluation
+    same = previous and fields_ and getattr(cfg, fields_[0], "") and all(
+        previous.get(k) == getattr(cfg, k) for k in fields_)
     path = Path(cfg.init_from) / "train_summary.json"
-    return json.loads(path.read_text()).get(f"{metric}_after") if same and path.is_file() else None
+    return json.loads(path.read_text()).get(f"{task.metric}_after") if same and path.is_file() else None
 
 
 def check_output_dir(out: Path, resume: bool) -> None:
@@ -117,6 +118,8 @@ class Task:
     # (cfg, model, tokenizer) -> a score, or a dict of values to log holding it under log_key; on the main process
     evaluate: Callable | None = None
     batch_order: Callable = ShuffledBatches  # (rows, batch_size, seed) -> a batch order (data/batches.py)
+    # config fields that name the evaluation: equal to the previous run's, its final score is this run's first
+    same_evaluation: tuple[str, ...] = ()
 
 
 @dataclass
@@ -257,13 +260,13 @@ def train(run: Run) -> None:
 
     cfg, summary, before = run.cfg, run.summary, f"{run.task.metric}_before"
     if run.start == 0:
-        summary[before] = _previous_score(cfg, run.previous, run.task.metric)
+        summary[before] = _previous_score(cfg, run.previous, run.task)
         if summary[before] is None:
             summary[before] = evaluate(run, 0)
         else:
             run.log.write(0, **{run.task.log_key: summary[before]}, from_previous_phase=True)
     run.model.train()
-    bar = tqdm(total=run.steps, initial=run.start, disable=not run.main, desc=type(cfg).__name__, dynamic_ncols=True)
+    bar = tqdm(total=run.steps, initial=run.start, disable=not run.main, desc=cfg.label(), dynamic_ncols=True)
     t0, window = time.time(), []
     for step in range(run.start, run.steps):
         faults.point("AT_STEP", step)

@@ -19,3 +19,40 @@ def test_gemma_1b_architecture_and_step_flops():
     # 2 views x 4 rows x 8 tokens, P = 1000 non-embedding parameters
     expected = 64 * (4 * 1000 + 3 * 4 * 8 * config.num_attention_heads * config.head_dim * 26)
     assert gemma1b.lora_step_flops(config, 1000, rows=4, width=8) == expected
+
+
+def test_the_results_page_is_generated_from_the_runs_records(tmp_path):
+    """benchmarks/report.py: each decoder row carries its own figures and names what its training config changed
+    against the demo's recipe; the embedded default's table comes from metrics.json; nothing else is invented."""
+    import json
+
+    import yaml
+
+    report = load_script("report", "benchmarks")
+    runs = tmp_path / "runs"
+    folder = runs / "recipes/wide/decoder-model"
+    folder.mkdir(parents=True)
+    recipe = yaml.safe_load(report.RECIPE.read_text())
+    (folder / "train_config.yaml").write_text(yaml.safe_dump({**recipe, "phase": "DecoderConfig", "max_rows": 0,
+                                                              "output_dir": "elsewhere",
+                                                              "model": {**recipe["model"], "prefix_length": 16}}))
+    (folder / "train_summary.json").write_text(json.dumps({"rows": 14003}))
+    modes = {"greedy": {"exact_match": 0.0, "token_f1": 41.5, "bleu": 5.0, "roundtrip_cosine": 0.7712},
+             "nearest existing query (training pool)": {"exact_match": 0.0, "token_f1": 33.0, "bleu": 8.0,
+                                                        "roundtrip_cosine": 0.7321}}
+    (runs / "recipes/wide/compare.json").write_text(json.dumps({"runs/demo/model": {
+        "decoder": str(folder), "steps": 240, "seconds_per_step": 1.234,
+        "precision": {"cpu": "Some CPU", "name": "float32"},
+        "sets": {"heldout_queries.tsv": {"floor_cosine": 0.25, "modes": modes, "conditioning": {"gap": 3.5}}}}}))
+    (runs / "demo").mkdir()
+    (runs / "demo/metrics.json").write_text(json.dumps({
+        "hardware": "Some CPU, 2 cores, float32", "stages": {"raw": {"stsb_test_spearman": 37.8},
+                                                           "final": {"stsb_test_spearman": 78.29}},
+        "baselines": {"all-MiniLM-L6-v2, STS-B test": 82.04}}))
+    text = report.render(runs)
+    row = next(line for line in text.splitlines() if line.startswith("| recipes/wide "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == "max_rows: 0, prefix_length: 16"  # the changes, and nothing the recipe already says
+    assert cells[3:9] == ["240", "14,003", "3.500", "41.50", "0.771", "0.732"] and cells[9:11] == ["", ""]
+    assert cells[12:14] == ["1.23", "Some CPU, float32"]
+    assert "| final | | 78.29 |" in text.replace("|  |", "| |") and "Some CPU, 2 cores, float32" in text
