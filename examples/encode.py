@@ -65,4 +65,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from gemma_embed.runtime import script_main
+
+    script_main(main)

@@ -126,4 +126,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from gemma_embed.runtime import script_main
+
+    script_main(main)

@@ -11,7 +11,8 @@ import argparse
 
 from gemma_embed.data.bundled import make_queries_db, read_queries_tsv, split_heldout, write_queries_tsv
 
-if __name__ == "__main__":
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source")
     ap.add_argument("target")
@@ -23,3 +24,9 @@ if __name__ == "__main__":
         rows, heldout = split_heldout(rows, args.permille)
         print(f"{write_queries_tsv(heldout, args.heldout)}: {len(heldout):,} held-out queries")
     print(f"{make_queries_db(rows, args.target)}: {len(rows):,} queries")
+
+
+if __name__ == "__main__":
+    from gemma_embed.runtime import script_main
+
+    script_main(main)
