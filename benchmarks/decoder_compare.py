@@ -33,6 +33,7 @@ from gemma_embed.data.bundled import make_queries_db, read_queries, read_queries
 from gemma_embed.decoder import training_queries, training_vectors
 from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets, print_report, result_rows
 from gemma_embed.precision import resolve
+from gemma_embed.runtime import launch_command
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout: train/, examples/data, ../shared/data
 TREC_MQ = REPO.parent / "shared/data/web_queries_anserini/all_real_queries_dedup.tsv"
@@ -79,10 +80,8 @@ def main(argv=None) -> dict:
     results = {}
     for spec in args.encoder:
         folder = out / f"decoder-{name_of(spec)}"
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1", "--num_machines",
-               "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "train/decoder.py"),
-               "--config", args.config, "--encoder", spec, "--data", str(db), "--heldout", str(heldout_file),
-               "--output_dir", str(folder)]
+        cmd = launch_command(REPO / "train/decoder.py", "--config", args.config, "--encoder", spec, "--data", str(db),
+                             "--heldout", str(heldout_file), "--output_dir", str(folder))
         cmd += ["--max_steps", str(args.max_steps)] if args.max_steps else []
         cmd += ["--max_rows", str(args.max_rows)] if args.max_rows >= 0 else []
         for item in args.set:

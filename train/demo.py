@@ -34,6 +34,7 @@ from gemma_embed.corrector import CorrectorSettings
 from gemma_embed.data.bundled import make_queries_db, read_queries_tsv, split_heldout, write_queries_tsv
 from gemma_embed.eval.run import evaluate_model
 from gemma_embed.precision import resolve
+from gemma_embed.runtime import launch_command
 from gemma_embed.publish.card import write_card
 from gemma_embed.publish.plots import plot_run
 
@@ -75,9 +76,7 @@ def launch(name: str, script: str, config: Path, folder: Path, *args: str) -> di
     if (folder / "train_summary.json").exists():
         print(f"{name}: already done ({folder})")
     else:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               str(REPO / "train" / script), "--config", str(config), "--output_dir", str(folder), *args]
+        cmd = launch_command(REPO / "train" / script, "--config", str(config), "--output_dir", str(folder), *args)
         if (folder / "checkpoints").is_dir():
             cmd.append("--resume")
         print(" ".join(cmd[2:]), flush=True)
