@@ -17,7 +17,7 @@ import torch
 from gemma_embed.config import ConfigError, PhaseConfig, read_previous_config
 from gemma_embed.data.batches import ShuffledBatches
 from gemma_embed.data.collate import Collator
-from gemma_embed.loop import Task, run_task
+from gemma_embed.loop import Task, adapter_and_head_groups, run_task
 from gemma_embed.losses import NonFiniteLoss, contrastive_loss, encode_streams, grad_cache_step
 
 
@@ -68,11 +68,7 @@ def encoder_start(cfg: PhaseConfig):
 
 def encoder_param_groups(cfg: PhaseConfig, model) -> list[dict]:
     """The LoRA adapters at `lr` (after `adapter_delay` steps), the projection head at `head_lr`."""
-    head = [p for p in model.head.parameters() if p.requires_grad]
-    ids = {id(p) for p in head}
-    adapters = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
-    return [{"params": adapters, "lr": cfg.lr, "delay": cfg.adapter_delay},
-            {"params": head, "lr": cfg.head_lr or cfg.lr}]
+    return adapter_and_head_groups(cfg, model, model.head)
 
 
 def sts_score(cfg: PhaseConfig, model, tokenizer) -> float | None:

@@ -157,11 +157,9 @@ class DecoderCollator:
 def decoder_param_groups(cfg: DecoderConfig, model) -> list[dict]:
     """The LoRA adapters at `lr` (after `adapter_delay` steps: the prefix learns alone first), the prefix MLP at
     `head_lr`."""
-    prefix = [p for p in model.prefix.parameters() if p.requires_grad]
-    ids = {id(p) for p in prefix}
-    adapters = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
-    return [{"params": adapters, "lr": cfg.lr, "delay": cfg.adapter_delay},
-            {"params": prefix, "lr": cfg.head_lr or cfg.lr}]
+    from gemma_embed.loop import adapter_and_head_groups
+
+    return adapter_and_head_groups(cfg, model, model.prefix)
 
 
 def decoder_forward_backward(cfg, accelerator, model, batch: dict) -> torch.Tensor:

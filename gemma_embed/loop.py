@@ -216,6 +216,15 @@ def set_up(cfg: TrainConfig, resume: bool, task: Task) -> Run:
     return run
 
 
+def adapter_and_head_groups(cfg: TrainConfig, model, head: torch.nn.Module) -> list[dict]:
+    """Optimizer groups for a task's `param_groups`: the trainable parameters of `head` at `head_lr`, every other
+    trainable parameter (the LoRA adapters) at `lr`, starting after `adapter_delay` steps."""
+    own = [p for p in head.parameters() if p.requires_grad]
+    ids = {id(p) for p in own}
+    adapters = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    return [{"params": adapters, "lr": cfg.lr, "delay": cfg.adapter_delay}, {"params": own, "lr": cfg.head_lr or cfg.lr}]
+
+
 def rate_schedule(warmup: int, steps: int, kind: str, delay: int = 0) -> Callable[[int], float]:
     """The learning rate's factor at each step: 0 for `delay` steps, a linear warm-up over `warmup` steps, then
     constant or decaying linearly to 0 at `steps`."""
