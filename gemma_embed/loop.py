@@ -359,7 +359,8 @@ def finish(run: Run) -> dict:
             from gemma_embed.publish.push import push_folder
 
             push_folder(out, cfg.push_to_hub)
-    run.accelerator.end_training()
+    for tracker in run.accelerator.trackers:  # not end_training(): it destroys the process group (leave_process_group)
+        tracker.finish()
     return summary
 
 

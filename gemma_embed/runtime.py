@@ -168,8 +168,10 @@ def leave_process_group() -> None:
     its tensors: a deadlock seen at the end of 2-process CPU runs (py-spy: ~ProcessGroupGloo -> thread::join on the
     main thread, ~AsyncAllgatherWork -> gil_scoped_acquire on the worker). Leaving the group to interpreter
     finalization instead is worse: a gloo worker that drops its tensors then aborts the process ("terminate called
-    without an active exception", SIGABRT; seen once in CI in a 2-process run that had finished its work). By now
-    the checkpoints, the published folder and the logs are closed, and the trackers finished by end_training."""
+    without an active exception", SIGABRT), and so is accelerate's end_training(), which destroys the group while the
+    main process may still be publishing (the same SIGABRT, seen in CI at the end of a 2-process phase 2). So the
+    loop finishes its trackers itself and never destroys the group; by now the checkpoints, the published folder and
+    the logs are closed."""
     import sys
 
     sys.stdout.flush()
