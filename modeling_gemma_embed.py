@@ -146,8 +146,11 @@ class GemmaEmbedModel(Gemma3PreTrainedModel):
 
     # ---------------------------------------------------------------------------------------------------- forward
     def forward(
-        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **kwargs
-    ) -> torch.Tensor:
+        self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, return_word_states: bool = False,
+        **kwargs,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The texts' embeddings (float32); with `return_word_states`, also the word head's reading of each
+        (`attach_word_head`), for a loss against the token embeddings."""
         refuse_fp16(self.model.get_input_embeddings().weight.dtype)
         if torch.is_autocast_enabled(input_ids.device.type):
             refuse_fp16(torch.get_autocast_dtype(input_ids.device.type))
@@ -158,7 +161,10 @@ class GemmaEmbedModel(Gemma3PreTrainedModel):
         hidden = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False, **kwargs
         ).last_hidden_state
-        return self.project(self.pool(hidden, attention_mask))
+        embeddings = self.project(self.pool(hidden, attention_mask))
+        if return_word_states:
+            return embeddings, self.word_head(embeddings.to(self.word_head.weight.dtype))
+        return embeddings
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         mask = attention_mask.bool()
@@ -229,6 +235,17 @@ class GemmaEmbedModel(Gemma3PreTrainedModel):
             p.requires_grad_(True)
         return self
 
+    def attach_word_head(self) -> "GemmaEmbedModel":
+        """Add the training-only word head: a linear map from the embedding into the token-embedding space, where a
+        loss scores it against every token of the vocabulary (a bag of words read back from the vector: what keeps
+        a text's words in it for a decoder). Zero-initialised, so it changes nothing until it has learned; it is
+        not part of the published model (save_pretrained leaves it out)."""
+        weight = self.head[-1].weight
+        self.word_head = nn.Linear(self.config.projection_dim, self.config.text_config.hidden_size, bias=False,
+                                   device=weight.device, dtype=weight.dtype)
+        nn.init.zeros_(self.word_head.weight)
+        return self
+
     def merge_lora(self) -> "GemmaEmbedModel":
         """Fold the adapters into the backbone weights and drop peft: the result is a plain Gemma 3 model."""
         if self.has_lora:
@@ -244,7 +261,7 @@ class GemmaEmbedModel(Gemma3PreTrainedModel):
                 "and sentence-transformers cannot reload the adapted q/v weights as fresh ones"
             )
         kwargs.setdefault(
-            "state_dict", {k: v for k, v in self.state_dict().items() if not k.startswith("head.")}
+            "state_dict", {k: v for k, v in self.state_dict().items() if not k.startswith(("head.", "word_head."))}
         )
         result = super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):

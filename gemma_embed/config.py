@@ -135,6 +135,9 @@ class PhaseConfig(TrainConfig):
     # them, `matryoshka_weights` "1,1,1" by default); empty: the whole vector only
     matryoshka_dims: str = ""
     matryoshka_weights: str = ""
+    # > 0: add this times the word loss (gemma_embed/losses.py: the text's words read back from its vector by a
+    # training-only word head), so that the vector keeps what a decoder needs
+    word_loss_weight: float = 0.0
     eval_sts: str = ""  # an STS file (STS Benchmark layout) for Spearman during training
     eval_max_pairs: int = 0  # evaluate on N pairs spread evenly over eval_sts (0: all)
 
@@ -143,6 +146,8 @@ class PhaseConfig(TrainConfig):
 
         super().validate(source)
         self.check_fields(source, ("grad_cache_chunk", "eval_max_pairs"), GemmaEmbedConfig)
+        if self.word_loss_weight < 0:
+            raise ConfigError(f"{source}: field 'word_loss_weight' must be >= 0, got {self.word_loss_weight}")
         if not self.temperature > 0:
             raise ConfigError(f"{source}: field 'temperature' must be > 0, got {self.temperature}")
         self.matryoshka(source)

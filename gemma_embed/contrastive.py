@@ -18,7 +18,7 @@ from gemma_embed.config import ConfigError, PhaseConfig, read_previous_config
 from gemma_embed.data.batches import ShuffledBatches
 from gemma_embed.data.collate import Collator
 from gemma_embed.loop import Task, adapter_and_head_groups, run_task
-from gemma_embed.losses import NonFiniteLoss, contrastive_loss, encode_streams, grad_cache_step
+from gemma_embed.losses import NonFiniteLoss, contrastive_loss, encode_streams, gather, grad_cache_step, word_loss
 
 
 def run_phase(
@@ -58,17 +58,20 @@ def encoder_start(cfg: PhaseConfig):
         if not (folder / "config.json").is_file():
             raise ConfigError(f"init_from: {folder} is not a published Gemma-Embed folder (no config.json)")
         tokenizer = load_tokenizer(folder)
-        return (lambda rows: GemmaEmbedModel.from_pretrained(folder, attn_implementation="sdpa")), tokenizer, (
-            read_previous_config(folder)
-        )
-    path = resolve_backbone(cfg.backbone)
-    tokenizer = load_tokenizer(path)
-    return (lambda rows: GemmaEmbedModel.from_gemma(path, **cfg.model)), tokenizer, {}
+        build = lambda: GemmaEmbedModel.from_pretrained(folder, attn_implementation="sdpa")  # noqa: E731
+        previous = read_previous_config(folder)
+    else:
+        path = resolve_backbone(cfg.backbone)
+        tokenizer = load_tokenizer(path)
+        build, previous = (lambda: GemmaEmbedModel.from_gemma(path, **cfg.model)), {}
+    # the word head is the loss's, trained from zero in each phase that weighs it and never published
+    return (lambda rows: build().attach_word_head() if cfg.word_loss_weight > 0 else build()), tokenizer, previous
 
 
 def encoder_param_groups(cfg: PhaseConfig, model) -> list[dict]:
-    """The LoRA adapters at `lr` (after `adapter_delay` steps), the projection head at `head_lr`."""
-    return adapter_and_head_groups(cfg, model, model.head)
+    """The LoRA adapters at `lr` (after `adapter_delay` steps), the projection head (and the word head, with
+    `word_loss_weight`) at `head_lr`."""
+    return adapter_and_head_groups(cfg, model, model.head, *([model.word_head] if cfg.word_loss_weight > 0 else []))
 
 
 def sts_score(cfg: PhaseConfig, model, tokenizer) -> float | None:
@@ -80,24 +83,36 @@ def sts_score(cfg: PhaseConfig, model, tokenizer) -> float | None:
 
 
 def forward_backward(cfg: PhaseConfig, accelerator, model, streams, groups) -> torch.Tensor:
-    """The contrastive loss of one batch's streams, backpropagated (through GradCache with grad_cache_chunk)."""
+    """The loss of one batch's streams, backpropagated (through GradCache with grad_cache_chunk): the contrastive
+    loss, plus `word_loss_weight` times the mean word loss of every row (the word head reading each text's words
+    back from its vector)."""
+    words = cfg.word_loss_weight > 0
+    unwrapped = accelerator.unwrap_model(model)
+    special = tuple({unwrapped.config.text_config.pad_token_id, unwrapped.config.text_config.bos_token_id,
+                     unwrapped.config.text_config.eos_token_id} - {None})
+
     def encode(batch):
-        return model(batch["input_ids"], batch["attention_mask"])
+        if not words:
+            return model(batch["input_ids"], batch["attention_mask"])
+        embeddings, states = model(batch["input_ids"], batch["attention_mask"], return_word_states=True)
+        token_embeddings = unwrapped.model.get_input_embeddings().weight
+        return embeddings, word_loss(states, token_embeddings, batch["input_ids"], batch["attention_mask"], special)
+
+    def loss_fn(outputs, groups_, temperature):
+        embeddings = [o[0] for o in outputs] if words else outputs
+        loss = contrastive_loss(embeddings, groups_, temperature, cfg.symmetric, cfg.matryoshka())
+        if words:  # every row of every stream, gathered: the global batch's mean, as one process would compute it
+            loss = loss + cfg.word_loss_weight * gather(torch.cat([o[1] for o in outputs])).mean()
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss
+        return loss
 
     if cfg.grad_cache_chunk:
-        def guarded(embeddings, groups_, temperature):
-            loss = contrastive_loss(embeddings, groups_, temperature, cfg.symmetric, cfg.matryoshka())
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss
-            return loss
-
         return grad_cache_step(
             encode, streams, groups, cfg.temperature, cfg.grad_cache_chunk, accelerator.backward,
             no_sync=lambda: accelerator.no_sync(model) if accelerator.num_processes > 1 else contextlib.nullcontext(),
-            loss_fn=guarded,
+            loss_fn=loss_fn,
         )
-    loss = contrastive_loss(encode_streams(encode, streams), groups, cfg.temperature, cfg.symmetric, cfg.matryoshka())
-    if not torch.isfinite(loss):
-        raise NonFiniteLoss
+    loss = loss_fn(encode_streams(encode, streams), groups, cfg.temperature)
     accelerator.backward(loss)
     return loss.detach()

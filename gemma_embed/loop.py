@@ -216,10 +216,10 @@ def set_up(cfg: TrainConfig, resume: bool, task: Task) -> Run:
     return run
 
 
-def adapter_and_head_groups(cfg: TrainConfig, model, head: torch.nn.Module) -> list[dict]:
-    """Optimizer groups for a task's `param_groups`: the trainable parameters of `head` at `head_lr`, every other
-    trainable parameter (the LoRA adapters) at `lr`, starting after `adapter_delay` steps."""
-    own = [p for p in head.parameters() if p.requires_grad]
+def adapter_and_head_groups(cfg: TrainConfig, model, *heads: torch.nn.Module) -> list[dict]:
+    """Optimizer groups for a task's `param_groups`: the trainable parameters of the `heads` at `head_lr`, every
+    other trainable parameter (the LoRA adapters) at `lr`, starting after `adapter_delay` steps."""
+    own = [p for head in heads for p in head.parameters() if p.requires_grad]
     ids = {id(p) for p in own}
     adapters = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
     return [{"params": adapters, "lr": cfg.lr, "delay": cfg.adapter_delay}, {"params": own, "lr": cfg.head_lr or cfg.lr}]

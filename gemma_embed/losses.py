@@ -109,14 +109,50 @@ def contrastive_loss(
     return total / sum(w for _, w in dims)
 
 
-def encode_streams(encode: Callable[[dict], torch.Tensor], streams: list[dict]) -> list[torch.Tensor]:
-    """Each stream's embeddings; an empty stream (0 rows) becomes a (0, d) tensor without calling the model. It
-    requires a gradient when the others do, so that its gather's backward (a collective) runs on this process as it
-    does on processes whose stream is not empty."""
+def word_loss(
+    states: torch.Tensor, token_embeddings: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+    ignore_ids: tuple[int, ...] = (), scale: float = 20.0,
+) -> torch.Tensor:
+    """Per row, how well a vector tells which words its text holds: the cross-entropy of a softmax over the
+    vocabulary (`scale * states @ token_embeddings.T`, the word head's reading scored against every token) against
+    the uniform distribution over the text's distinct tokens, padding and `ignore_ids` (special tokens) left out; 0
+    for a row without any. Computed in float32 whatever the autocast. `scale` lets a word head of small weights
+    (Gemma's token embeddings have norm about 1) still peak on a handful of the vocabulary's 262,144 tokens.
+
+    states: (B, hidden). token_embeddings: (V, hidden). input_ids, attention_mask: (B, T).
+    """
+    with torch.autocast(states.device.type, enabled=False):
+        logits = scale * states.float() @ token_embeddings.float().T
+        keep = attention_mask.bool()
+        for special in ignore_ids:
+            keep &= input_ids != special
+        bag = torch.zeros_like(logits).scatter_reduce_(1, input_ids, keep.float(), reduce="amax")
+        count = bag.sum(-1)
+        return -(bag * logits.log_softmax(-1)).sum(-1) / count.clamp(min=1)
+
+
+# What an encode function returns for a chunk of rows: the embeddings, or a tuple of per-row tensors (embeddings and
+# per-row word losses, say); GradCache caches and backpropagates each.
+Output = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+def encode_streams(encode: Callable[[dict], Output], streams: list[dict]) -> list[Output]:
+    """Each stream's outputs (`encode`'s: an embedding tensor, or a tuple of per-row tensors); an empty stream
+    (0 rows) gets empty tensors of the same widths without calling the model. They require a gradient when the
+    others do, so that their gather's backward (a collective) runs on this process as it does on processes whose
+    stream is not empty."""
     out = [encode(s) if s["input_ids"].shape[0] else None for s in streams]
     first = next(e for e in out if e is not None)
-    empty = lambda: first.new_zeros((0, first.shape[1])).requires_grad_(first.requires_grad)  # noqa: E731
-    return [e if e is not None else empty() for e in out]
+    return [e if e is not None else _rebuild(first, [p.new_zeros((0, *p.shape[1:])).requires_grad_(p.requires_grad)
+                                                      for p in _parts(first)]) for e in out]
+
+
+def _parts(output: Output) -> tuple[torch.Tensor, ...]:
+    return output if isinstance(output, tuple) else (output,)
+
+
+def _rebuild(like: Output, parts: list[torch.Tensor]) -> Output:
+    return tuple(parts) if isinstance(like, tuple) else parts[0]
 
 
 class _RandState:
@@ -138,7 +174,7 @@ class _RandState:
 
 
 def grad_cache_step(
-    encode: Callable[[dict], torch.Tensor],
+    encode: Callable[[dict], Output],
     streams: list[dict],
     groups: torch.Tensor | None,
     temperature: float,
@@ -154,7 +190,7 @@ def grad_cache_step(
     2. compute the loss on those embeddings as leaves, and its gradient with respect to each embedding;
     3. re-encode each chunk with a graph under the same RNG state (same dropout) and backpropagate the cached
        embedding gradient through it.
-    `backward(tensor, gradient=...)` is the accelerator's; `no_sync` defers the DDP all-reduce to the last chunk;
+    `backward(scalar)` is the accelerator's; `no_sync` defers the DDP all-reduce to the last chunk;
     `loss_fn(embeddings, groups, temperature)` may raise to stop before any gradient is computed.
 
     When every stream fits in one chunk there is nothing to save: the batch is encoded once with a graph and
@@ -166,22 +202,31 @@ def grad_cache_step(
     # happens once each, on the last chunk.
     if all(stream["input_ids"].shape[0] <= chunk for stream in streams):
         loss = loss_fn(encode_streams(encode, streams), groups, temperature)
-        backward(loss, gradient=None)
+        backward(loss)
         return loss.detach()
     pieces = [(s, i) for s, stream in enumerate(streams) for i in range(0, stream["input_ids"].shape[0], chunk)]
-    states, reps = [], [[] for _ in streams]
+    states, outs = [], [[] for _ in streams]
     with torch.no_grad():
         for s, i in pieces:
             states.append(_RandState(streams[s]["input_ids"].device))
-            reps[s].append(encode({k: v[i : i + chunk] for k, v in streams[s].items()}))
-    width = next(r[0].shape[1] for r in reps if r)
-    leaves = [(torch.cat(r) if r else torch.zeros(0, width, device=streams[0]["input_ids"].device)).detach()
-              .requires_grad_(True) for r in reps]
-    loss = loss_fn(leaves, groups, temperature)
-    loss.backward()  # gradients with respect to the cached embeddings only
+            outs[s].append(encode({k: v[i : i + chunk] for k, v in streams[s].items()}))
+    like = next(o[0] for o in outs if o)
+
+    def cached(chunks: list[torch.Tensor], template: torch.Tensor) -> torch.Tensor:
+        whole = torch.cat(chunks) if chunks else template.new_zeros((0, *template.shape[1:]))
+        return whole.detach().requires_grad_(True)
+
+    # per stream, per output of encode: the whole stream's values as one leaf
+    leaves = [[cached([_parts(o)[k] for o in outs[s]], t) for k, t in enumerate(_parts(like))]
+              for s in range(len(streams))]
+    loss = loss_fn([_rebuild(like, stream) for stream in leaves], groups, temperature)
+    loss.backward()  # gradients with respect to the cached outputs only
     for n, ((s, i), state) in enumerate(zip(pieces, states)):
         sync = n == len(pieces) - 1
         with (contextlib.nullcontext() if sync else no_sync()), state.replay():
-            emb = encode({k: v[i : i + chunk] for k, v in streams[s].items()})
-            backward(emb, gradient=leaves[s].grad[i : i + chunk])
+            parts = _parts(encode({k: v[i : i + chunk] for k, v in streams[s].items()}))
+            # one backward through every output of the chunk, each against its cached gradient
+            surrogate = sum((p * leaf.grad[i : i + chunk]).sum() for p, leaf in zip(parts, leaves[s])
+                            if leaf.grad is not None)
+            backward(surrogate)
     return loss.detach()

@@ -121,6 +121,25 @@ def correction_table(results: list, texts: list[str], targets: torch.Tensor, emb
     return {str(r): scores([c.at(r)[0] for c in results], texts, targets, embed) for r in reported}
 
 
+def bank_inversion(embed: Embed, sets: dict[str, list[str]], bank: list[str], settings=None) -> dict:
+    """Inversion without a decoder, run the same way on any encoder (how invertible is its space?): each held-out
+    query's vector is corrected from the nearest queries of `bank` by gemma_embed.corrector's word edits, judged by
+    the encoder (`settings`: CorrectorSettings). The metrics of round 0 (the nearest bank query) and of the last
+    round, keyed `invert_<set>_<metric>_nearest` and `invert_<set>_<metric>_corrected`."""
+    from gemma_embed.corrector import Corrector, CorrectorSettings
+
+    check_no_leak(sets, bank, "the bank")
+    settings = settings or CorrectorSettings(rounds=6, beam=4)
+    bank_vectors = embed(bank)
+    out = {}
+    for name, texts in sets.items():
+        targets = embed(texts).float()
+        corrected = Corrector(embed, bank, bank_vectors, settings=settings).correct(targets)
+        for tag, picked in (("nearest", [c.at(0)[0] for c in corrected]), ("corrected", [c.text for c in corrected])):
+            out.update({f"invert_{name}_{k}_{tag}": v for k, v in scores(picked, texts, targets, embed).items()})
+    return out
+
+
 def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], encoder: str | None = None,
                      pool: list[str] | None = None, candidates: int = 8, precision: str = "auto",
                      examples: int = 10, cache: str | Path | None = None, corrector=None,

@@ -29,26 +29,34 @@ SAMPLE = Path("examples/data")  # the bundled sample, relative to a checkout's r
 def evaluate_model(
     spec: str, sts: list[str] = (), wikiqa_dir: str | None = None, retrieval_files: list[str] | None = None,
     geometry_sts: str | None = None, probe: bool = False, probe_train: int = 4000, probe_test: int = 1000,
-    precision: str = "auto", sample: str | Path = SAMPLE, dims: tuple[int, ...] = (),
+    precision: str = "auto", sample: str | Path = SAMPLE, dims: tuple[int, ...] = (), invert: dict | None = None,
+    invert_bank: list[str] = (), invert_rounds: int = 6,
 ) -> dict:
     """Every requested evaluation of one model, keyed by eval/metrics.py's names: the STS files' (`sts_key`),
     `wikiqa_mrr`/`wikiqa_map`, the retrieval metrics, `alignment`/`uniformity` (when `geometry_sts` is given)
-    and the probe's (texts from the bundled `sample` folder). `precision`: auto (decided by the hardware), bf16 or
+    and the probe's (texts from the bundled `sample` folder); with `invert` (named held-out query sets) and
+    `invert_bank` (queries to start from), the bank inversion of eval/decoder.py over `invert_rounds` rounds (at a
+    prefix size its edits are random, not gradient-ranked). `precision`: auto (decided by the hardware), bf16 or
     no (float32). `dims`: also every metric of the vectors' first d dimensions, renormalised (a Matryoshka
     model's shorter embeddings, as `SentenceTransformer(path, truncate_dim=d)` gives them), keyed `name@d`; each
     text is encoded once."""
     embed = load_embedder(spec, precision=precision)
-    results = _evaluate(embed, sts, wikiqa_dir, retrieval_files, geometry_sts, probe, probe_train, probe_test, sample)
+    tasks = (sts, wikiqa_dir, retrieval_files, geometry_sts, probe, probe_train, probe_test, sample, invert,
+             invert_bank, invert_rounds)
+    results = _evaluate(embed, *tasks)
     for d in dims:
         def prefix(texts, d=d):
             return torch.nn.functional.normalize(embed(texts)[:, :d], dim=-1)
 
-        results.update({f"{k}@{d}": v for k, v in _evaluate(prefix, sts, wikiqa_dir, retrieval_files, geometry_sts,
-                                                             probe, probe_train, probe_test, sample).items()})
+        results.update({f"{k}@{d}": v for k, v in _evaluate(prefix, *tasks).items()})
     return results
 
 
-def _evaluate(embed, sts, wikiqa_dir, retrieval_files, geometry_sts, probe, probe_train, probe_test, sample) -> dict:
+def _evaluate(embed, sts, wikiqa_dir, retrieval_files, geometry_sts, probe, probe_train, probe_test, sample, invert,
+              invert_bank, invert_rounds) -> dict:
+    from gemma_embed.corrector import CorrectorSettings
+    from gemma_embed.eval.decoder import bank_inversion
+
     results: dict = {}
     for path in sts:
         results[sts_key(path)] = sts_spearman(embed, path)
@@ -61,6 +69,8 @@ def _evaluate(embed, sts, wikiqa_dir, retrieval_files, geometry_sts, probe, prob
     if probe:
         train, test = probe_texts(sample, probe_train, probe_test)
         results.update(token_probe(embed(train), train, embed(test), test))
+    if invert:
+        results.update(bank_inversion(embed, invert, list(invert_bank), CorrectorSettings(rounds=invert_rounds, beam=4)))
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}
 
 
@@ -133,6 +143,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--probe_test", type=int, default=1000)
     ap.add_argument("--precision", default="auto", choices=["auto", "bf16", "no"],
                     help="auto: bf16 where the CPU runs it natively, float32 elsewhere")
+    ap.add_argument("--invert", action="append", default=[], help="held-out queries (FILE or FILE@tag,tag; "
+                    "repeatable; --n of each) to invert from the nearest --invert_bank queries by encoder-judged edits")
+    ap.add_argument("--invert_bank", default=str(SAMPLE / "queries.tsv"),
+                    help="the queries inversion starts from (the held-out ones left out)")
+    ap.add_argument("--invert_rounds", type=int, default=6, help="rounds of edits for --invert")
     ap.add_argument("--dims", default="", help="also every metric at these prefix sizes, e.g. 256,128,64 (a "
                                                  "Matryoshka model's shorter embeddings)")
     ap.add_argument("--json", help="write the results here")
@@ -146,10 +161,19 @@ def main(argv=None) -> dict:
     if not args.model:
         ap.error("give --model (repeatable) or --decoder")
     geometry_sts = args.geometry_sts if args.geometry else None
+    invert, bank = None, []
+    if args.invert:
+        from gemma_embed.data.bundled import read_queries
+        from gemma_embed.eval.decoder import heldout_sets, normalise
+
+        invert = heldout_sets(args.invert, args.n)
+        held = {normalise(q) for texts in invert.values() for q in texts}  # the bank holds none of them
+        bank = [q for q in read_queries(args.invert_bank) if normalise(q) not in held]
     results = {spec: evaluate_model(spec, args.sts, wikiqa_dir=args.wikiqa, retrieval_files=args.retrieval,
                                     geometry_sts=geometry_sts, probe=args.probe, probe_train=args.probe_train,
                                     probe_test=args.probe_test, precision=args.precision,
-                                    sample=args.sample, dims=tuple(int(d) for d in args.dims.split(",") if d))
+                                    sample=args.sample, dims=tuple(int(d) for d in args.dims.split(",") if d),
+                                    invert=invert, invert_bank=bank, invert_rounds=args.invert_rounds)
                for spec in args.model}
     print_table(results)
     if args.json:

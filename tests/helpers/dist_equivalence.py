@@ -4,7 +4,8 @@ the loop's own accelerator set-up and forward-backward.
 argv: backbone, output file, GradCache chunk (0: none), symmetric loss (0 or 1), layout:
   mixed  every process holds rows with and rows without a negative
   split  the first half of the batch (process 0's rows) has negatives, the second half (process 1's) none
-  matryoshka  mixed, with the Matryoshka loss over the first 256, 128 and 64 dimensions"""
+  matryoshka  mixed, with the Matryoshka loss over the first 256, 128 and 64 dimensions
+  words  mixed, with the word loss (weight 0.5) beside the contrastive loss"""
 
 import sys
 from types import SimpleNamespace
@@ -31,18 +32,21 @@ MIXED = [
 ]
 SPLIT = sorted(MIXED, key=lambda row: -len(row))  # the five rows with a negative first, then the three without
 SPLIT = SPLIT[:4] + [row[:2] for row in SPLIT[4:]]  # so the second half has none at all
-ROWS = {"mixed": MIXED, "split": SPLIT, "matryoshka": MIXED}[layout]
+ROWS = {"mixed": MIXED, "split": SPLIT, "matryoshka": MIXED, "words": MIXED}[layout]
 DIMS = ((256, 1.0), (128, 1.0), (64, 0.5)) if layout == "matryoshka" else ()
 cfg = SimpleNamespace(temperature=0.05, grad_cache_chunk=chunk, symmetric=symmetric, device="cpu",
-                      mixed_precision="auto", dist_timeout_minutes=5.0, matryoshka=lambda: DIMS)
+                      mixed_precision="auto", dist_timeout_minutes=5.0, matryoshka=lambda: DIMS,
+                      word_loss_weight=0.5 if layout == "words" else 0.0)
 accelerator, precision = make_accelerator(cfg)
 set_seed(0)
 tokenizer = AutoTokenizer.from_pretrained(backbone)
 model = GemmaEmbedModel.from_gemma(backbone, view_dropout=0.0, lora_dropout=0.0).attach_lora().train()
+if cfg.word_loss_weight:
+    model.attach_word_head()
 generator = torch.Generator().manual_seed(1)
 with torch.no_grad():
     for name, p in model.named_parameters():
-        if "lora_B" in name:
+        if "lora_B" in name or "word_head" in name:
             p.copy_(torch.randn(p.shape, generator=generator) * 0.1)
 model = accelerator.prepare(model)
 local = len(ROWS) // accelerator.num_processes

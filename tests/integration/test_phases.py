@@ -66,6 +66,19 @@ def test_phases_change_the_model(chain):
     assert not torch.equal(weights[0][name], weights[1][name]) and not torch.equal(weights[1][name], weights[2][name])
 
 
+def test_the_word_head_trains_in_phase_2_and_is_not_published(chain):
+    """Smoke phase 2 weighs the word loss: its checkpoints hold the word head (resume restores it: the resume test
+    compares the losses), its published folder the same tensors as phase 1's, and phase 3 starts without one."""
+    import yaml
+
+    _, _, outs = chain
+    assert yaml.safe_load((outs[2] / "train_config.yaml").read_text())["word_loss_weight"] > 0
+    state = torch.load(outs[2] / "checkpoints/step-12/state.pt", weights_only=False)
+    assert any(k.startswith("word_head.") for k in state["trainable"])
+    keys = [set(load_file(str(outs[n] / "model.safetensors"))) for n in (1, 2, 3)]
+    assert keys[0] == keys[1] == keys[2] and not any("word_head" in k for k in keys[1])
+
+
 def test_a_run_starts_by_saying_where_it_runs_and_in_what_precision(chain):
     from gemma_embed.precision import resolve
 

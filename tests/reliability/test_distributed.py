@@ -41,6 +41,8 @@ def one_process(tiny_backbone, tmp_path_factory):
     (0, "0", "split"), (2, "0", "split"), (0, "1", "split"),
     # the Matryoshka loss: every prefix's loss on the gathered batch
     (0, "0", "matryoshka"), (2, "1", "matryoshka"),
+    # the word loss: every row's, gathered, the word head's gradients reduced like the adapters'
+    (0, "1", "words"), (2, "0", "words"),
 ])
 def test_two_processes_equal_one(one_process, tiny_backbone, tmp_path, chunk, symmetric, layout):
     out = tmp_path / "two.pt"

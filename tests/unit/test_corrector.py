@@ -134,3 +134,19 @@ def test_the_gradient_guide_offers_single_token_substitutions_from_the_given_wor
         embed(["a dog plays guitar"]))
     cosines = [c for _, c in results[0].rounds]
     assert cosines == sorted(cosines) and results[0].cosine > cosines[0]
+
+
+def test_bank_inversion_reports_the_nearest_query_and_the_corrected_one_for_any_encoder():
+    """The decoder-free yardstick of train/evaluate.py --invert: round 0 is the nearest bank query, the last round
+    what the encoder-judged edits reached (exact here, where the target's words are in the neighbours' reach)."""
+    from gemma_embed.eval.decoder import bank_inversion
+
+    bank = ["cheap hotels in rome", "flights to paris", "best running shoes", "how tall is everest", "what is a cat"]
+    sets = {"held": ["cheap flights to rome", "how tall is the everest"]}
+    settings = CorrectorSettings(rounds=6, beam=3, neighbours=3, edits=30, guided=0)
+    out = bank_inversion(bag_of_words, sets, bank, settings)
+    assert out["invert_held_exact_match_nearest"] == 0.0 and out["invert_held_exact_match_corrected"] >= 50.0
+    assert out["invert_held_token_f1_corrected"] > out["invert_held_token_f1_nearest"]
+    assert out["invert_held_roundtrip_cosine_corrected"] > out["invert_held_roundtrip_cosine_nearest"]
+    with pytest.raises(ValueError, match="leak"):
+        bank_inversion(bag_of_words, sets, bank + ["Cheap flights to Rome"], settings)

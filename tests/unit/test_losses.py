@@ -1,9 +1,11 @@
+import contextlib
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from gemma_embed.losses import contrastive_loss, encode_streams, grad_cache_step, info_nce
+from gemma_embed.losses import contrastive_loss, encode_streams, grad_cache_step, info_nce, word_loss
 from tolerance import assert_scalars_close, assert_tensors_close, autocast
 
 
@@ -140,7 +142,7 @@ def _reference_and_grad_cache(make_model, tokenizer, chunk: int, temperature: fl
     loss.backward()
     reference = _grads(model)
     model.zero_grad()
-    cached = grad_cache_step(encode, streams, groups, temperature, chunk, lambda t, gradient: t.backward(gradient),
+    cached = grad_cache_step(encode, streams, groups, temperature, chunk, lambda t: t.backward(),
                              loss_fn=lambda e, g, t: contrastive_loss(e, g, t, dims=dims))
     return cached, loss, _grads(model), reference
 
@@ -170,7 +172,7 @@ def test_grad_cache_replays_dropout(make_model, tokenizer):
     reference = _grads(model)
     model.zero_grad()
     torch.manual_seed(123)
-    cached = grad_cache_step(encode, streams, groups, 0.05, chunk, lambda t, gradient: t.backward(gradient))
+    cached = grad_cache_step(encode, streams, groups, 0.05, chunk, lambda t: t.backward())
     _assert_same_step(cached, loss, _grads(model), reference)
 
 
@@ -188,11 +190,11 @@ def test_grad_cache_skips_the_recomputation_when_every_stream_fits_in_one_chunk(
     reference = _grads(model)
     model.zero_grad()
     calls.clear()
-    cached = grad_cache_step(encode, streams, groups, 0.05, 8, lambda t, gradient: t.backward(gradient))
+    cached = grad_cache_step(encode, streams, groups, 0.05, 8, lambda t: t.backward())
     assert calls == [8, 8]  # one pass per stream, with a graph: nothing encoded twice
     _assert_same_step(cached, loss, _grads(model), reference)
     calls.clear()
-    grad_cache_step(encode, streams, groups, 0.05, 4, lambda t, gradient: t.backward(gradient))
+    grad_cache_step(encode, streams, groups, 0.05, 4, lambda t: t.backward())
     assert calls == [4, 4, 4, 4] * 2  # larger than a chunk: encoded without, then with a graph
 
 
@@ -206,5 +208,73 @@ def test_an_empty_negatives_stream_is_not_encoded_and_changes_nothing(make_model
                                contrastive_loss(embeddings[:2], groups, 0.05))
     for chunk in (4, 8):  # with and without the recomputation
         model.zero_grad()
-        loss = grad_cache_step(encode, streams + [empty], groups, 0.05, chunk, lambda t, gradient: t.backward(gradient))
+        loss = grad_cache_step(encode, streams + [empty], groups, 0.05, chunk, lambda t: t.backward())
         torch.testing.assert_close(loss, contrastive_loss(embeddings[:2], groups, 0.05).detach())
+
+
+def test_word_loss_matches_hand_computation():
+    """Per row: the mean, over the text's distinct non-special tokens, of minus their log-probability under a
+    softmax of scale * states @ E.T; padding, special tokens and repeats count once or not at all."""
+    torch.manual_seed(0)
+    E, states = torch.randn(6, 3), torch.randn(3, 3)
+    ids = torch.tensor([[0, 2, 4, 4, 5], [0, 0, 2, 1, 3], [0, 0, 0, 2, 2]])  # 0 pad (left), 2 bos
+    mask = torch.tensor([[0, 1, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 0, 1, 1]])
+    logp = (4.0 * states @ E.T).log_softmax(-1)
+    expected = torch.stack([-(logp[0, 4] + logp[0, 5]) / 2, -(logp[1, 1] + logp[1, 3]) / 2, torch.tensor(0.0)])
+    torch.testing.assert_close(word_loss(states, E, ids, mask, ignore_ids=(0, 2), scale=4.0), expected)
+    # a token at a padded position is not the text's: with pad 0 no longer special, rows 1 and 2 keep their scores
+    got = word_loss(states, E, ids, mask, ignore_ids=(2,), scale=4.0)
+    torch.testing.assert_close(got[1:], expected[1:])
+    # a word head that points at the text's tokens scores lower than one pointing elsewhere
+    right = torch.stack([E[4] + E[5], E[1] + E[3], E[0]])
+    wrong = torch.stack([E[1] + E[3], E[4] + E[5], E[0]])
+    assert (word_loss(right, E, ids, mask, (0, 2))[:2] < word_loss(wrong, E, ids, mask, (0, 2))[:2]).all()
+
+
+class _OneProcess:
+    """The accelerator's part in forward_backward, for one process."""
+
+    num_processes = 1
+
+    def backward(self, loss, **kwargs):
+        loss.backward(**kwargs)
+
+    def unwrap_model(self, model):
+        return model
+
+    def no_sync(self, model):
+        return contextlib.nullcontext()
+
+
+def _word_step(model, streams, groups, weight: float, chunk: int):
+    """contrastive.forward_backward's loss and gradients (the task's own step) with the word loss at `weight`."""
+    from gemma_embed.contrastive import forward_backward
+
+    cfg = SimpleNamespace(word_loss_weight=weight, grad_cache_chunk=chunk, temperature=0.05, symmetric=True,
+                          matryoshka=lambda: ())
+    model.zero_grad()
+    with autocast():
+        loss = forward_backward(cfg, _OneProcess(), model, streams, groups)
+    return loss, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.precision
+@pytest.mark.parametrize("chunk", [1, 3, 5])
+def test_the_word_loss_term_is_exact_under_grad_cache(make_model, tokenizer, chunk):
+    """The task's loss with the word term: the contrastive loss plus weight times the mean word loss of every row
+    of every stream; GradCache in chunks of 1, 3 and 5 gives the same loss and gradients (the word head's too)."""
+    model, streams, groups = _tiny_setup(make_model, tokenizer, dropout=0.0)
+    model.attach_word_head()
+    with torch.no_grad():
+        model.word_head.weight.normal_(std=0.5)
+    loss, reference = _word_step(model, streams, groups, 0.5, chunk=0)
+    assert reference["word_head.weight"].abs().max() > 0
+    plain, _ = _word_step(model, streams, groups, 0.0, chunk=0)
+    with torch.no_grad(), autocast():
+        ids = torch.cat([s["input_ids"] for s in streams])
+        mask = torch.cat([s["attention_mask"] for s in streams])
+        _, states = model(ids, mask, return_word_states=True)
+        words = word_loss(states, model.model.get_input_embeddings().weight, ids, mask, (0, 1, 2)).mean()
+    assert_scalars_close(loss - plain, 0.5 * words)
+    cached, grads = _word_step(model, streams, groups, 0.5, chunk=chunk)
+    _assert_same_step(cached, loss, grads, reference)
