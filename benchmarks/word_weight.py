@@ -4,10 +4,12 @@ held-out sets.
 
     python benchmarks/word_weight.py --start runs/demo/phase1 --weights 0.1,0.3,1 --reference 0=runs/demo/model \
         --reference minilm --out runs/word_weight
+    python benchmarks/word_weight.py --start runs/demo/phase1 --weights "" \
+        --variant "mrl matryoshka_dims=256,128,64" --variant "both word_loss_weight=0.3 matryoshka_dims=256,128,64"
 
-For every weight: `accelerate launch train/phase2.py` and `train/phase3.py` with the recipe's configs (--configs,
-the demo's by default), `--word_loss_weight W` and their own output folders (a killed run resumes where it
-stopped; a finished one is kept). Every model (the trained ones and each --reference: a folder, `minilm`,
+For every weight (and every --variant: a name, then FIELD=VALUE settings): `accelerate launch train/phase2.py`
+and `train/phase3.py` with the recipe's configs (--configs, the demo's by default), `--word_loss_weight W` (the
+variant's settings) and their own output folders (a killed run resumes where it stopped; a finished one is kept). Every model (the trained ones and each --reference: a folder, `minilm`,
 `raw:BACKBONE`; `W=FOLDER` names a folder trained at weight W elsewhere, the demo's own model at 0 say) is then
 evaluated by gemma_embed.eval.run.evaluate_model: STS-B test, the word-set probe, and the decoder-free inversion
 (--invert sets, --n queries each, from the nearest bundled queries by encoder-judged edits), at every --dims size.
@@ -29,18 +31,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-def train(weight: str, start: str, configs: Path, out: Path) -> Path:
-    """Phases 2 and 3 at `weight` from the phase-1 folder `start`; the published phase-3 folder."""
+def train(name: str, settings: list[str], start: str, configs: Path, out: Path) -> Path:
+    """Phases 2 and 3 with `settings` (FIELD=VALUE) from the phase-1 folder `start`; the published phase-3
+    folder."""
     from gemma_embed.runtime import launch_command
 
     previous = start
     for phase in (2, 3):
-        folder = out / f"w{weight}" / f"phase{phase}"
+        folder = out / name / f"phase{phase}"
         if not (folder / "config.json").is_file():
             resume = ["--resume"] if (folder / "checkpoints").is_dir() and any((folder / "checkpoints").iterdir()) else []
             command = launch_command(REPO / f"train/phase{phase}.py", "--config", str(configs / f"phase{phase}.yaml"),
-                                     "--init_from", previous, "--output_dir", str(folder), "--word_loss_weight",
-                                     weight, *resume)
+                                     "--init_from", previous, "--output_dir", str(folder),
+                                     *[a for s in settings for a in ("--" + s.partition("=")[0], s.partition("=")[2])],
+                                     *resume)
             print("$ " + " ".join(command), flush=True)
             subprocess.run(command, check=True, cwd=REPO)
         previous = str(folder)
@@ -58,6 +62,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--start", required=True, help="the phase-1 folder phases 2 and 3 start from")
     ap.add_argument("--weights", default="0.1,0.3,1", help="word_loss_weight values to train (comma-separated)")
     ap.add_argument("--configs", default=str(REPO / "train/configs/demo"), help="phase2.yaml and phase3.yaml")
+    ap.add_argument("--variant", action="append", default=[], help='"NAME FIELD=VALUE ...": phases 2 and 3 so set')
     ap.add_argument("--reference", action="append", default=[], help="minilm, raw:BACKBONE, FOLDER or W=FOLDER")
     ap.add_argument("--invert", action="append", default=[],
                     help="held-out query sets (default: the demo's held-out split and TREC Million Query topics)")
@@ -75,8 +80,10 @@ def main(argv=None) -> dict:
     for ref in args.reference:
         weight, named, folder = ref.partition("=")
         models[f"w{weight} ({Path(folder).parent.name}/{Path(folder).name})" if named else ref] = folder if named else ref
-    for weight in filter(None, args.weights.split(",")):
-        models[f"w{weight}"] = str(train(weight, args.start, Path(args.configs), out))
+    variants = [(f"w{w}", [f"word_loss_weight={w}"]) for w in filter(None, args.weights.split(","))]
+    variants += [(v.split()[0], v.split()[1:]) for v in args.variant]
+    for name, settings in variants:
+        models[name] = str(train(name, settings, args.start, Path(args.configs), out))
 
     specs = args.invert or [str(REPO / "runs/demo/heldout_queries.tsv"),
                             f"{TREC_MQ}@trec-mq-2007,trec-mq-2008,trec-mq-2009"]
