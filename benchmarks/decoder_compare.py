@@ -24,14 +24,13 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from gemma_embed.corrector import CorrectorSettings
-from gemma_embed.data.bundled import make_queries_db, read_queries, read_queries_tsv, split_heldout, write_queries_tsv
-from gemma_embed.decoder import training_queries, training_vectors
-from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets, print_report, result_rows
+from gemma_embed.data.query_files import make_queries_db, read_queries, read_queries_tsv, split_heldout, write_queries_tsv
+from gemma_embed.data.decoder_queries import training_queries, training_vectors
+from gemma_embed.eval.inversion import evaluate_decoder, heldout_sets, print_report, result_rows
 from gemma_embed.precision import resolve
 from gemma_embed.runtime import launch_command
 

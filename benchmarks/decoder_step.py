@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from gemma_embed.backbones import resolve_backbone
-from gemma_embed.data.bundled import read_queries
-from gemma_embed.decoder import DecoderCollator, tokenize_queries
+from gemma_embed.data.query_files import read_queries
+from gemma_embed.data.decoder_queries import DecoderCollator, tokenize_queries
 from gemma_embed.precision import resolve
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout: examples/data

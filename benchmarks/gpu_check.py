@@ -39,7 +39,7 @@ import torch
 
 from gemma1b import gemma3_1b_text_config, lora_step_flops, peak_flops
 from gemma_embed.backbones import tiny_text_config
-from gemma_embed.data.bundled import read_queries
+from gemma_embed.data.query_files import read_queries
 from gemma_embed.losses import contrastive_loss, grad_cache_step
 from gemma_embed.precision import resolve
 

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from gemma1b import gemma3_1b_text_config, lora_step_flops, peak_flops
-from gemma_embed.data.bundled import read_queries_tsv
+from gemma_embed.data.query_files import read_queries_tsv
 from gemma_embed.precision import Decision, resolve
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout: ../shared/data beside it, runs/ inside it
@@ -58,7 +58,7 @@ def real_queries(path: Path) -> list[str]:
     return [q.strip() for q, _ in read_queries_tsv(path) if q.strip()]
 
 
-def make_queries_db(real: list[str], n: int, target: Path, seed: int, chunk: int = 500_000) -> Path:
+def synthetic_queries_db(real: list[str], n: int, target: Path, seed: int, chunk: int = 500_000) -> Path:
     """n queries: a real query's word count, then that many words drawn from the real words' distribution."""
     if target.exists():
         print(f"reusing {target}", flush=True)
@@ -273,7 +273,7 @@ def main(argv=None) -> None:
     print(f"synthetic queries shaped like {shape_source}", flush=True)
 
     n = args.queries
-    db = make_queries_db(real_queries(shape_source), n, work / f"queries-{n}-{shape_source.stem}-seed{args.seed}.db",
+    db = synthetic_queries_db(real_queries(shape_source), n, work / f"queries-{n}-{shape_source.stem}-seed{args.seed}.db",
                          args.seed)
     folder = work / f"store-{n}"
     built = build_store(db, folder, tokenizer_dir, args.max_length)

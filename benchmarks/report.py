@@ -2,7 +2,7 @@
 and every query decoder measured by benchmarks/decoder_compare.py (runs/**/compare.json), with the CPU model, the
 precision and the date beside each.
 
-    python benchmarks/report.py                      # writes docs/results.md from runs/
+    python benchmarks/report.py                      # writes docs/results.md (and model_card.md) from runs/
     python benchmarks/report.py --runs runs --out -  # prints it
 
 A decoder's row names what its training changed against the embedded default's decoder recipe
@@ -48,7 +48,7 @@ def recipe_change(config: dict, recipe: dict) -> str:
 def embedded_default(metrics_path: Path) -> list[str]:
     m = json.loads(metrics_path.read_text())
     stages = m.get("stages", {})
-    lines = [f"## The embedded default (`bash scripts/demo.sh`)", "",
+    lines = ["## The embedded default (`bash scripts/demo.sh`)", "",
              f"{m.get('hardware', '')}; {date_of(metrics_path)}; from `runs/demo/metrics.json`.", "",
              "| stage | STS-B dev | STS-B test |", "|---|---|---|"]
     for name, stage in stages.items():
@@ -114,6 +114,27 @@ def decoder_runs(runs: Path, recipe: dict) -> list[str]:
     return lines
 
 
+def encoder_comparisons(runs: Path) -> list[str]:
+    """Every benchmarks/word_weight.py run (runs/**/word_weight*/results.json): one column per model."""
+    from gemma_embed.eval.metrics import label
+
+    lines = []
+    for path in sorted(runs.rglob("results.json")):
+        results = json.loads(path.read_text())
+        if not results or not all("model" in r for r in results.values()):
+            continue
+        first = next(iter(results.values()))
+        keys = [k for k in first if k not in ("model", "precision", "cpu") and isinstance(first[k], (int, float))]
+        keys = [k for k in keys if not k.startswith("invert_") or "token_f1" in k or "roundtrip_cosine_corrected" in k]
+        lines += [f"## Encoders compared (`benchmarks/word_weight.py`, {path.parent.relative_to(runs)})", "",
+                  f"{first.get('cpu', '')}, {first.get('precision', '')}; {date_of(path)}. Columns: the models; "
+                  "`wW`: phases 2 and 3 trained again from the same phase-1 model with word_loss_weight W.", "",
+                  "| metric | " + " | ".join(results) + " |", "|---" * (len(results) + 1) + "|"]
+        lines += [f"| {label(k)} | " + " | ".join(number(r.get(k)) for r in results.values()) + " |" for k in keys]
+        lines.append("")
+    return lines
+
+
 def render(runs: Path) -> str:
     from dataclasses import asdict
 
@@ -124,6 +145,7 @@ def render(runs: Path) -> str:
              "hand. How each recipe was chosen: docs/embedded_default.md and docs/decoder_recipes.md.", ""]
     if (runs / "demo/metrics.json").is_file():
         parts += embedded_default(runs / "demo/metrics.json") + [""]
+    parts += encoder_comparisons(runs)
     parts += decoder_runs(runs, recipe)
     return "\n".join(parts) + "\n"
 
@@ -132,8 +154,13 @@ def main(argv=None) -> str:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", default=str(REPO / "runs"))
     ap.add_argument("--out", default=str(REPO / "docs/results.md"), help="a file, or - for stdout")
+    ap.add_argument("--card", default=str(REPO / "model_card.md"),
+                    help="where the embedded default's card (runs/demo/model/README.md) is copied ('' : nowhere)")
     args = ap.parse_args(argv)
     text = render(Path(args.runs))
+    card = Path(args.runs) / "demo/model/README.md"
+    if args.card and card.is_file():
+        Path(args.card).write_text(card.read_text())
     if args.out == "-":
         print(text, end="")
     else:

@@ -52,8 +52,8 @@ def train(name: str, settings: list[str], start: str, configs: Path, out: Path) 
 
 
 def main(argv=None) -> dict:
-    from gemma_embed.data.bundled import read_queries
-    from gemma_embed.eval.decoder import heldout_sets, normalise
+    from gemma_embed.data.query_files import read_queries
+    from gemma_embed.eval.inversion import heldout_sets, normalise
     from gemma_embed.eval.metrics import label
     from gemma_embed.eval.run import evaluate_model
     from gemma_embed.precision import resolve
@@ -66,8 +66,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--reference", action="append", default=[], help="minilm, raw:BACKBONE, FOLDER or W=FOLDER")
     ap.add_argument("--invert", action="append", default=[],
                     help="held-out query sets (default: the demo's held-out split and TREC Million Query topics)")
-    ap.add_argument("--n", type=int, default=50, help="held-out queries per set")
-    ap.add_argument("--rounds", type=int, default=6, help="rounds of edits")
+    ap.add_argument("--n", type=int, default=30, help="held-out queries per set")
+    ap.add_argument("--rounds", type=int, default=4, help="rounds of edits")
     ap.add_argument("--dims", default="", help="also at these prefix sizes, e.g. 128,64")
     ap.add_argument("--out", default=str(REPO / "runs/word_weight"))
     args = ap.parse_args(argv)

@@ -6,7 +6,7 @@
 import argparse
 from pathlib import Path
 
-from gemma_embed.data.bundled import read_queries_tsv
+from gemma_embed.data.query_files import read_queries_tsv
 from gemma_embed.data.readers import read_text
 
 SAMPLE = Path(__file__).resolve().parent / "data"

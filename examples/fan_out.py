@@ -25,10 +25,9 @@ import argparse
 import json
 from pathlib import Path
 
-from gemma_embed.data.bundled import read_queries
+from gemma_embed.data.query_files import read_queries
 from gemma_embed.corrector import Corrector, CorrectorSettings
-from gemma_embed.fanout import (CorrectingDecoder, GenerativeDecoder, NearestNeighbourDecoder, fan_out, fanout_metrics,
-                                plot_path, print_path)
+from gemma_embed.fanout import CorrectingDecoder, NearestNeighbourDecoder, decoder_walker, walk
 
 SAMPLE = Path(__file__).resolve().parent / "data"
 
@@ -66,38 +65,18 @@ def main(argv=None):
 
     precision = resolve(args.precision, "cpu")
     print(precision.line())
-    training: set[str] = set()
     if args.decoder:
-        from gemma_embed.backbones import load_tokenizer
-        from gemma_embed.decoder import training_queries, training_vectors
-        from gemma_embed.encoder import cached_vectors, encoder_fingerprint
-        from modeling_gemma_embed_decoder import GemmaEmbedDecoder
-
-        model = GemmaEmbedDecoder.from_pretrained(args.decoder).eval()
-        encoder = args.model or model.config.encoder["name_or_path"]
-        model.verify_encoder(encoder_fingerprint(encoder), f"the encoder {encoder}")
-        embed = load_embedder(encoder, precision=precision)
-        tokenizer = load_tokenizer(args.decoder)
-        pool = training_queries(args.decoder)
-        training = set(pool)
-        if args.rounds:
-            cache = training_vectors(args.decoder)
-            vectors = cached_vectors(encoder, pool, cache, precision=precision) if cache else None
-            settings = CorrectorSettings(rounds=args.rounds, samples=args.candidates)
-            decoder = CorrectingDecoder(Corrector(embed, pool, vectors, model, tokenizer, settings))
-        else:
-            decoder = GenerativeDecoder(model, tokenizer, embed, args.candidates)
+        embed, decoder, training = decoder_walker(args.decoder, args.model, args.rounds, args.candidates, precision)
     else:
         if not args.model:
             ap.error("give --decoder, or --model for nearest-neighbour decoding")
         embed = load_embedder(args.model, precision=precision)
         weights = Path(args.model) / "model.safetensors"
         key = f"{Path(args.model).resolve()}:{weights.stat().st_mtime_ns if weights.exists() else ''}"
-        bank = read_queries(args.bank)[: args.bank_size or None]
-        decoder = NearestNeighbourDecoder(bank, embed, args.cache, model_key=key)
-        training = set(bank)
+        training = read_queries(args.bank)[: args.bank_size or None]
+        decoder = NearestNeighbourDecoder(training, embed, args.cache, model_key=key)
         if args.rounds:
-            decoder = CorrectingDecoder(Corrector(embed, bank, decoder.vectors,
+            decoder = CorrectingDecoder(Corrector(embed, training, decoder.vectors,
                                                   settings=CorrectorSettings(rounds=args.rounds)))
 
     pairs = list(zip(args.query, args.document))
@@ -105,20 +84,7 @@ def main(argv=None):
         from gemma_embed.eval.tasks import read_wikiqa
 
         pairs += [(q, answers[labels.index(1)]) for q, answers, labels in read_wikiqa(args.wikiqa)[: args.pairs]]
-    mode = "slerp" if args.slerp else "linear"
-    paths = []
-    for query, document in pairs:
-        paths.append(fan_out(embed, query, document, decoder, args.steps, mode))
-        if len(pairs) <= 5:
-            print_path(query, document, paths[-1])
-    seed_to_document = [path[0]["sim_target"] for path in paths]  # the seed point is the query's own vector
-    metrics = fanout_metrics(paths, seed_to_document, training)
-    print(f"\n{len(paths)} walk(s), {args.steps} steps: distinct steps closer to the document than the seed "
-          f"{metrics['closer_distinct']:.2f}, steps not in the training data {metrics['novel_steps']:.2f}, mean cosine "
-          f"of a step's query to its point {metrics['step_cosine']:.3f}; round-trip cosine by step "
-          + " ".join(f"{c:.2f}" for c in metrics["roundtrip_cosine_by_step"]))
-    Path(args.png).parent.mkdir(parents=True, exist_ok=True)
-    plot_path(paths[0], args.png, title=f"fan-out: {pairs[0][0][:40]}")
+    paths, metrics = walk(embed, pairs, decoder, args.steps, training, "slerp" if args.slerp else "linear", args.png)
     print(f"wrote {args.png}")
     if args.json:
         Path(args.json).write_text(json.dumps({"pairs": pairs, "paths": paths, "metrics": metrics}, indent=2) + "\n")

@@ -9,7 +9,7 @@ queries it never saw.
 
 import argparse
 
-from gemma_embed.data.bundled import make_queries_db, read_queries_tsv, split_heldout, write_queries_tsv
+from gemma_embed.data.query_files import make_queries_db, read_queries_tsv, split_heldout, write_queries_tsv
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ import torch
 from gemma_embed.config import ConfigError, PhaseConfig, read_previous_config
 from gemma_embed.data.batches import ShuffledBatches
 from gemma_embed.data.collate import Collator
-from gemma_embed.loop import Task, adapter_and_head_groups, run_task
-from gemma_embed.losses import NonFiniteLoss, contrastive_loss, encode_streams, gather, grad_cache_step, word_loss
+from gemma_embed.loop import NonFiniteLoss, Task, adapter_and_head_groups, run_task
+from gemma_embed.losses import contrastive_loss, encode_streams, gather, grad_cache_step, word_loss
 
 
 def run_phase(

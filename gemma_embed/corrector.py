@@ -17,13 +17,12 @@ by `min_gain` for `patience` rounds. The beam always holds the best so far, so t
 round to the next and, from round 1 on, is at least the nearest bank query's.
 
 The bank must not hold the queries being inverted: an exact match found there is a leak, not an inversion
-(gemma_embed.eval.decoder refuses such sets).
+(gemma_embed.eval.inversion refuses such sets).
 """
 
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 

@@ -64,14 +64,14 @@ class NearestNeighbourDecoder:
 
 class GenerativeDecoder:
     """Decodes a vector by writing new queries: a trained query decoder samples `candidates` queries (plus its
-    greedy one), the encoder re-embeds them, and the one closest to the vector is kept (gemma_embed.eval.decoder's
+    greedy one), the encoder re-embeds them, and the one closest to the vector is kept (gemma_embed.eval.inversion's
     re-ranking). Its queries need not exist anywhere."""
 
     def __init__(self, decoder, tokenizer, embed: Embed, candidates: int = 8):
         self.decoder, self.tokenizer, self.embed, self.candidates = decoder, tokenizer, embed, candidates
 
     def decode(self, vectors: torch.Tensor) -> list[tuple[str, float]]:
-        from gemma_embed.eval.decoder import rerank
+        from gemma_embed.eval.inversion import rerank
 
         greedy = self.decoder.decode(vectors, self.tokenizer)
         sampled = self.decoder.decode(vectors, self.tokenizer, mode="sample", num_candidates=self.candidates)
@@ -91,8 +91,8 @@ class CorrectingDecoder:
 
 def same_query(a: str, b: str, near: float = 0.8) -> bool:
     """Exact (up to case and spaces) or near duplicates: word F1 of `near` or more."""
-    from gemma_embed.decoder import token_f1
-    from gemma_embed.eval.decoder import normalise
+    from gemma_embed.eval.inversion import token_f1
+    from gemma_embed.eval.inversion import normalise
 
     return normalise(a) == normalise(b) or token_f1(a, b) >= near
 
@@ -138,7 +138,7 @@ def fanout_metrics(paths: list[list[dict]], seed_to_document: list[float], train
     seed's and the document's own points): the share of the distinct ones closer to the document than the seed
     query (`closer_distinct`), the share not in the training data (`novel_steps`), and the mean cosine of a step's
     query to its point (`step_cosine`)."""
-    from gemma_embed.eval.decoder import normalise
+    from gemma_embed.eval.inversion import normalise
 
     rows = [r for path in paths for r in path]
     training = {normalise(t) for t in training}
@@ -182,3 +182,49 @@ def plot_path(path: list[dict], png: str | Path, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=120)
     plt.close(fig)
+
+
+def decoder_walker(decoder_folder: str | Path, encoder: str | None = None, rounds: int = 3, candidates: int = 8,
+                   precision="auto") -> tuple[Embed, Decoder, list[str]]:
+    """Generative fan-out from a trained query decoder: (the encoder's embed, the walker, the decoder's training
+    queries). Each step's query is decoded and corrected toward its point for `rounds` rounds (gemma_embed/
+    corrector.py, the training queries as its bank; 0: the `candidates` sampled queries and the greedy one,
+    re-ranked). The encoder is the decoder's own (or `encoder`, checked against it)."""
+    from gemma_embed.backbones import load_tokenizer
+    from gemma_embed.corrector import Corrector, CorrectorSettings
+    from gemma_embed.data.decoder_queries import training_queries, training_vectors
+    from gemma_embed.encoder import cached_vectors, encoder_fingerprint, load_embedder
+    from modeling_gemma_embed_decoder import GemmaEmbedDecoder
+
+    model = GemmaEmbedDecoder.from_pretrained(str(decoder_folder)).eval()
+    encoder = encoder or model.config.encoder["name_or_path"]
+    model.verify_encoder(encoder_fingerprint(encoder), f"the encoder {encoder}")
+    embed = load_embedder(encoder, precision=precision)
+    tokenizer = load_tokenizer(decoder_folder)
+    pool = training_queries(decoder_folder)
+    if not rounds:
+        return embed, GenerativeDecoder(model, tokenizer, embed, candidates), pool
+    cache = training_vectors(decoder_folder)
+    vectors = cached_vectors(encoder, pool, cache, precision=precision) if cache else None
+    settings = CorrectorSettings(rounds=rounds, samples=candidates)
+    return embed, CorrectingDecoder(Corrector(embed, pool, vectors, model, tokenizer, settings)), pool
+
+
+def walk(embed: Embed, pairs: list[tuple[str, str]], decoder: Decoder, steps: int, training: set[str] | list[str],
+         mode: str = "linear", png: str | Path | None = None, show: int = 5) -> tuple[list[list[dict]], dict]:
+    """Fan out every (seed query, document) pair: the paths (printed when there are at most `show`), their
+    metrics (fanout_metrics, printed), and the first path plotted to `png`."""
+    paths = []
+    for query, document in pairs:
+        paths.append(fan_out(embed, query, document, decoder, steps, mode))
+        if len(pairs) <= show:
+            print_path(query, document, paths[-1])
+    metrics = fanout_metrics(paths, [path[0]["sim_target"] for path in paths], set(training))
+    print(f"\n{len(paths)} walk(s), {steps} steps: distinct steps closer to the document than the seed "
+          f"{metrics['closer_distinct']:.2f}, steps not in the training data {metrics['novel_steps']:.2f}, mean cosine "
+          f"of a step's query to its point {metrics['step_cosine']:.3f}; round-trip cosine by step "
+          + " ".join(f"{c:.2f}" for c in metrics["roundtrip_cosine_by_step"]), flush=True)
+    if png:
+        Path(png).parent.mkdir(parents=True, exist_ok=True)
+        plot_path(paths[0], png, title=f"fan-out: {pairs[0][0][:40]}")
+    return paths, metrics

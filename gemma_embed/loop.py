@@ -3,8 +3,8 @@ non-finite policy, evaluation, publishing.
 
 A script supplies a `Task`: the model it starts from, its rows, how rows become a batch, which parameters train at
 which rate, the loss's forward and backward, its evaluation and its card. The loop knows nothing of any task: the
-three contrastive phases share one (gemma_embed/contrastive.py), the query decoder has its own (train/decoder.py,
-from gemma_embed/decoder.py). Everything else happens here, once:
+three contrastive phases share one (gemma_embed/contrastive.py), the query decoder has its own
+(gemma_embed/decoder_task.py). Everything else happens here, once:
 
     run = set_up(cfg, resume, task)   # model, optimizer, data, resume point
     train(run)                        # the step loop, evaluations, checkpoints
@@ -27,9 +27,13 @@ import torch
 from gemma_embed import checkpoint, faults
 from gemma_embed.config import ConfigError, TrainConfig, save_config
 from gemma_embed.data.batches import ShuffledBatches
-from gemma_embed.losses import NonFiniteLoss
 from gemma_embed.precision import Decision
 from gemma_embed.runtime import MainOnly, make_accelerator, run_facts
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss (or weights about to be written) that is NaN or infinite: a task's forward_backward raises it, and
+    the loop stops or skips the batch as the config says."""
 
 
 def check_finite(model, what: str, trainable_only: bool = True) -> None:
@@ -59,7 +63,7 @@ def check_output_dir(out: Path, resume: bool) -> None:
         raise ConfigError(f"output_dir {out} has checkpoints: pass --resume to continue, or delete {out}/checkpoints")
 
 
-def publish(model, tokenizer, out: Path, cfg: TrainConfig, previous: dict, summary: dict,
+def write_published_folder(model, tokenizer, out: Path, cfg: TrainConfig, previous: dict, summary: dict,
             write_card: Callable) -> None:
     """Write the published folder into `out`, with its model card (`write_card(folder, repo_id)`): first beside
     it, then moved in, so a crash leaves no half model."""
@@ -348,7 +352,7 @@ def finish(run: Run) -> dict:
         summary.update(first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None)
         check_finite(unwrapped, "the published model", trainable_only=False)
         try:
-            publish(unwrapped, run.tokenizer, out, cfg, run.previous, summary, run.task.write_card)
+            write_published_folder(unwrapped, run.tokenizer, out, cfg, run.previous, summary, run.task.write_card)
         except OSError as e:
             raise RuntimeError(
                 f"could not write the published model to {out} ({e}); training is saved in {out}/checkpoints: "

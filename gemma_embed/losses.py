@@ -11,10 +11,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 
-class NonFiniteLoss(RuntimeError):
-    """A loss (or weights about to be written) that is NaN or infinite."""
-
-
 def info_nce(
     queries: torch.Tensor,
     keys: torch.Tensor,

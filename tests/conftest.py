@@ -59,7 +59,7 @@ def sqlite_queries(path, rows, table="queries", column="query"):
 
 @pytest.fixture(scope="session")
 def chain(tmp_path_factory):
-    from gemma_embed.data.bundled import make_queries_db
+    from gemma_embed.data.query_files import make_queries_db
 
     root = tmp_path_factory.mktemp("smoke")
     env = {"GEMMA_EMBED_CACHE": str(root / "cache")}

@@ -11,25 +11,8 @@ python train/evaluate.py --decoder FOLDER.
 """
 
 from gemma_embed.config import DecoderConfig, load_config
-from gemma_embed.decoder import (DecoderCollator, HeldoutScore, decoder_forward_backward, decoder_param_groups,
-                                 decoder_start, read_decoder_rows)
-from gemma_embed.loop import Task, run_task
-from gemma_embed.publish.card import write_decoder_card
-
-
-def decoder_task() -> Task:
-    """What the decoder brings to the loop: its rows, batches, loss, score during training, start and card."""
-    return Task(
-        start=decoder_start,
-        read_rows=read_decoder_rows,
-        collate=lambda cfg, tokenizer, model: DecoderCollator(model.config),
-        param_groups=decoder_param_groups,
-        forward_backward=decoder_forward_backward,
-        write_card=write_decoder_card,
-        metric="heldout_f1",
-        log_key="heldout_token_f1",
-        evaluate=HeldoutScore(),
-    )
+from gemma_embed.decoder_task import decoder_task
+from gemma_embed.loop import run_task
 
 
 def main(argv=None):

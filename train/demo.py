@@ -31,12 +31,15 @@ from gemma_embed.backbones import load_tokenizer, resolve_backbone
 from gemma_embed.clock import Clock
 from gemma_embed.config import DecoderConfig, Phase1Config, Phase2Config, Phase3Config, load_config
 from gemma_embed.corrector import CorrectorSettings
-from gemma_embed.data.bundled import make_queries_db, read_queries_tsv, split_heldout, write_queries_tsv
+from gemma_embed.data.query_files import (make_queries_db, read_queries, read_queries_tsv, split_heldout,
+                                          write_queries_tsv)
+from gemma_embed.eval.inversion import heldout_sets, normalise
 from gemma_embed.eval.run import evaluate_model
 from gemma_embed.precision import resolve
 from gemma_embed.runtime import launch_command
 from gemma_embed.publish.card import write_card
 from gemma_embed.publish.plots import plot_run
+from gemma_embed.publish.results import encoder_metrics, results_table
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout this script sits in
 SAMPLE = REPO / "examples" / "data"
@@ -57,11 +60,13 @@ LIMITATIONS = [
 ]
 
 
-FINAL_EVAL_TEXTS = 2 * 2 * 1379 + 2600 + 1300  # STS-B test (model and raw), WikiQA, geometry: for the estimate only
+# STS-B test (model and raw), WikiQA, geometry, the inversion's bank and edits: for the time estimate only
+FINAL_EVAL_TEXTS = 2 * 2 * 1379 + 2600 + 1300 + 14_000 + 5_000
 HELDOUT_PERMILLE = 30  # 3% of the bundled queries are held out of phase 3 and the decoder
 HELDOUT_EVAL = 50  # held-out queries per set in the decoder's evaluation (each corrected for 10 rounds)
+INVERT_QUERIES = 30  # held-out queries inverted without a decoder, by the model and by all-MiniLM-L6-v2
 CORRECTION = CorrectorSettings(rounds=10)  # the decoder's evaluation: the round table (rounds 0, 1, 3, 10)
-FAN_OUT_CORRECTION = CorrectorSettings(rounds=5)  # each fan-out step's query
+FAN_OUT_ROUNDS = 5  # rounds of correction of each fan-out step's query
 FAN_OUT = [  # (seed query, document) walked by the decoder at the end
     ("best running shoes for flat feet", "Stability shoes with firm arch support help runners whose feet roll inward."),
     ("how do vaccines work", "A vaccine trains the immune system to recognise a pathogen from a harmless piece of it."),
@@ -109,13 +114,10 @@ def split_queries(out: Path) -> tuple[Path, Path]:
 def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision) -> dict:
     """Train the query decoder on the new encoder's vectors, evaluate it on the held-out queries (and on TREC
     Million Query topics when ../shared/data is present, kept out of all training), and walk the fan-out seeds."""
-    from gemma_embed.corrector import Corrector
-    from gemma_embed.decoder import trained_config, training_queries, training_vectors
-    from gemma_embed.encoder import cached_vectors, load_embedder
-    from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets, print_report, write_report
+    from gemma_embed.data.decoder_queries import trained_config, training_queries, training_vectors
+    from gemma_embed.eval.inversion import evaluate_decoder, heldout_sets, print_report, write_report
+    from gemma_embed.fanout import decoder_walker, walk
     from gemma_embed.publish.card import write_decoder_card
-    from gemma_embed.fanout import CorrectingDecoder, fan_out, fanout_metrics, plot_path, print_path
-    from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
     folder = out / "decoder"
     summary = launch("decoder", "decoder.py", config, folder, "--encoder", str(model), "--data", str(out / "queries.db"),
@@ -137,21 +139,8 @@ def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision
     write_report(report, folder)
     write_decoder_card(folder, trained_config(folder).push_to_hub)
 
-    decoder = GemmaEmbedDecoder.from_pretrained(folder).eval()
-    embed = load_embedder(str(model), precision=precision)
-    vectors = cached_vectors(str(model), pool, training_vectors(folder), precision=precision)
-    corrected = CorrectingDecoder(Corrector(embed, pool, vectors, decoder, load_tokenizer(folder), FAN_OUT_CORRECTION))
-    paths = []
-    for query, document in FAN_OUT:
-        paths.append(fan_out(embed, query, document, corrected, steps=5))
-        print(f"\nfan-out: {query!r} -> {document!r}")
-        print_path(query, document, paths[-1])
-    metrics = fanout_metrics(paths, [p[0]["sim_target"] for p in paths], set(pool))
-    plot_path(paths[0], out / "fan_out.png", title=f"fan-out: {FAN_OUT[0][0]}")
-    print(f"fan-out of {len(paths)} seeds ({FAN_OUT_CORRECTION.rounds} rounds of correction a step): distinct steps "
-          f"closer to the document than the seed {metrics['closer_distinct']:.2f}, steps not in the training data "
-          f"{metrics['novel_steps']:.2f}, mean cosine of a step's query to its point {metrics['step_cosine']:.3f}",
-          flush=True)
+    embed, walker, pool = decoder_walker(folder, str(model), FAN_OUT_ROUNDS, precision=precision)
+    paths, metrics = walk(embed, FAN_OUT, walker, steps=5, training=pool, png=out / "fan_out.png")
     return {"summary": summary, "eval": report, "fan_out": {"pairs": FAN_OUT, "paths": paths, "metrics": metrics}}
 
 
@@ -200,57 +189,26 @@ def main(argv=None) -> dict:
     dev, test = str(SAMPLE / "sts-dev.csv"), str(SAMPLE / "sts-test.csv")
     wikiqa_dir = SHARED / "wikiqa" / "test"
     began = time.time()
-    # STS-B dev is measured by the training loop (on the configs' eval_max_pairs); the full sets here are test only
+    # STS-B dev is measured by the training loop (on the configs' eval_max_pairs); the full sets here are test only;
+    # the inversion from the nearest bundled query, for the model and for all-MiniLM-L6-v2 alike
+    sets = heldout_sets([str(heldout)], INVERT_QUERIES)
+    held = {normalise(q) for q in read_queries(heldout)}
+    invert = {"invert": sets, "invert_bank": [q for q in read_queries(SAMPLE / "queries.tsv") if normalise(q) not in held]}
     final = evaluate_model(str(model), [test], str(wikiqa_dir) if wikiqa_dir.is_dir() else None,
-                           geometry_sts=dev, precision=precision.precision, sample=SAMPLE, dims=(128, 64))
+                           geometry_sts=dev, precision=precision.precision, sample=SAMPLE, **invert)
+    final.update(evaluate_model(str(model), [test], precision=precision.precision, dims=(128, 64)))
     raw = evaluate_model(f"raw:{args.backbone}", [test], precision=precision.precision)
-    minilm = evaluate_model("minilm", [test], precision=precision.precision)["stsb_test_spearman"]
+    reference = evaluate_model("minilm", [test], precision=precision.precision, **invert)
     print(f"final model, raw 270M and MiniLM evaluated in {time.time() - began:.0f} s", flush=True)
-    stages_scores = {
-        "raw": raw,
-        "phase1": {"stsb_dev_spearman": summaries[0]["sts_after"]},
-        "phase2": {"stsb_dev_spearman": summaries[1]["sts_after"]},
-        "final": {**final, "stsb_dev_spearman": summaries[2]["sts_after"]},
-    }
-    train_seconds = sum(s["train_seconds"] for s in summaries)
-    dev_pairs = configs[3].eval_max_pairs or 1500
-    metrics = {
-        "raw_stsb_test_spearman": raw["stsb_test_spearman"],
-        "start_stsb_dev_spearman": summaries[0]["sts_before"],
-        "phase1_stsb_dev": summaries[0]["sts_after"],
-        "phase2_stsb_dev": summaries[1]["sts_after"],
-        "phase3_stsb_dev": summaries[2]["sts_after"],
-        "stsb_test_spearman": final["stsb_test_spearman"],
-        "train_seconds": train_seconds,
-        "hardware": f"{precision.cpu or 'CPU'}, {os.cpu_count()} cores, {precision.name}",
-        "precision": precision.to_dict(),
-        "stages": stages_scores,
-        "baselines": {"all-MiniLM-L6-v2, STS-B test": minilm},
-        "notes": [
-            "raw: the Gemma 3 270M backbone as pretrained (causal attention), hidden states mean-pooled, no head.",
-            f"Training started from STS-B dev {summaries[0]['sts_before']:.2f}: the configured attention mode "
-            "with a freshly initialised head.",
-            f"STS-B dev is the training loop's evaluation after each phase, on {dev_pairs} evenly spaced pairs of "
-            f"the 1,500 (eval_max_pairs); STS-B test{', WikiQA' if 'wikiqa_mrr' in final else ''} and the geometry are "
-            f"the published folder loaded by sentence-transformers, on the full sets; all in {precision.line()}.",
-        ],
-    }
+    metrics = encoder_metrics(summaries, final, raw, reference, precision, configs[3].eval_max_pairs or 1500)
     metrics["wall_seconds_encoder"] = time.time() - clock.t0
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print(write_card(model, [out / f"phase{n}" for n in (1, 2, 3)], metrics, args.repo_id,
                      "bash scripts/demo.sh", DATASETS, SOURCES, LIMITATIONS))
     for png in plot_run(out, [out / f"phase{n}" for n in (1, 2, 3)]):
         print(png)
-    rows = [("raw 270M (causal, mean-pooled)", None, raw["stsb_test_spearman"]),
-            ("start (config attention, new head)", summaries[0]["sts_before"], None),
-            ("after phase 1", summaries[0]["sts_after"], None),
-            ("after phase 2", summaries[1]["sts_after"], None),
-            ("after phase 3 (published)", summaries[2]["sts_after"], final["stsb_test_spearman"]),
-            ("all-MiniLM-L6-v2 (reference)", None, minilm)]
-    table = [f"{'model':<38}{'STS-B dev':>10}{'STS-B test':>11}   (dev: {dev_pairs} pairs)"]
-    table += [f"{name:<38}{'' if d is None else f'{d:.2f}':>10}{'' if t is None else f'{t:.2f}':>11}"
-              for name, d, t in rows]
-    print("\n".join(table), flush=True)
+    table = results_table(metrics)
+    print(table, flush=True)
 
     decoded = None
     if not args.no_decoder:
@@ -269,7 +227,7 @@ def main(argv=None) -> dict:
     print("\n".join(table))
     if decoded:
         for name, result in decoded["eval"]["sets"].items():
-            from gemma_embed.eval.decoder import result_rows
+            from gemma_embed.eval.inversion import result_rows
 
             for mode, m in result_rows(result):
                 print(f"decoder on {name}, {mode}: token F1 {m['token_f1']:.1f}, BLEU {m['bleu']:.1f}, exact "
@@ -279,7 +237,7 @@ def main(argv=None) -> dict:
                 c = result["correction"]
                 print(f"decoder on {name}, correction: {c['seconds_per_query']:.2f} s and {c['encodes_per_query']:.0f} "
                       f"encodes per query ({c['cpu']}, {c['precision']})")
-    print(f"training {train_seconds:.0f} s (encoder) + {(decoded or {}).get('summary', {}).get('train_seconds', 0):.0f} s "
+    print(f"training {metrics['train_seconds']:.0f} s (encoder) + {(decoded or {}).get('summary', {}).get('train_seconds', 0):.0f} s "
           f"(decoder); whole run {time.time() - clock.t0:.0f} s; {precision.line()}; encoder at {model}")
 
     clock.section("examples against the new model", [], extra_eval_texts=0)

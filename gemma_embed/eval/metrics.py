@@ -32,7 +32,7 @@ METRICS = {m.key: m for m in [
     Metric("probe_precision", "invertibility probe, word precision"),
     Metric("probe_recall", "invertibility probe, word recall"),
     Metric("probe_f1", "invertibility probe, word F1"),
-    # the query decoder (eval/decoder.py), x 100 but the cosines
+    # the query decoder (eval/inversion.py), x 100 but the cosines
     Metric("exact_match", "exact match"),
     Metric("token_f1", "token F1"),
     Metric("bleu", "BLEU"),
@@ -61,5 +61,16 @@ def sts_key(path: str | Path) -> str:
 
 
 def label(key: str) -> str:
-    """The printed label of a metric; a name outside the table prints as itself."""
-    return METRICS[key].label if key in METRICS else key
+    """The printed label of a metric (`name@d`: at the first d dimensions; `invert_<set>_<metric>_<nearest|
+    corrected>`: eval/inversion.py's bank inversion); a name outside the table prints as itself."""
+    if key in METRICS:
+        return METRICS[key].label
+    base, at, dims = key.rpartition("@")
+    key, suffix = (base, f" at {dims} dims") if at and dims.isdigit() else (key, "")
+    if key.startswith("invert_"):
+        for metric in ("exact_match", "token_f1", "bleu", "roundtrip_cosine"):
+            for stage, said in (("nearest", "nearest bank query"), ("corrected", "after correction")):
+                end = f"_{metric}_{stage}"
+                if key.endswith(end):
+                    return f"inversion, {key[len('invert_'):-len(end)]}, {said}: {METRICS[metric].label}{suffix}"
+    return (METRICS[key].label if key in METRICS else key) + suffix

@@ -1,6 +1,6 @@
 """The invertibility probe: an MLP trained on frozen embeddings predicts which words occur in the text; precision,
 recall and F1 of the recovered words on held-out texts, with the same splits for every model. It says how many
-words a vector carries, not whether a decoder can write the text back (that is eval/decoder.py's question)."""
+words a vector carries, not whether a decoder can write the text back (that is eval/inversion.py's question)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from gemma_embed.data.bundled import read_queries_tsv
+from gemma_embed.data.query_files import read_queries_tsv
 from gemma_embed.data.readers import read_text
 
 WORD = re.compile(r"[a-z0-9]+")

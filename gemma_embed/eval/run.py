@@ -30,12 +30,12 @@ def evaluate_model(
     spec: str, sts: list[str] = (), wikiqa_dir: str | None = None, retrieval_files: list[str] | None = None,
     geometry_sts: str | None = None, probe: bool = False, probe_train: int = 4000, probe_test: int = 1000,
     precision: str = "auto", sample: str | Path = SAMPLE, dims: tuple[int, ...] = (), invert: dict | None = None,
-    invert_bank: list[str] = (), invert_rounds: int = 6,
+    invert_bank: list[str] = (), invert_rounds: int = 4,
 ) -> dict:
     """Every requested evaluation of one model, keyed by eval/metrics.py's names: the STS files' (`sts_key`),
     `wikiqa_mrr`/`wikiqa_map`, the retrieval metrics, `alignment`/`uniformity` (when `geometry_sts` is given)
     and the probe's (texts from the bundled `sample` folder); with `invert` (named held-out query sets) and
-    `invert_bank` (queries to start from), the bank inversion of eval/decoder.py over `invert_rounds` rounds (at a
+    `invert_bank` (queries to start from), the bank inversion of eval/inversion.py over `invert_rounds` rounds (at a
     prefix size its edits are random, not gradient-ranked). `precision`: auto (decided by the hardware), bf16 or
     no (float32). `dims`: also every metric of the vectors' first d dimensions, renormalised (a Matryoshka
     model's shorter embeddings, as `SentenceTransformer(path, truncate_dim=d)` gives them), keyed `name@d`; each
@@ -55,7 +55,7 @@ def evaluate_model(
 def _evaluate(embed, sts, wikiqa_dir, retrieval_files, geometry_sts, probe, probe_train, probe_test, sample, invert,
               invert_bank, invert_rounds) -> dict:
     from gemma_embed.corrector import CorrectorSettings
-    from gemma_embed.eval.decoder import bank_inversion
+    from gemma_embed.eval.inversion import bank_inversion
 
     results: dict = {}
     for path in sts:
@@ -70,7 +70,7 @@ def _evaluate(embed, sts, wikiqa_dir, retrieval_files, geometry_sts, probe, prob
         train, test = probe_texts(sample, probe_train, probe_test)
         results.update(token_probe(embed(train), train, embed(test), test))
     if invert:
-        results.update(bank_inversion(embed, invert, list(invert_bank), CorrectorSettings(rounds=invert_rounds, beam=4)))
+        results.update(bank_inversion(embed, invert, list(invert_bank), CorrectorSettings(rounds=invert_rounds)))
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}
 
 
@@ -83,13 +83,13 @@ def print_table(results: dict[str, dict]) -> None:
         print(f"{label(k):<38}{cells}")
 
 
-def decoder_main(args) -> dict:
-    """--decoder: the decoder's metrics on the held-out sets (gemma_embed/eval/decoder.py)."""
+def decoder_main(args, on_write=None) -> dict:
+    """--decoder: the decoder's metrics on the held-out sets (gemma_embed/eval/inversion.py); with --write, into
+    the folder's decoder_eval.json, then `on_write(folder)` (train/evaluate.py renders the card)."""
     from gemma_embed.corrector import CorrectorSettings
-    from gemma_embed.data.bundled import read_queries
-    from gemma_embed.decoder import trained_config, training_queries, training_vectors
-    from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets, print_report, write_report
-    from gemma_embed.publish.card import write_decoder_card
+    from gemma_embed.data.query_files import read_queries
+    from gemma_embed.data.decoder_queries import training_queries, training_vectors
+    from gemma_embed.eval.inversion import evaluate_decoder, heldout_sets, print_report, write_report
 
     folder = Path(args.decoder)
     training = training_queries(folder)
@@ -105,13 +105,14 @@ def decoder_main(args) -> dict:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     if args.write:
-        path = write_report(report, folder)
-        write_decoder_card(folder, trained_config(folder).push_to_hub)
-        print(f"wrote {path} and the card")
+        print(f"wrote {write_report(report, folder)}")
+        if on_write:
+            on_write(folder)
     return report
 
 
-def main(argv=None) -> dict:
+def main(argv=None, on_write=None) -> dict:
+    """The command line; `on_write(folder)` runs after --write has written a decoder's decoder_eval.json."""
     import sys
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,7 +132,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--edits", type=int, default=4, help="corrector: random word edits per hypothesis per round")
     ap.add_argument("--guided", type=int, default=12, help="corrector: substitutions per hypothesis per round "
                                                            "ranked by the encoder's gradient")
-    ap.add_argument("--write", action="store_true", help="write decoder_eval.json and the card into the folder")
+    ap.add_argument("--write", action="store_true", help="write decoder_eval.json into the folder (train/evaluate.py "
+                                                         "also renders its card)")
     ap.add_argument("--sts", action="append", default=[], help="an STS file (repeatable)")
     ap.add_argument("--wikiqa", help="a WikiQA split folder (a.toks, b.toks, id.txt, sim.txt)")
     ap.add_argument("--retrieval", nargs=3, metavar=("QUERIES", "CORPUS", "QRELS"))
@@ -147,7 +149,7 @@ def main(argv=None) -> dict:
                     "repeatable; --n of each) to invert from the nearest --invert_bank queries by encoder-judged edits")
     ap.add_argument("--invert_bank", default=str(SAMPLE / "queries.tsv"),
                     help="the queries inversion starts from (the held-out ones left out)")
-    ap.add_argument("--invert_rounds", type=int, default=6, help="rounds of edits for --invert")
+    ap.add_argument("--invert_rounds", type=int, default=4, help="rounds of edits for --invert")
     ap.add_argument("--dims", default="", help="also every metric at these prefix sizes, e.g. 256,128,64 (a "
                                                  "Matryoshka model's shorter embeddings)")
     ap.add_argument("--json", help="write the results here")
@@ -157,14 +159,14 @@ def main(argv=None) -> dict:
     if args.decoder:
         if not args.heldout:
             ap.error("--decoder needs at least one --heldout file")
-        return decoder_main(args)
+        return decoder_main(args, on_write)
     if not args.model:
         ap.error("give --model (repeatable) or --decoder")
     geometry_sts = args.geometry_sts if args.geometry else None
     invert, bank = None, []
     if args.invert:
-        from gemma_embed.data.bundled import read_queries
-        from gemma_embed.eval.decoder import heldout_sets, normalise
+        from gemma_embed.data.query_files import read_queries
+        from gemma_embed.eval.inversion import heldout_sets, normalise
 
         invert = heldout_sets(args.invert, args.n)
         held = {normalise(q) for texts in invert.values() for q in texts}  # the bank holds none of them

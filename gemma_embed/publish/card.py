@@ -1,4 +1,4 @@
-"""Fill the model card template (model_card.md beside this file) from a run: the phases' resolved configs and
+"""Fill the model card template (card_template.md beside this file) from a run: the phases' resolved configs and
 summaries, and the run's metrics.json.
 
     python -m gemma_embed.publish.card --model runs/demo/model \\
@@ -24,7 +24,7 @@ import yaml
 
 from gemma_embed.eval.metrics import label, sts_key
 
-TEMPLATE = Path(__file__).with_name("model_card.md")
+TEMPLATE = Path(__file__).with_name("card_template.md")
 BASE_MODELS = {"gemma3-270m": "google/gemma-3-270m"}
 HYPER = ("data", "sources", "batch_by_source", "batch_by_length", "table", "column", "max_rows", "max_length",
          "batch_size", "grad_accum_steps", "lr", "head_lr", "warmup_steps", "max_steps", "epochs", "temperature",
@@ -198,14 +198,14 @@ def write_phase_card(folder: str | Path, repo_id: str = "") -> Path:
     return path
 
 
-DECODER_TEMPLATE = Path(__file__).with_name("decoder_card.md")
+DECODER_TEMPLATE = Path(__file__).with_name("decoder_card_template.md")
 DECODER_ROWS = ("exact_match", "token_f1", "bleu", "roundtrip_cosine")
 
 
 def write_decoder_card(folder: str | Path, repo_id: str = "", sources: list[str] = ()) -> Path:
     """The card of a published decoder folder: its config (LM, prefix, vocabulary, the encoder it inverts), its
     training (train_config.yaml, train_summary.json) and, when the folder holds one, its evaluation
-    (decoder_eval.json, written by gemma_embed.eval.decoder)."""
+    (decoder_eval.json, written by gemma_embed.eval.inversion)."""
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     cfg, summary = load_phase(folder)
@@ -254,9 +254,9 @@ def write_decoder_card(folder: str | Path, repo_id: str = "", sources: list[str]
 def render_decoder_eval(ev: dict) -> str:
     """The evaluation table of a decoder_eval.json: each held-out set, greedy and re-ranked decoding and the
     nearest existing query, with the space's floor (the mean cosine between random pairs of held-out queries)."""
-    from gemma_embed.eval.decoder import result_rows
+    from gemma_embed.eval.inversion import result_rows
 
-    lines = [f"Measured by `{ev.get('command', 'gemma_embed.eval.decoder')}`. Exact match, token F1 and BLEU (sacrebleu, "
+    lines = [f"Measured by `{ev.get('command', 'gemma_embed.eval.inversion')}`. Exact match, token F1 and BLEU (sacrebleu, "
              "corpus level) compare the decoded query with the original; round-trip cosine is the encoder's cosine "
              "between the decoded query and the target vector, comparable only within one space, so each set shows "
              "its floor (random pairs of held-out queries) beside it.", ""]

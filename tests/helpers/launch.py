@@ -4,7 +4,6 @@ tests that monkeypatch the library under them)."""
 import importlib.util
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def queries(tmp_path_factory):
-    from gemma_embed.data.bundled import make_queries_db, read_queries_tsv, split_heldout, write_queries_tsv
+    from gemma_embed.data.query_files import make_queries_db, read_queries_tsv, split_heldout, write_queries_tsv
 
     root = tmp_path_factory.mktemp("decoder")
     train, heldout = split_heldout(read_queries_tsv(SAMPLE / "queries.tsv"), permille=30)
@@ -134,8 +134,8 @@ def test_the_pool_vectors_are_read_from_the_training_cache(queries, trained, mon
     """The cache is read, not recomputed, and chooses the same nearest queries as vectors encoded afresh. The
     figures that depend only on the chosen texts are equal; the round-trip cosine is the same texts encoded in
     other batches (bf16 autocast moves such a cosine by up to a few ulps: tests/helpers/tolerance.py)."""
-    from gemma_embed.decoder import training_queries, training_vectors
-    from gemma_embed.eval.decoder import evaluate_decoder, heldout_sets
+    from gemma_embed.data.decoder_queries import training_queries, training_vectors
+    from gemma_embed.eval.inversion import evaluate_decoder, heldout_sets
 
     root, db, heldout = queries
     monkeypatch.setenv("GEMMA_EMBED_CACHE", str(root / "cache"))

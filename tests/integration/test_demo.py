@@ -51,8 +51,13 @@ def test_demo_writes_metrics_card_and_plots(chain, tmp_path, monkeypatch, capsys
     score = sts_spearman(embed, REPO / "examples/data/sts-test.csv")
     assert score == pytest.approx(saved["stsb_test_spearman"], abs=0.5 if decision.precision == "bf16" else 1e-3)
     assert -100 <= saved["raw_stsb_test_spearman"] <= 100 and saved["raw_stsb_test_spearman"] != score
-    assert saved["baselines"]["all-MiniLM-L6-v2, STS-B test"] > 75  # the real MiniLM, evaluated by the same code
-    assert {"alignment", "uniformity"} <= set(saved["stages"]["final"])
+    assert saved["baselines"]["all-MiniLM-L6-v2, STS-B test, Spearman"] > 75  # the real MiniLM, by the same code
+    final = saved["stages"]["final"]
+    assert {"alignment", "uniformity", "stsb_test_spearman@128", "stsb_test_spearman@64"} <= set(final)
+    # the decoder-free inversion of the held-out queries, for the model and for MiniLM alike
+    key = "invert_heldout_queries.tsv_roundtrip_cosine_corrected"  # the correction never lowers the cosine
+    assert final[key] >= final[key.replace("corrected", "nearest")] - 1e-3  # (bf16: batches differ)
+    assert 0 <= saved["baselines"]["all-MiniLM-L6-v2, inversion, heldout_queries.tsv, after correction: token F1"] <= 100
 
     card = (out / "model/README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
@@ -69,10 +74,10 @@ def test_demo_writes_metrics_card_and_plots(chain, tmp_path, monkeypatch, capsys
         assert {"greedy", "re-ranked (8 sampled + greedy)", "nearest existing query (training pool)"} == set(result["modes"])
     assert 0 <= decoder["fan_out"]["distinct"] <= 1 and len(decoder["fan_out"]["roundtrip_cosine_by_step"]) == 7
     assert "| greedy |" in (out / "decoder/README.md").read_text()
-    from gemma_embed.data.bundled import read_queries
+    from gemma_embed.data.query_files import read_queries
     from gemma_embed.data.readers import read_queries_db
 
     pool = {q for q, in read_queries_db(out / "queries.db", "queries", "query")}
     heldout = read_queries(out / "heldout_queries.tsv")
     assert heldout and not pool & set(heldout)
-    assert "fan-out: 'best running shoes for flat feet'" in printed
+    assert "seed:     best running shoes for flat feet" in printed

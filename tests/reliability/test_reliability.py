@@ -107,7 +107,7 @@ def test_failed_publish_keeps_the_training_and_resume_publishes(tiny_backbone, t
 
     out = tmp_path / "run"
     with monkeypatch.context() as m:
-        m.setattr(loop, "publish", no_space)
+        m.setattr(loop, "write_published_folder", no_space)
         with pytest.raises(RuntimeError, match="run the same command with --resume"):
             phase1.main(_phase1_args(tiny_backbone, out))
     assert (out / "checkpoints/step-6/state.pt").is_file()

@@ -56,3 +56,24 @@ def test_the_results_page_is_generated_from_the_runs_records(tmp_path):
     assert cells[3:9] == ["240", "14,003", "3.500", "41.50", "0.771", "0.732"] and cells[9:11] == ["", ""]
     assert cells[12:14] == ["1.23", "Some CPU, float32"]
     assert "| final | | 78.29 |" in text.replace("|  |", "| |") and "Some CPU, 2 cores, float32" in text
+
+
+def test_the_results_page_carries_each_encoder_comparison_column_by_column(tmp_path):
+    """benchmarks/report.py on a benchmarks/word_weight.py record: one column per model, the figures as recorded."""
+    import json
+
+    report = load_script("report", "benchmarks")
+    runs = tmp_path / "runs"
+    (runs / "word_weight").mkdir(parents=True)
+    (runs / "word_weight/results.json").write_text(json.dumps({
+        "minilm": {"model": "minilm", "stsb_test_spearman": 82.03, "probe_f1": 39.3,
+                   "invert_h.tsv_token_f1_corrected": 56.25, "invert_h.tsv_bleu_corrected": 9.0,
+                   "precision": "float32", "cpu": "Some CPU"},
+        "w0.1": {"model": "runs/x", "stsb_test_spearman": 78.11, "probe_f1": 45.0,
+                 "invert_h.tsv_token_f1_corrected": 58.5, "invert_h.tsv_bleu_corrected": 10.0,
+                 "precision": "float32", "cpu": "Some CPU"}}))
+    text = report.render(runs)
+    assert "| metric | minilm | w0.1 |" in text and "Some CPU, float32" in text
+    assert "| STS-B test, Spearman | 82.03 | 78.11 |" in text
+    assert "| inversion, h.tsv, after correction: token F1 | 56.25 | 58.50 |" in text
+    assert "BLEU" not in text.split("## Encoders compared")[1].split("##")[0]  # F1 and cosine only

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from gemma_embed.corrector import Corrector, CorrectorSettings, edits
-from gemma_embed.eval.decoder import check_no_leak, heldout_sets
+from gemma_embed.eval.inversion import check_no_leak, heldout_sets
 
 VOCAB = ["cheap", "flights", "to", "rome", "hotels", "in", "paris", "best", "running", "shoes", "for", "flat", "feet",
          "how", "tall", "is", "everest", "what", "the", "a"]
@@ -139,7 +139,7 @@ def test_the_gradient_guide_offers_single_token_substitutions_from_the_given_wor
 def test_bank_inversion_reports_the_nearest_query_and_the_corrected_one_for_any_encoder():
     """The decoder-free yardstick of train/evaluate.py --invert: round 0 is the nearest bank query, the last round
     what the encoder-judged edits reached (exact here, where the target's words are in the neighbours' reach)."""
-    from gemma_embed.eval.decoder import bank_inversion
+    from gemma_embed.eval.inversion import bank_inversion
 
     bank = ["cheap hotels in rome", "flights to paris", "best running shoes", "how tall is everest", "what is a cat"]
     sets = {"held": ["cheap flights to rome", "how tall is the everest"]}

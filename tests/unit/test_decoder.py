@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from configuration_gemma_embed_decoder import GemmaEmbedDecoderConfig
-from gemma_embed.decoder import DecoderCollator, token_f1
-from gemma_embed.eval.decoder import floor_cosine, heldout_sets, normalise, rerank
+from gemma_embed.data.decoder_queries import DecoderCollator
+from gemma_embed.eval.inversion import token_f1
+from gemma_embed.eval.inversion import floor_cosine, heldout_sets, normalise, rerank
 from modeling_gemma_embed_decoder import GemmaEmbedDecoder, fingerprint
 
 QUERIES = ["best running shoes", "cheap flights to rome", "how tall is everest", "a cat"]
@@ -178,8 +179,8 @@ def test_heldout_sets_drop_training_queries_and_sample_the_same_each_time(tmp_pa
 @pytest.mark.parametrize("prefix_norm", ["none", "rms"])
 def test_the_conditioning_gap_is_near_zero_untrained_and_positive_once_the_vector_is_used(
         tiny_backbone, tokenizer, prefix_norm):
-    from gemma_embed.decoder import DecoderCollator, tokenize_queries
-    from gemma_embed.decoder import conditioning_gap
+    from gemma_embed.data.decoder_queries import DecoderCollator, tokenize_queries
+    from gemma_embed.eval.inversion import conditioning_gap
 
     ids = tokenizer(QUERIES)["input_ids"]
     vocab = sorted({t for row in ids for t in row} | {0, 1, 2, 3})

@@ -1,6 +1,6 @@
-"""The bundled sample data's formats, read in one place: query files (`query<TAB>source` lines under an optional
-`query<TAB>...` header, as in examples/data/queries.tsv and ../shared/data/web_queries_anserini) and the SQLite
-queries.db that phase 3 and the decoder read, built from one of them; and the held-out split of a query file.
+"""Query files, read in one place: `query<TAB>source` lines under an optional `query<TAB>...` header (as in
+examples/data/queries.tsv and ../shared/data/web_queries_anserini); the SQLite queries.db that phase 3 and the
+decoder read, built from one of them; and the held-out split of a query file.
 
     rows = read_queries_tsv("examples/data/queries.tsv")          # [(query, source or None), ...]
     train, heldout = split_heldout(rows, permille=30)             # by a hash of the query: the same everywhere

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +29,57 @@ import torch
 import torch.nn.functional as F
 
 from gemma_embed.data.readers import DataError
-from gemma_embed.decoder import conditioning_gap, token_f1
+from gemma_embed.data.decoder_queries import DecoderCollator, tokenize_queries
 from gemma_embed.encoder import Embed
 
 SPACES = re.compile(r"\s+")
+WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def normalise(text: str) -> str:
     return SPACES.sub(" ", text.lower()).strip()
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text.lower())
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """Word-level F1 of a decoded query against the original (lower-cased word runs, as SQuAD counts them)."""
+    p, r = Counter(words(prediction)), Counter(words(reference))
+    common = sum((p & r).values())
+    if not common:
+        return float(not p and not r)
+    precision, recall = common / sum(p.values()), common / sum(r.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def conditioning_gap(decoder, tokenizer, texts: list[str], vectors: torch.Tensor, batch_size: int = 32,
+                     seed: int = 0) -> dict:
+    """How much the decoder uses its input: the teacher-forced loss (nats per token) of each query given its own
+    vector, against the loss given another query's vector of the same set (a random derangement); the gap is the
+    difference. A decoder whose gap is near zero ignores its input, whatever its loss. None for fewer than 2."""
+    if len(texts) < 2:
+        return {"loss_own": None, "loss_shuffled": None, "gap": None}
+    was_training = decoder.training
+    decoder.eval()
+    ids = tokenize_queries(tokenizer, texts, decoder.config.max_query_length)
+    g = torch.Generator().manual_seed(seed)
+    other = (torch.arange(len(texts)) + torch.randint(1, len(texts), (len(texts),), generator=g)) % len(texts)
+    collate, totals = DecoderCollator(decoder.config), {"loss_own": 0.0, "loss_shuffled": 0.0}
+    count = 0
+    device = next(decoder.parameters()).device
+    with torch.no_grad():
+        for i in range(0, len(texts), batch_size):
+            rows = range(i, min(i + batch_size, len(texts)))
+            for key, order in (("loss_own", list(rows)), ("loss_shuffled", other[list(rows)].tolist())):
+                batch = collate([(ids[r], np.asarray(vectors[o], dtype=np.float32)) for r, o in zip(rows, order)])
+                tokens = int(batch["attention_mask"].sum())
+                totals[key] += decoder(**{k: v.to(device) for k, v in batch.items()}).loss.item() * tokens
+            count += tokens
+    decoder.train(was_training)
+    own, shuffled = totals["loss_own"] / count, totals["loss_shuffled"] / count
+    return {"loss_own": own, "loss_shuffled": shuffled, "gap": shuffled - own}
 
 
 def scores(decoded: list[str], references: list[str], vectors: torch.Tensor, embed: Embed) -> dict:
@@ -129,7 +173,7 @@ def bank_inversion(embed: Embed, sets: dict[str, list[str]], bank: list[str], se
     from gemma_embed.corrector import Corrector, CorrectorSettings
 
     check_no_leak(sets, bank, "the bank")
-    settings = settings or CorrectorSettings(rounds=6, beam=4)
+    settings = settings or CorrectorSettings(rounds=4)
     bank_vectors = embed(bank)
     out = {}
     for name, texts in sets.items():
@@ -154,7 +198,7 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
 
     from gemma_embed.backbones import load_tokenizer
     from gemma_embed.corrector import Corrector
-    from gemma_embed.decoder import training_queries
+    from gemma_embed.data.decoder_queries import training_queries
     from gemma_embed.encoder import cached_vectors, encoder_fingerprint
     from gemma_embed.encoder import load_embedder
     from gemma_embed.precision import resolve
@@ -256,7 +300,7 @@ def heldout_sets(specs: list[str], n: int, exclude: set[str] = frozenset(), seed
     """Named sets of held-out queries from `FILE` or `FILE@tag,tag` specs (a query file; with tags, only the lines
     whose source field carries one): repeats and queries in `exclude` (the training pool; compared up to case and
     spaces) dropped, then `n` of them drawn with a fixed seed (0: all)."""
-    from gemma_embed.data.bundled import read_queries
+    from gemma_embed.data.query_files import read_queries
 
     sets = {}
     exclude = {normalise(t) for t in exclude}

@@ -1,30 +1,25 @@
-"""The query decoder's side of training: which encoder it inverts, the training queries with their vectors (computed
-once with the frozen encoder and cached), the decoder's restricted vocabulary, batches, the loss and the score during
-training. train/decoder.py runs it through the one loop (gemma_embed/loop.py).
+"""The query decoder's data: its training queries (the same sources as phase 3) with their vectors from the frozen
+encoder (computed once and cached), the decoder's restricted vocabulary, the queries tokenised and batched, and
+what a published decoder was trained on.
 
     rows = read_decoder_rows(cfg, tokenizer)     # rows[i] -> (token ids ending in <eos>, vector)
     rows.vocab, rows.dim, rows.encoder           # what the decoder is built with
+    batch = DecoderCollator(decoder.config)([rows[i] for i in ids])
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from gemma_embed.config import DecoderConfig
-from gemma_embed.data.bundled import read_queries
+from gemma_embed.data.query_files import read_queries
 from gemma_embed.data.readers import DataError, iter_queries, load_pretokenized
 from gemma_embed.encoder import cached_vectors, encoder_identity
-from gemma_embed.losses import NonFiniteLoss
-
-WORD = re.compile(r"\w+", re.UNICODE)
 
 
-# ------------------------------------------------------------------------------------------------------ rows
 class DecoderRows:
     """The training queries: `ids[i]` (tokenizer ids, without <bos>, ending in <eos>, truncated to max_length) and
     `vectors[i]`; `rows[i] -> (ids, vector)`. `vocab`: the tokens the decoder keeps (the queries' own and the special
@@ -118,7 +113,7 @@ def tokenize_queries(tokenizer, texts: list[str], max_length: int) -> list[list[
     return out
 
 
-# ------------------------------------------------------------------------------------------ batches and loss
+# ------------------------------------------------------------------------------------------------ batches
 class DecoderCollator:
     """Rows -> {vectors, input_ids (the decoder's local ids, right-padded), attention_mask}. A token outside the
     decoder's vocabulary (training further a decoder built on other queries) becomes its <unk>."""
@@ -152,105 +147,3 @@ class DecoderCollator:
             mask[i, : len(s)] = 1
         vectors = torch.from_numpy(np.stack([np.asarray(v, dtype=np.float32) for _, v in rows]))
         return {"vectors": vectors, "input_ids": input_ids, "attention_mask": mask}
-
-
-def decoder_param_groups(cfg: DecoderConfig, model) -> list[dict]:
-    """The LoRA adapters at `lr` (after `adapter_delay` steps: the prefix learns alone first), the prefix MLP at
-    `head_lr`."""
-    from gemma_embed.loop import adapter_and_head_groups
-
-    return adapter_and_head_groups(cfg, model, model.prefix)
-
-
-def decoder_forward_backward(cfg, accelerator, model, batch: dict) -> torch.Tensor:
-    loss = model(**batch).loss
-    if not torch.isfinite(loss):
-        raise NonFiniteLoss
-    accelerator.backward(loss)
-    return loss.detach()
-
-
-# ------------------------------------------------------------------------------------------------- metrics
-def words(text: str) -> list[str]:
-    return WORD.findall(text.lower())
-
-
-def token_f1(prediction: str, reference: str) -> float:
-    """Word-level F1 of a decoded query against the original (lower-cased word runs, as SQuAD counts them)."""
-    p, r = Counter(words(prediction)), Counter(words(reference))
-    common = sum((p & r).values())
-    if not common:
-        return float(not p and not r)
-    precision, recall = common / sum(p.values()), common / sum(r.values())
-    return 2 * precision * recall / (precision + recall)
-
-
-def conditioning_gap(decoder, tokenizer, texts: list[str], vectors: torch.Tensor, batch_size: int = 32,
-                     seed: int = 0) -> dict:
-    """How much the decoder uses its input: the teacher-forced loss (nats per token) of each query given its own
-    vector, against the loss given another query's vector of the same set (a random derangement); the gap is the
-    difference. A decoder whose gap is near zero ignores its input, whatever its loss. None for fewer than 2."""
-    if len(texts) < 2:
-        return {"loss_own": None, "loss_shuffled": None, "gap": None}
-    was_training = decoder.training
-    decoder.eval()
-    ids = tokenize_queries(tokenizer, texts, decoder.config.max_query_length)
-    g = torch.Generator().manual_seed(seed)
-    other = (torch.arange(len(texts)) + torch.randint(1, len(texts), (len(texts),), generator=g)) % len(texts)
-    collate, totals = DecoderCollator(decoder.config), {"loss_own": 0.0, "loss_shuffled": 0.0}
-    count = 0
-    device = next(decoder.parameters()).device
-    with torch.no_grad():
-        for i in range(0, len(texts), batch_size):
-            rows = range(i, min(i + batch_size, len(texts)))
-            for key, order in (("loss_own", list(rows)), ("loss_shuffled", other[list(rows)].tolist())):
-                batch = collate([(ids[r], np.asarray(vectors[o], dtype=np.float32)) for r, o in zip(rows, order)])
-                tokens = int(batch["attention_mask"].sum())
-                totals[key] += decoder(**{k: v.to(device) for k, v in batch.items()}).loss.item() * tokens
-            count += tokens
-    decoder.train(was_training)
-    own, shuffled = totals["loss_own"] / count, totals["loss_shuffled"] / count
-    return {"loss_own": own, "loss_shuffled": shuffled, "gap": shuffled - own}
-
-
-class HeldoutScore:
-    """The score during training on the first `eval_queries` held-out queries (vectors from the same encoder, cached
-    like the training vectors): greedy token F1 x 100, logged with the conditioning gap (nats per token)."""
-
-    def __init__(self):
-        self.texts, self.vectors = None, None
-
-    def __call__(self, cfg: DecoderConfig, model, tokenizer) -> dict | None:
-        if not cfg.heldout or not cfg.eval_queries:
-            return None
-        if self.texts is None:
-            self.texts = read_queries(cfg.heldout)[: cfg.eval_queries]
-            self.vectors = torch.from_numpy(np.array(cached_vectors(cfg.encoder, self.texts, vector_cache(cfg),
-                                                                      cfg.encode_batch_size)))
-        decoded = [c[0] for batch in range(0, len(self.texts), 64)
-                   for c in model.decode(self.vectors[batch : batch + 64], tokenizer)]
-        f1 = 100 * sum(token_f1(d, t) for d, t in zip(decoded, self.texts)) / len(self.texts)
-        return {"heldout_token_f1": f1, "conditioning_gap": conditioning_gap(model, tokenizer, self.texts,
-                                                                             self.vectors)["gap"]}
-
-
-def decoder_start(cfg: DecoderConfig):
-    """How to build the decoder (from the rows: their vocabulary, dimension and encoder), its tokenizer, and the
-    previous decoder's config when continuing from one."""
-    from gemma_embed.backbones import load_tokenizer, resolve_backbone
-    from gemma_embed.config import read_previous_config
-    from modeling_gemma_embed_decoder import GemmaEmbedDecoder
-
-    if cfg.init_from:
-        tokenizer = load_tokenizer(cfg.init_from)
-        return (lambda rows: GemmaEmbedDecoder.from_pretrained(cfg.init_from)), tokenizer, read_previous_config(
-            cfg.init_from)
-    path = resolve_backbone(cfg.backbone)
-    tokenizer = load_tokenizer(path)
-
-    def build(rows: DecoderRows):
-        return GemmaEmbedDecoder.from_gemma(path, rows.vocab, tokenizer=tokenizer, num_layers=cfg.num_layers,
-                                            embedding_dim=rows.dim,
-                                            encoder=rows.encoder, max_query_length=cfg.max_length, **cfg.model)
-
-    return build, tokenizer, {}
