@@ -1,0 +1,55 @@
+"""The package's layers: each module imports only from layers below it (every import, at the top or inside a
+function). data < encoder, losses < loop < tasks (contrastive, decoder_task) < scripts; evaluation below training
+and publishing; nothing in the library imports a script of train/."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+PACKAGE = REPO / "gemma_embed"
+TASKS = ("gemma_embed.contrastive", "gemma_embed.decoder_task")
+# module (or package) -> what it must never import
+FORBIDDEN = {
+    # the loop pushes a published folder (publish.push) but renders no card: each task brings its own
+    "gemma_embed.loop": TASKS + ("gemma_embed.eval", "gemma_embed.publish.card", "gemma_embed.publish.results",
+                                 "gemma_embed.corrector", "gemma_embed.fanout"),
+    "gemma_embed.losses": TASKS + ("gemma_embed.loop", "gemma_embed.eval", "gemma_embed.publish"),
+    "gemma_embed.eval": TASKS + ("gemma_embed.loop", "gemma_embed.publish"),
+    "gemma_embed.data": TASKS + ("gemma_embed.loop", "gemma_embed.eval", "gemma_embed.publish",
+                                 "gemma_embed.corrector", "gemma_embed.fanout"),
+    "gemma_embed.corrector": TASKS + ("gemma_embed.loop", "gemma_embed.publish"),
+}
+
+
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        yield ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"), path
+
+
+@pytest.mark.parametrize("name,path", list(modules()), ids=lambda x: x if isinstance(x, str) else "")
+def test_no_module_imports_from_a_layer_above_it(name, path):
+    found = imports(path)
+    assert not any(m == "train" or m.startswith("train.") for m in found), f"{name} imports a script of train/"
+    for layer, forbidden in FORBIDDEN.items():
+        if name == layer or name.startswith(layer + "."):
+            bad = sorted(m for m in found if any(m == f or m.startswith(f + ".") for f in forbidden))
+            assert not bad, f"{name} imports {bad}"
+
+
+def test_the_check_sees_imports_inside_functions(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("def f():\n    from gemma_embed.publish.card import write_card\n")
+    assert "gemma_embed.publish.card" in imports(path)
