@@ -56,9 +56,12 @@ def embedded_default(metrics_path: Path) -> list[str]:
     for name, value in m.get("baselines", {}).items():
         lines.append(f"| {name} (reference) | | {number(value)} |")
     final = stages.get("final", {})
-    extra = [f"{k} {number(final[k])}" for k in ("wikiqa_mrr", "wikiqa_map", "alignment", "uniformity") if k in final]
+    from gemma_embed.eval.metrics import label
+
+    extra = [f"- {label(k)}: {number(v)}" for k, v in final.items()
+             if k not in ("stsb_test_spearman", "stsb_dev_spearman")]
     if extra:
-        lines += ["", "Final model: " + ", ".join(extra) + "."]
+        lines += ["", "The final model:", ""] + extra + [""]
     if "train_seconds" in m:
         lines += [f"Encoder training {m['train_seconds']:.0f} s."]
     if "decoder" in m:
