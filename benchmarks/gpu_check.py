@@ -33,12 +33,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
 from gemma1b import gemma3_1b_text_config, lora_step_flops, peak_flops
 from gemma_embed.backbones import tiny_text_config
+from gemma_embed.config import PhaseConfig
 from gemma_embed.data.query_files import read_queries
 from gemma_embed.losses import contrastive_loss, grad_cache_step
 from gemma_embed.precision import resolve
@@ -100,7 +100,7 @@ def gradcache_diff(text_config, device, precision, rows: int, chunk: int) -> dic
                 reference = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
                 model.zero_grad()
                 torch.manual_seed(123)
-                grad_cache_step(encode, streams, groups, 0.05, chunk, lambda t, gradient: t.backward(gradient))
+                grad_cache_step(encode, streams, groups, 0.05, chunk, lambda t: t.backward())
             scale = max(g.abs().max().item() for g in reference.values())
             diff = max((p.grad - reference[n]).abs().max().item() for n, p in model.named_parameters()
                        if p.requires_grad)
@@ -171,7 +171,7 @@ def throughput(text_config, device, precision, batch_sizes, steps: int, lengths:
     params = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     model, optimizer = accelerator.prepare(model, optimizer)
-    cfg = SimpleNamespace(temperature=0.05, grad_cache_chunk=128, symmetric=False, matryoshka=lambda: ())
+    cfg = PhaseConfig(temperature=0.05, grad_cache_chunk=128)
     g = torch.Generator().manual_seed(0)
     out = {}
     for rows in batch_sizes:
