@@ -49,7 +49,9 @@ def test_demo_writes_metrics_card_and_plots(chain, tmp_path, monkeypatch, capsys
             return torch.as_tensor(model.encode(texts, batch_size=64)).float()
 
     score = sts_spearman(embed, REPO / "examples/data/sts-test.csv")
-    assert score == pytest.approx(saved["stsb_test_spearman"], abs=0.5 if decision.precision == "bf16" else 1e-3)
+    # float32: batches of other lengths move the tiny model's near-equal similarities by ~1e-7, which can swap a
+    # near tie among the 1,379 pairs (0.001 of Spearman x 100)
+    assert score == pytest.approx(saved["stsb_test_spearman"], abs=0.5 if decision.precision == "bf16" else 0.01)
     assert -100 <= saved["raw_stsb_test_spearman"] <= 100 and saved["raw_stsb_test_spearman"] != score
     assert saved["baselines"]["all-MiniLM-L6-v2, STS-B test, Spearman"] > 75  # the real MiniLM, by the same code
     final = saved["stages"]["final"]
