@@ -52,8 +52,7 @@ def train(name: str, settings: list[str], start: str, configs: Path, out: Path) 
 
 
 def main(argv=None) -> dict:
-    from gemma_embed.data.query_files import read_queries
-    from gemma_embed.eval.inversion import heldout_sets, normalise
+    from gemma_embed.eval.inversion import bank_without, heldout_sets
     from gemma_embed.eval.metrics import label
     from gemma_embed.eval.run import evaluate_model
     from gemma_embed.precision import resolve
@@ -88,8 +87,7 @@ def main(argv=None) -> dict:
     specs = args.invert or [str(REPO / "runs/demo/heldout_queries.tsv"),
                             f"{TREC_MQ}@trec-mq-2007,trec-mq-2008,trec-mq-2009"]
     sets = heldout_sets([s for s in specs if Path(s.partition("@")[0]).is_file()], args.n)
-    held = {normalise(q) for texts in sets.values() for q in texts}
-    bank = [q for q in read_queries(REPO / "examples/data/queries.tsv") if normalise(q) not in held]
+    bank = bank_without(REPO / "examples/data/queries.tsv", (q for texts in sets.values() for q in texts))
     path = out / "results.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
     for name, spec in models.items():

@@ -139,8 +139,13 @@ def encode_streams(encode: Callable[[dict], Output], streams: list[dict]) -> lis
     stream is not empty."""
     out = [encode(s) if s["input_ids"].shape[0] else None for s in streams]
     first = next(e for e in out if e is not None)
-    return [e if e is not None else _rebuild(first, [p.new_zeros((0, *p.shape[1:])).requires_grad_(p.requires_grad)
+    return [e if e is not None else _rebuild(first, [_empty_like(p).requires_grad_(p.requires_grad)
                                                       for p in _parts(first)]) for e in out]
+
+
+def _empty_like(p: torch.Tensor) -> torch.Tensor:
+    """No rows, the same width and dtype: an empty stream's output."""
+    return p.new_zeros((0, *p.shape[1:]))
 
 
 def _parts(output: Output) -> tuple[torch.Tensor, ...]:
@@ -209,7 +214,7 @@ def grad_cache_step(
     like = next(o[0] for o in outs if o)
 
     def cached(chunks: list[torch.Tensor], template: torch.Tensor) -> torch.Tensor:
-        whole = torch.cat(chunks) if chunks else template.new_zeros((0, *template.shape[1:]))
+        whole = torch.cat(chunks) if chunks else _empty_like(template)
         return whole.detach().requires_grad_(True)
 
     # per stream, per output of encode: the whole stream's values as one leaf

@@ -33,7 +33,7 @@ from gemma_embed.config import DecoderConfig, Phase1Config, Phase2Config, Phase3
 from gemma_embed.corrector import CorrectorSettings
 from gemma_embed.data.query_files import (make_queries_db, read_queries, read_queries_tsv, split_heldout,
                                           write_queries_tsv)
-from gemma_embed.eval.inversion import heldout_sets, normalise
+from gemma_embed.eval.inversion import bank_without, heldout_sets
 from gemma_embed.eval.run import evaluate_model
 from gemma_embed.precision import resolve
 from gemma_embed.runtime import launch_command
@@ -191,9 +191,8 @@ def main(argv=None) -> dict:
     began = time.time()
     # STS-B dev is measured by the training loop (on the configs' eval_max_pairs); the full sets here are test only;
     # the inversion from the nearest bundled query, for the model and for all-MiniLM-L6-v2 alike
-    sets = heldout_sets([str(heldout)], INVERT_QUERIES)
-    held = {normalise(q) for q in read_queries(heldout)}
-    invert = {"invert": sets, "invert_bank": [q for q in read_queries(SAMPLE / "queries.tsv") if normalise(q) not in held]}
+    invert = {"invert": heldout_sets([str(heldout)], INVERT_QUERIES),
+              "invert_bank": bank_without(SAMPLE / "queries.tsv", read_queries(heldout))}
     final = evaluate_model(str(model), [test], str(wikiqa_dir) if wikiqa_dir.is_dir() else None,
                            geometry_sts=dev, precision=precision.precision, sample=SAMPLE, **invert)
     final.update(evaluate_model(str(model), [test], precision=precision.precision, dims=(128, 64)))

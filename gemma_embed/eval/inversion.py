@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +164,15 @@ def correction_table(results: list, texts: list[str], targets: torch.Tensor, emb
     """The metrics of the corrected queries after each reported round (0: the decoder alone)."""
     reported = sorted({r for r in ROUNDS_REPORTED if r <= rounds} | {rounds})
     return {str(r): scores([c.at(r)[0] for c in results], texts, targets, embed) for r in reported}
+
+
+def bank_without(path: str | Path, held: Iterable[str]) -> list[str]:
+    """The queries of the query file `path` (the bank inversion starts from), less every `held` query (compared up
+    to case and spaces): a held-out query found in the bank would be a leak, not an inversion."""
+    from gemma_embed.data.query_files import read_queries
+
+    held = {normalise(q) for q in held}
+    return [q for q in read_queries(path) if normalise(q) not in held]
 
 
 def bank_inversion(embed: Embed, sets: dict[str, list[str]], bank: list[str], settings=None) -> dict:

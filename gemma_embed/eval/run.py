@@ -165,12 +165,10 @@ def main(argv=None, on_write=None) -> dict:
     geometry_sts = args.geometry_sts if args.geometry else None
     invert, bank = None, []
     if args.invert:
-        from gemma_embed.data.query_files import read_queries
-        from gemma_embed.eval.inversion import heldout_sets, normalise
+        from gemma_embed.eval.inversion import bank_without, heldout_sets
 
         invert = heldout_sets(args.invert, args.n)
-        held = {normalise(q) for texts in invert.values() for q in texts}  # the bank holds none of them
-        bank = [q for q in read_queries(args.invert_bank) if normalise(q) not in held]
+        bank = bank_without(args.invert_bank, (q for texts in invert.values() for q in texts))
     results = {spec: evaluate_model(spec, args.sts, wikiqa_dir=args.wikiqa, retrieval_files=args.retrieval,
                                     geometry_sts=geometry_sts, probe=args.probe, probe_train=args.probe_train,
                                     probe_test=args.probe_test, precision=args.precision,
