@@ -63,7 +63,7 @@ LIMITATIONS = [
 # STS-B test (model and raw), WikiQA, geometry, the inversion's bank and edits: for the time estimate only
 FINAL_EVAL_TEXTS = 2 * 2 * 1379 + 2600 + 1300 + 14_000 + 5_000
 HELDOUT_PERMILLE = 30  # 3% of the bundled queries are held out of phase 3 and the decoder
-HELDOUT_EVAL = 50  # held-out queries per set in the decoder's evaluation (each corrected for 10 rounds)
+HELDOUT_EVAL = 30  # held-out queries per set in the decoder's evaluation (each corrected for 10 rounds)
 INVERT_QUERIES = 30  # held-out queries inverted without a decoder, by the model and by all-MiniLM-L6-v2
 CORRECTION = CorrectorSettings(rounds=10)  # the decoder's evaluation: the round table (rounds 0, 1, 3, 10)
 FAN_OUT_ROUNDS = 5  # rounds of correction of each fan-out step's query
@@ -159,6 +159,11 @@ def main(argv=None) -> dict:
              "decoder": ("decoder", DecoderConfig)}
     configs = {n: load_config(kind, ["--config", str(Path(args.configs) / f"{name}.yaml")])[0]
                for n, (name, kind) in kinds.items()}
+    for n in (1, 2):  # the long recipe's data is built, not bundled
+        if not (REPO / configs[n].data).is_file():
+            sys.exit(f"{Path(args.configs) / f'phase{n}.yaml'}: its data {configs[n].data} is missing: write it with "
+                     f"python examples/data/build_bundle.py --full --out {Path(configs[n].data).parent} (reads "
+                     "../shared/data), or point the config's data at examples/data")
     stages = [1, 2, 3] + ([] if args.no_decoder else ["decoder"])
     # the decoder's evaluation re-embeds, per held-out query of its two sets, the samples and the corrector's
     # candidates (deletions about 6 per hypothesis)
@@ -223,7 +228,7 @@ def main(argv=None) -> dict:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
     clock.section("summary", [], extra_eval_texts=0)
-    print("\n".join(table))
+    print(table)
     if decoded:
         for name, result in decoded["eval"]["sets"].items():
             from gemma_embed.eval.inversion import result_rows

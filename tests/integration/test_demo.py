@@ -30,6 +30,9 @@ def test_demo_writes_metrics_card_and_plots(chain, tmp_path, monkeypatch, capsys
     for n in (1, 2, 3):
         assert f"phase {n}: already done" in printed
     assert "after phase 2" in printed and "all-MiniLM-L6-v2" in printed
+    summary = printed.split("] summary")[1]
+    assert next(line for line in summary.splitlines() if line.startswith("STS-B test, Spearman")).split()[-1] == \
+        f"{json.loads((out / 'metrics.json').read_text())['baselines']['all-MiniLM-L6-v2, STS-B test, Spearman']:.2f}"
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == json.loads(json.dumps(metrics))
     summaries = [json.loads((outs[n] / "train_summary.json").read_text()) for n in (1, 2, 3)]
@@ -83,3 +86,18 @@ def test_demo_writes_metrics_card_and_plots(chain, tmp_path, monkeypatch, capsys
     heldout = read_queries(out / "heldout_queries.tsv")
     assert heldout and not pool & set(heldout)
     assert "seed:     best running shoes for flat feet" in printed
+
+
+def test_demo_with_unbuilt_data_says_how_to_build_it_before_training(tmp_path):
+    from launch import load_script
+
+    demo = load_script("demo")
+    configs = tmp_path / "configs"
+    shutil.copytree("train/configs/smoke", configs)
+    cfg = yaml.safe_load((configs / "phase2.yaml").read_text())
+    cfg["data"] = str(tmp_path / "long_data/triplets.csv")
+    (configs / "phase2.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(SystemExit, match=r"phase2.yaml: its data .*long_data/triplets.csv is missing: write it with "
+                                         r"python examples/data/build_bundle.py --full --out .*long_data"):
+        demo.main(["--configs", str(configs), "--out", str(tmp_path / "out"), "--backbone", "tiny"])
+    assert not (tmp_path / "out").exists()

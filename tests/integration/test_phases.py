@@ -94,7 +94,7 @@ def test_demo_configs_take_their_precision_from_the_hardware():
     from gemma_embed.config import Phase1Config, Phase2Config, Phase3Config, load_config
 
     for n, cls in ((1, Phase1Config), (2, Phase2Config), (3, Phase3Config)):
-        for folder in ("train/configs", "train/configs/demo"):
+        for folder in ("train/configs", "train/configs/demo", "train/configs/long"):
             cfg, _ = load_config(cls, ["--config", f"{folder}/phase{n}.yaml"])
             assert cfg.mixed_precision == "auto", (folder, n)
 

@@ -77,3 +77,30 @@ def test_the_results_page_carries_each_encoder_comparison_column_by_column(tmp_p
     assert "| STS-B test, Spearman | 82.03 | 78.11 |" in text
     assert "| inversion, h.tsv, after correction: token F1 | 56.25 | 58.50 |" in text
     assert "BLEU" not in text.split("## Encoders compared")[1].split("##")[0]  # F1 and cosine only
+
+
+def test_the_results_page_sets_the_demo_runs_side_by_side(tmp_path):
+    """benchmarks/report.py: train/demo.py's runs (the default, without the two terms, the long recipe) in one
+    table, a column each, a metric missing from one left blank."""
+    import json
+
+    report = load_script("report", "benchmarks")
+    runs = tmp_path / "runs"
+    for name, final in (("demo_w0", {"stsb_test_spearman": 78.26}),
+                        ("long", {"stsb_test_spearman": 80.5, "stsb_test_spearman@64": 79.25})):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "metrics.json").write_text(json.dumps({
+            "hardware": f"CPU {name}, bf16 autocast", "train_seconds": 785.4, "stages": {"final": final},
+            "baselines": {"all-MiniLM-L6-v2, STS-B test": 82.04}, **({"decoder": {"sets": {"h.tsv": {
+                "floor_cosine": 0.26, "conditioning": {"gap": 3.87},
+                "modes": {"greedy": {"token_f1": 46.78, "roundtrip_cosine": 0.79}},
+                "correction": {"rounds": {"1": {"token_f1": 50.0}, "10": {"token_f1": 62.18, "roundtrip_cosine": 0.92}}}}}}}
+                if name == "demo_w0" else {})}))
+    text = report.render(runs)
+    assert "| metric | demo_w0 | long |" in text
+    assert "| decoder, h.tsv: corrected token F1 | 62.18 |  |" in text and "| decoder, h.tsv: conditioning gap | 3.87 |  |" in text
+    assert "| STS-B test, Spearman | 78.26 | 80.50 |" in text and "| STS-B test, Spearman at 64 dims |  | 79.25 |" in text
+    assert "| all-MiniLM-L6-v2, STS-B test | 82.04 | 82.04 |" in text and "| encoder training, s | 785 | 785 |" in text
+    assert "| CPU, precision | CPU demo_w0, bf16 autocast | CPU long, bf16 autocast |" in text
+    (runs / "long/metrics.json").unlink()
+    assert "side by side" not in report.render(runs)  # one run alone: nothing to set beside it
