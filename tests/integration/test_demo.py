@@ -30,10 +30,10 @@ def test_demo_writes_metrics_card_and_plots(chain, tmp_path, monkeypatch, capsys
     for n in (1, 2, 3):
         assert f"phase {n}: already done" in printed
     assert "after phase 2" in printed and "all-MiniLM-L6-v2" in printed
+    saved = json.loads((out / "metrics.json").read_text())
     summary = printed.split("] summary")[1]
     assert next(line for line in summary.splitlines() if line.startswith("STS-B test, Spearman")).split()[-1] == \
-        f"{json.loads((out / 'metrics.json').read_text())['baselines']['all-MiniLM-L6-v2, STS-B test, Spearman']:.2f}"
-    saved = json.loads((out / "metrics.json").read_text())
+        f"{saved['baselines']['all-MiniLM-L6-v2, STS-B test, Spearman']:.2f}"
     assert saved == json.loads(json.dumps(metrics))
     summaries = [json.loads((outs[n] / "train_summary.json").read_text()) for n in (1, 2, 3)]
     assert [saved[f"phase{n}_stsb_dev"] for n in (1, 2, 3)] == [s["sts_after"] for s in summaries]
