@@ -72,6 +72,7 @@ def main(argv=None) -> dict:
         values, use_decoder = parse_setting(text)
         settings = CorrectorSettings(**values)
         for name, texts in sets.items():
+            embed.forget()  # each setting pays for its own encodes
             targets = embed(texts).float()
             corrector = Corrector(embed, pool, vectors, decoder if use_decoder else None,
                                   tokenizer if use_decoder else None, settings, progress=False)

@@ -5,9 +5,11 @@ held-out sets.
     python benchmarks/word_weight.py --start runs/demo/phase1 --weights 0.1,0.3,1 --reference 0=runs/demo/model \
         --reference minilm --out runs/word_weight
     python benchmarks/word_weight.py --start runs/demo/phase1 --weights "" \
-        --variant "mrl matryoshka_dims=256,128,64" --variant "both word_loss_weight=0.3 matryoshka_dims=256,128,64"
+        --variant "mrl matryoshka_dims=256,128,64 word_loss_weight=0" --variant "neither matryoshka_dims=256 word_loss_weight=0"
 
-For every weight (and every --variant: a name, then FIELD=VALUE settings): `accelerate launch train/phase2.py`
+Each model takes every setting the recipe's configs have (the demo's train with matryoshka_dims 256,128,64 and
+word_loss_weight 0.1) except those it names. For every weight (and every --variant: a name, then FIELD=VALUE
+settings): `accelerate launch train/phase2.py`
 and `train/phase3.py` with the recipe's configs (--configs, the demo's by default), `--word_loss_weight W` (the
 variant's settings) and their own output folders (a killed run resumes where it stopped; a finished one is kept). Every model (the trained ones and each --reference: a folder, `minilm`,
 `raw:BACKBONE`; `W=FOLDER` names a folder trained at weight W elsewhere, the demo's own model at 0 say) is then

@@ -226,25 +226,32 @@ class Corrector:
         top = (targets @ self.bank_vectors.T).topk(min(k, len(self.bank)), dim=1).indices
         return [[self.bank[i] for i in row] for row in top.tolist()]
 
-    def _decoded(self, targets: torch.Tensor) -> tuple[list[str], list[list[str]]]:
-        """The decoder's greedy query per target, and its beams and samples."""
+    def _decoded(self, targets: torch.Tensor, given=None) -> tuple[list[str], list[list[str]]]:
+        """The decoder's greedy query per target, and its beams and samples (`given`: (greedy, samples) the caller
+        has decoded already, used instead of decoding them again)."""
         s, n = self.settings, len(targets)
         if self.decoder is None:
             return [""] * n, [[] for _ in range(n)]
+        if given is not None and (len(given[0]) != n or len(given[1]) != n):
+            raise ValueError(f"{n} targets but {len(given[0])} decoded queries and {len(given[1])} sample groups")
         greedy, extra = [], []
         for i in range(0, n, 32):
             batch = targets[i : i + 32]
-            greedy += [c[0] for c in self.decoder.decode(batch, self.tokenizer)]
             groups = [[] for _ in range(len(batch))]
+            if given is None:
+                greedy += [c[0] for c in self.decoder.decode(batch, self.tokenizer)]
             if s.beams:
                 for g, c in zip(groups, self.decoder.decode(batch, self.tokenizer, mode="beam", num_candidates=s.beams)):
                     g += c
-            if s.samples:
+            if given is not None:
+                for g, c in zip(groups, given[1][i : i + 32]):
+                    g += c
+            elif s.samples:
                 for g, c in zip(groups, self.decoder.decode(batch, self.tokenizer, mode="sample",
                                                             num_candidates=s.samples)):
                     g += c
             extra += groups
-        return greedy, extra
+        return (list(given[0]) if given is not None else greedy), extra
 
     def _proposals(self, states: list[_Target]) -> None:
         """The decoder's next-word proposals at each word position of each beam hypothesis, conditioned on the
@@ -302,14 +309,22 @@ class Corrector:
         if st.idle >= max(1, self.settings.patience):
             st.stopped = True
 
-    def correct(self, targets: torch.Tensor) -> list[Correction]:
-        """Correct toward each row of `targets` ((n, d) vectors in the encoder's space)."""
+    def correct(self, targets: torch.Tensor, decoded=None) -> list[Correction]:
+        """Correct toward each row of `targets` ((n, d) vectors in the encoder's space). `decoded`: the decoder's
+        greedy query and sampled queries per target, where the caller has them (they replace round 0's greedy
+        decoding and round 1's samples). The decoder's sampling draws from a generator seeded by `seed`, so a run
+        is repeatable."""
+        s = self.settings
+        with torch.random.fork_rng():
+            torch.manual_seed(s.seed)
+            return self._correct(F.normalize(torch.as_tensor(targets).float(), dim=-1), decoded)
+
+    def _correct(self, targets: torch.Tensor, decoded) -> list[Correction]:
         from tqdm.auto import tqdm
 
         s = self.settings
-        targets = F.normalize(torch.as_tensor(targets).float(), dim=-1)
         rng = random.Random(s.seed)
-        greedy, decoded = self._decoded(targets)
+        greedy, decoded = self._decoded(targets, decoded)
         neighbours = self._neighbours(targets, max(1, s.neighbours))
         states = []
         for vector, g, extra, near in zip(targets, greedy, decoded, neighbours):

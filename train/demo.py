@@ -65,7 +65,9 @@ FINAL_EVAL_TEXTS = 2 * 2 * 1379 + 2600 + 1300 + 14_000 + 5_000
 HELDOUT_PERMILLE = 30  # 3% of the bundled queries are held out of phase 3 and the decoder
 HELDOUT_EVAL = 30  # held-out queries per set in the decoder's evaluation (each corrected for 10 rounds)
 INVERT_QUERIES = 30  # held-out queries inverted without a decoder, by the model and by all-MiniLM-L6-v2
-CORRECTION = CorrectorSettings(rounds=10)  # the decoder's evaluation: the round table (rounds 0, 1, 3, 10)
+# the decoder's evaluation: the round table (rounds 0, 1, 3, 10), without the decoder's beam-search candidates and
+# next-word proposals (docs/corrector.md: on the demo's decoder they cost 0.6 s a query for 0.01 of cosine)
+CORRECTION = CorrectorSettings(rounds=10, beams=0, proposals=0)
 FAN_OUT_ROUNDS = 5  # rounds of correction of each fan-out step's query
 FAN_OUT = [  # (seed query, document) walked by the decoder at the end
     ("best running shoes for flat feet", "Stability shoes with firm arch support help runners whose feet roll inward."),

@@ -201,7 +201,8 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
     """Every metric of the decoder in `decoder_folder` on each named set of held-out queries: greedy, re-ranked
     (`candidates` sampled + greedy) and, given a `pool` of existing queries (the training pool), the nearest one;
     with `corrector` (CorrectorSettings with rounds > 0), the round table of correction guided by the encoder, the
-    pool as its bank. The encoder is the one named in the decoder's config (or `encoder`), and must be the one it
+    pool as its bank (the corrector starts from the greedy and sampled queries decoded here: `candidates` samples,
+    whatever its own `samples` setting; their decoding counts in its seconds per query). The encoder is the one named in the decoder's config (or `encoder`), and must be the one it
     was trained on. `cache`: a vector cache (gemma_embed.encoder.cached_vectors) for the pool's vectors.
     `training`: the decoder's training queries, where the caller has read them (else they are read here)."""
     import time
@@ -237,8 +238,12 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
         if not texts:
             raise ValueError(f"{name}: no held-out queries to evaluate")
         targets = embed(texts).float()
+        began = time.perf_counter()
         greedy = [c[0] for c in decode_all(decoder, tokenizer, targets)]
-        sampled = decode_all(decoder, tokenizer, targets, mode="sample", num_candidates=candidates)
+        with torch.random.fork_rng():  # repeatable samples
+            torch.manual_seed(0)
+            sampled = decode_all(decoder, tokenizer, targets, mode="sample", num_candidates=candidates)
+        decoding = time.perf_counter() - began  # the corrector's round 0 and part of its round 1: in its cost
         reranked, _ = rerank([[g, *s] for g, s in zip(greedy, sampled)], targets, embed)
         modes = {"greedy": scores(greedy, texts, targets, embed),
                  f"re-ranked ({candidates} sampled + greedy)": scores(reranked, texts, targets, embed)}
@@ -251,8 +256,9 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
         corrected = None
         if corrector is not None and corrector.rounds > 0:
             began = time.perf_counter()
-            corrected = Corrector(embed, pool or [], pool_vectors, decoder, tokenizer, corrector).correct(targets)
-            seconds = time.perf_counter() - began
+            corrected = Corrector(embed, pool or [], pool_vectors, decoder, tokenizer, corrector).correct(
+                targets, decoded=(greedy, sampled))
+            seconds = time.perf_counter() - began + decoding
             result["correction"] = {
                 "rounds": correction_table(corrected, texts, targets, embed, corrector.rounds),
                 "seconds_per_query": seconds / len(texts),

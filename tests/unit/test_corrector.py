@@ -92,6 +92,31 @@ def test_the_decoder_supplies_round_zero_its_candidates_and_its_proposals(tiny_b
         assert all(b >= a for a, b in zip(cosines, cosines[1:]))
 
 
+def test_the_callers_decoded_queries_replace_the_decoders_and_a_run_repeats(tiny_backbone, tokenizer):
+    from modeling_gemma_embed_decoder import GemmaEmbedDecoder
+
+    queries = ["best running shoes", "cheap flights to rome"]
+    vocab = sorted({t for row in tokenizer(queries)["input_ids"] for t in row} | {0, 1, 2, 3})
+    torch.manual_seed(0)
+    decoder = GemmaEmbedDecoder.from_gemma(tiny_backbone, vocab, tokenizer=tokenizer, embedding_dim=len(VOCAB) + 1,
+                                           prefix_length=2).eval()
+    vectors = bag_of_words(queries)
+    settings = CorrectorSettings(rounds=2, beam=2, neighbours=0, beams=0, samples=3, edits=4, proposals=0, guided=0)
+    corrector = Corrector(bag_of_words, ["flights to paris"], decoder=decoder, tokenizer=tokenizer,
+                          settings=settings, progress=False)
+    # sampling is seeded: the same run twice gives the same queries, whatever the global generator did between
+    first = corrector.correct(vectors)
+    torch.manual_seed(123)
+    assert [c.rounds for c in corrector.correct(vectors)] == [c.rounds for c in first]
+    # given (greedy, samples), round 0 is the given greedy query and round 1 scores the given samples
+    given = (["best shoes", "rome"], [["best running shoes"], ["cheap flights to rome"]])
+    out = corrector.correct(vectors, decoded=given)
+    assert [c.rounds[0][0] for c in out] == given[0]
+    assert [c.rounds[1] for c in out] == [(q, pytest.approx(1.0)) for q in queries]  # each sample is exact
+    with pytest.raises(ValueError, match="2 targets but 1 decoded queries"):
+        corrector.correct(vectors, decoded=(["x"], [[]]))
+
+
 def test_held_out_sets_that_leak_into_the_bank_are_refused(tmp_path):
     with pytest.raises(ValueError, match="1 held-out queries are in the pool .*'Cheap Flights'"):
         check_no_leak({"set": ["how tall", "Cheap Flights"]}, ["cheap  flights", "other"])

@@ -40,6 +40,9 @@ def test_memoize_encodes_each_text_once_and_keeps_order():
     second = cached(["dd", "c"])
     assert calls == [["ab", "c"], ["dd"]]
     assert second.tolist() == [[2.0, 100.0], [1.0, 99.0]]
+    cached.forget()  # a timed run starts from nothing encoded
+    cached(["c"])
+    assert calls[-1] == ["c"]
 
 
 def test_ranking_metrics_by_hand():
