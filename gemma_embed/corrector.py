@@ -237,20 +237,16 @@ class Corrector:
         greedy, extra = [], []
         for i in range(0, n, 32):
             batch = targets[i : i + 32]
-            groups = [[] for _ in range(len(batch))]
-            if given is None:
-                greedy += [c[0] for c in self.decoder.decode(batch, self.tokenizer)]
-            if s.beams:
-                for g, c in zip(groups, self.decoder.decode(batch, self.tokenizer, mode="beam", num_candidates=s.beams)):
-                    g += c
+            none = [[] for _ in range(len(batch))]
+            beams = (self.decoder.decode(batch, self.tokenizer, mode="beam", num_candidates=s.beams)
+                     if s.beams else none)
             if given is not None:
-                for g, c in zip(groups, given[1][i : i + 32]):
-                    g += c
-            elif s.samples:
-                for g, c in zip(groups, self.decoder.decode(batch, self.tokenizer, mode="sample",
-                                                            num_candidates=s.samples)):
-                    g += c
-            extra += groups
+                samples = given[1][i : i + 32]
+            else:
+                greedy += [c[0] for c in self.decoder.decode(batch, self.tokenizer)]
+                samples = (self.decoder.decode(batch, self.tokenizer, mode="sample", num_candidates=s.samples)
+                           if s.samples else none)
+            extra += [[*b, *c] for b, c in zip(beams, samples)]
         return (list(given[0]) if given is not None else greedy), extra
 
     def _proposals(self, states: list[_Target]) -> None:
