@@ -16,27 +16,23 @@ import argparse
 import json
 import os
 import time
-from dataclasses import fields
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-def parse_setting(text: str) -> tuple[dict, bool]:
+def parse_setting(text: str):
+    """`FIELD=VALUE,...` -> (CorrectorSettings, whether the decoder takes part: `decoder=0` leaves it out)."""
     from gemma_embed.corrector import CorrectorSettings
 
-    known = {f.name for f in fields(CorrectorSettings)}
-    values, use_decoder = {}, True
-    for item in filter(None, text.split(",")):
-        key, _, value = item.partition("=")
-        if key == "decoder":
-            use_decoder = value not in ("0", "no", "false")
-        elif key in known:
-            values[key] = int(value) if key != "min_gain" else float(value)
-        else:
-            raise SystemExit(f"unknown setting {key!r}: one of {sorted(known)} or decoder")
-    return values, use_decoder
+    items = [i for i in text.split(",") if i]
+    use_decoder = all(i.partition("=")[2] not in ("0", "no", "false") for i in items if i.startswith("decoder="))
+    try:
+        settings = CorrectorSettings().update(",".join(i for i in items if not i.startswith("decoder=")))
+    except ValueError as e:
+        raise SystemExit(f"{e} (or decoder=0)") from None
+    return settings, use_decoder
 
 
 def main(argv=None) -> dict:
@@ -49,7 +45,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     from gemma_embed.backbones import load_tokenizer
-    from gemma_embed.corrector import Corrector, CorrectorSettings
+    from gemma_embed.corrector import Corrector
     from gemma_embed.data.decoder_queries import training_queries, training_vectors
     from gemma_embed.encoder import cached_vectors
     from gemma_embed.eval.inversion import correction_table, heldout_sets
@@ -69,8 +65,7 @@ def main(argv=None) -> dict:
     sets = heldout_sets(args.heldout, args.n, exclude=set(pool))
     results = {}
     for text in args.setting or [""]:
-        values, use_decoder = parse_setting(text)
-        settings = CorrectorSettings(**values)
+        settings, use_decoder = parse_setting(text)
         for name, texts in sets.items():
             embed.forget()  # each setting pays for its own encodes
             targets = embed(texts).float()

@@ -43,6 +43,8 @@ def main(argv=None):
     ap.add_argument("--pairs", type=int, default=20, help="WikiQA pairs to walk (with --wikiqa)")
     ap.add_argument("--candidates", type=int, default=8, help="sampled candidates per step (with --decoder)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of correction per step (0: none)")
+    ap.add_argument("--corrector", default="", help="other corrector settings, FIELD=VALUE,... (gemma_embed/"
+                                                      "corrector.py, CorrectorSettings), e.g. beams=0,proposals=0")
     ap.add_argument("--bank", default=str(SAMPLE / "queries.tsv"), help="nearest-neighbour bank (without --decoder)")
     ap.add_argument("--bank_size", type=int, default=0, help="use the first N queries of the bank (0: all)")
     ap.add_argument("--steps", type=int, default=6)
@@ -59,6 +61,10 @@ def main(argv=None):
         ap.error("give --query and --document, or --wikiqa")
     if args.steps < 1 or args.rounds < 0:
         ap.error("--steps must be >= 1 and --rounds >= 0")
+    try:
+        settings = CorrectorSettings(rounds=args.rounds, samples=args.candidates).update(args.corrector)
+    except ValueError as e:
+        ap.error(f"--corrector: {e}")
 
     from gemma_embed.encoder import load_embedder
     from gemma_embed.precision import resolve
@@ -66,7 +72,7 @@ def main(argv=None):
     precision = resolve(args.precision, "cpu")
     print(precision.line())
     if args.decoder:
-        embed, decoder, training = decoder_walker(args.decoder, args.model, args.rounds, args.candidates, precision)
+        embed, decoder, training = decoder_walker(args.decoder, args.model, precision=precision, settings=settings)
     else:
         if not args.model:
             ap.error("give --decoder, or --model for nearest-neighbour decoding")
@@ -75,9 +81,8 @@ def main(argv=None):
         key = f"{Path(args.model).resolve()}:{weights.stat().st_mtime_ns if weights.exists() else ''}"
         training = read_queries(args.bank)[: args.bank_size or None]
         decoder = NearestNeighbourDecoder(training, embed, args.cache, model_key=key)
-        if args.rounds:
-            decoder = CorrectingDecoder(Corrector(embed, training, decoder.vectors,
-                                                  settings=CorrectorSettings(rounds=args.rounds)))
+        if settings.rounds:
+            decoder = CorrectingDecoder(Corrector(embed, training, decoder.vectors, settings=settings))
 
     pairs = list(zip(args.query, args.document))
     if args.wikiqa:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -58,6 +58,19 @@ class CorrectorSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def update(self, text: str) -> "CorrectorSettings":
+        """These settings with `FIELD=VALUE,...` applied, e.g. "beams=0,proposals=0" (a command line's)."""
+        known, values = {f.name for f in fields(self)}, {}
+        for item in filter(None, (i.strip() for i in text.split(","))):
+            key, sep, value = item.partition("=")
+            if key not in known or not sep:
+                raise ValueError(f"corrector setting {item!r}: expected FIELD=VALUE, FIELD one of {sorted(known)}")
+            try:
+                values[key] = float(value) if key == "min_gain" else int(value)
+            except ValueError:
+                raise ValueError(f"corrector setting {item!r}: {value!r} is not a number") from None
+        return replace(self, **values)
 
 
 @dataclass
@@ -158,7 +171,8 @@ class GradientGuide:
         hook = self.embeddings.register_forward_hook(keep)
         try:
             with torch.enable_grad(), (self.precision.autocast("cpu") if self.precision else contextlib.nullcontext()):
-                out = self.model(features)["sentence_embedding"].float()
+                # the targets' dimensions: a prefix's cosine (gemma_embed/encoder.py, prefix_embedder)
+                out = self.model(features)["sentence_embedding"].float()[:, :targets.shape[-1]]
                 F.cosine_similarity(out, targets.float(), dim=-1).sum().backward()
         finally:
             hook.remove()

@@ -67,6 +67,18 @@ def load_embedder(spec: str, batch_size: int = 64, precision: Decision | str = "
     return cached
 
 
+def prefix_embedder(embed: Embed, d: int) -> Embed:
+    """The first `d` dimensions of `embed`'s vectors, renormalised (a Matryoshka model's shorter embedding, as
+    `SentenceTransformer(path, truncate_dim=d)` gives it), keeping its model for gradient-guided correction (the
+    guide differentiates the cosine of the same prefix)."""
+    def prefix(texts: list[str]) -> torch.Tensor:
+        return torch.nn.functional.normalize(embed(texts)[:, :d], dim=-1)
+
+    prefix.sentence_transformer = getattr(embed, "sentence_transformer", None)
+    prefix.precision = getattr(embed, "precision", None)
+    return prefix
+
+
 def memoize(embed: Embed) -> Embed:
     """Wrap `embed` so that each distinct text is encoded once across calls."""
     seen: dict[str, torch.Tensor] = {}

@@ -12,10 +12,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from gemma_embed.corrector import CorrectorSettings
 
 Embed = Callable[[list[str]], torch.Tensor]
 
@@ -185,11 +188,12 @@ def plot_path(path: list[dict], png: str | Path, title: str = "") -> None:
 
 
 def decoder_walker(decoder_folder: str | Path, encoder: str | None = None, rounds: int = 3, candidates: int = 8,
-                   precision="auto") -> tuple[Embed, Decoder, list[str]]:
+                   precision="auto", settings: CorrectorSettings | None = None) -> tuple[Embed, Decoder, list[str]]:
     """Generative fan-out from a trained query decoder: (the encoder's embed, the walker, the decoder's training
     queries). Each step's query is decoded and corrected toward its point for `rounds` rounds (gemma_embed/
     corrector.py, the training queries as its bank; 0: the `candidates` sampled queries and the greedy one,
-    re-ranked). The encoder is the decoder's own (or `encoder`, checked against it)."""
+    re-ranked). `settings`, when given, are the corrector's whole settings instead (its rounds and samples in
+    place of `rounds` and `candidates`). The encoder is the decoder's own (or `encoder`, checked against it)."""
     from gemma_embed.backbones import load_tokenizer
     from gemma_embed.corrector import Corrector, CorrectorSettings
     from gemma_embed.data.decoder_queries import training_queries, training_vectors
@@ -202,11 +206,11 @@ def decoder_walker(decoder_folder: str | Path, encoder: str | None = None, round
     embed = load_embedder(encoder, precision=precision)
     tokenizer = load_tokenizer(decoder_folder)
     pool = training_queries(decoder_folder)
-    if not rounds:
-        return embed, GenerativeDecoder(model, tokenizer, embed, candidates), pool
+    settings = settings or CorrectorSettings(rounds=rounds, samples=candidates)
+    if not settings.rounds:
+        return embed, GenerativeDecoder(model, tokenizer, embed, settings.samples), pool
     cache = training_vectors(decoder_folder)
     vectors = cached_vectors(encoder, pool, cache, precision=precision) if cache else None
-    settings = CorrectorSettings(rounds=rounds, samples=candidates)
     return embed, CorrectingDecoder(Corrector(embed, pool, vectors, model, tokenizer, settings)), pool
 
 

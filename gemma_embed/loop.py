@@ -248,14 +248,17 @@ def rate_schedule(warmup: int, steps: int, kind: str, delay: int = 0) -> Callabl
 def evaluate(run: Run, step: int, everyone: bool = True) -> float | None:
     """The task's score of the current model (STS Spearman on `eval_sts`, for the phases), computed by the main
     process; with `everyone`, the others wait for it (on a file) and get the score too, else only the main process
-    calls this."""
+    calls this. It draws nothing from training's random stream: whatever the evaluation does (loading an encoder
+    initialises modules; its inputs may be cached or not), the steps after it are the same."""
     if run.task.evaluate is None:
         return None
+    device = run.accelerator.device
 
     def work() -> float | None:
         faults.pause("EVAL")
         began = time.time()
-        with run.precision.autocast(run.accelerator.device.type):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+                run.precision.autocast(device.type):
             score = run.task.evaluate(run.cfg, run.unwrapped, run.tokenizer)
         if score is None:
             return None

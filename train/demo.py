@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from transformers import AutoConfig
@@ -68,7 +69,7 @@ INVERT_QUERIES = 30  # held-out queries inverted without a decoder, by the model
 # the decoder's evaluation: the round table (rounds 0, 1, 3, 10), without the decoder's beam-search candidates and
 # next-word proposals (docs/corrector.md: on the demo's decoder they cost 0.6 s a query for 0.01 of cosine)
 CORRECTION = CorrectorSettings(rounds=10, beams=0, proposals=0)
-FAN_OUT_ROUNDS = 5  # rounds of correction of each fan-out step's query
+FAN_OUT_CORRECTION = replace(CORRECTION, rounds=5)  # each fan-out step's query
 FAN_OUT = [  # (seed query, document) walked by the decoder at the end
     ("best running shoes for flat feet", "Stability shoes with firm arch support help runners whose feet roll inward."),
     ("how do vaccines work", "A vaccine trains the immune system to recognise a pathogen from a harmless piece of it."),
@@ -141,7 +142,7 @@ def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision
     write_report(report, folder)
     write_decoder_card(folder, trained_config(folder).push_to_hub)
 
-    embed, walker, pool = decoder_walker(folder, str(model), FAN_OUT_ROUNDS, precision=precision)
+    embed, walker, pool = decoder_walker(folder, str(model), precision=precision, settings=FAN_OUT_CORRECTION)
     paths, metrics = walk(embed, FAN_OUT, walker, steps=5, training=pool, png=out / "fan_out.png")
     return {"summary": summary, "eval": report, "fan_out": {"pairs": FAN_OUT, "paths": paths, "metrics": metrics}}
 

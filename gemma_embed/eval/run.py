@@ -15,9 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
-from gemma_embed.encoder import load_embedder
+from gemma_embed.encoder import load_embedder, prefix_embedder
 from gemma_embed.eval.metrics import label, sts_key
 from gemma_embed.eval.probe import probe_texts, token_probe
 from gemma_embed.eval.tasks import geometry, retrieval, sts_spearman, wikiqa
@@ -35,20 +33,17 @@ def evaluate_model(
     """Every requested evaluation of one model, keyed by eval/metrics.py's names: the STS files' (`sts_key`),
     `wikiqa_mrr`/`wikiqa_map`, the retrieval metrics, `alignment`/`uniformity` (when `geometry_sts` is given)
     and the probe's (texts from the bundled `sample` folder); with `invert` (named held-out query sets) and
-    `invert_bank` (queries to start from), the bank inversion of eval/inversion.py over `invert_rounds` rounds (at a
-    prefix size its edits are random, not gradient-ranked). `precision`: auto (decided by the hardware), bf16 or
-    no (float32). `dims`: also every metric of the vectors' first d dimensions, renormalised (a Matryoshka
-    model's shorter embeddings, as `SentenceTransformer(path, truncate_dim=d)` gives them), keyed `name@d`; each
-    text is encoded once."""
+    `invert_bank` (queries to start from), the bank inversion of eval/inversion.py over `invert_rounds` rounds.
+    `precision`: auto (decided by the hardware), bf16 or no (float32). `dims`: also every metric of the vectors'
+    first d dimensions, renormalised (a Matryoshka model's shorter embeddings, as `SentenceTransformer(path,
+    truncate_dim=d)` gives them; the inversion's gradient-ranked edits differentiate that prefix), keyed
+    `name@d`; each text is encoded once."""
     embed = load_embedder(spec, precision=precision)
     tasks = (sts, wikiqa_dir, retrieval_files, geometry_sts, probe, probe_train, probe_test, sample, invert,
              invert_bank, invert_rounds)
     results = _evaluate(embed, *tasks)
     for d in dims:
-        def prefix(texts, d=d):
-            return torch.nn.functional.normalize(embed(texts)[:, :d], dim=-1)
-
-        results.update({f"{k}@{d}": v for k, v in _evaluate(prefix, *tasks).items()})
+        results.update({f"{k}@{d}": v for k, v in _evaluate(prefix_embedder(embed, d), *tasks).items()})
     return results
 
 

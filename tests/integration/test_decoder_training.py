@@ -74,6 +74,23 @@ def test_killed_and_resumed_equals_uninterrupted(queries, trained):
 
 
 @pytest.mark.precision
+def test_the_same_decoder_whether_the_vectors_were_cached_or_not(queries, make_model, tokenizer, tmp_path):
+    """The first run encodes the held-out queries' vectors during its first evaluation (loading a published
+    encoder, whose modules draw random numbers as they are built), the second reads them back: the evaluation must
+    not move the training's random stream (the noise on the vectors), so both publish the same weights."""
+    root, db, heldout = queries
+    encoder, vectors = tmp_path / "encoder", tmp_path / "vectors"
+    make_model(seed=1).save_pretrained(encoder)
+    tokenizer.save_pretrained(encoder)
+    for name in ("first", "second"):
+        run = _train(root, db, heldout, tmp_path / name, "--encoder", str(encoder), "--vectors", str(vectors),
+                     "--max_steps", "4")
+        assert run.returncode == 0, run.stderr[-3000:]
+    a, b = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("first", "second"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.precision
 def test_evaluate_and_fan_out_with_the_decoder(queries, trained, tmp_path):
     """The relations asserted hold exactly in either precision: the round table, the nearest query and the
     corrector's beam all read one memoised embedding per text."""
@@ -118,6 +135,7 @@ def test_evaluate_and_fan_out_with_the_decoder(queries, trained, tmp_path):
 
     fan = subprocess.run([sys.executable, "examples/fan_out.py", "--decoder", str(trained), "--query", "cheap flights",
                           "--document", "Low-cost airlines fly to Rome every day.", "--steps", "3", "--candidates", "2",
+                          "--corrector", "beams=0,proposals=0",
                           "--png", str(tmp_path / "fan.png"), "--json", str(tmp_path / "fan.json")],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert fan.returncode == 0, fan.stderr[-3000:]
@@ -152,6 +170,22 @@ def test_the_pool_vectors_are_read_from_the_training_cache(queries, trained, mon
     a, b = cached["sets"]["heldout.tsv"]["modes"][name], fresh["sets"]["heldout.tsv"]["modes"][name]
     assert {k: a[k] for k in ("exact_match", "token_f1", "bleu")} == {k: b[k] for k in ("exact_match", "token_f1", "bleu")}
     assert_scalars_close(a["roundtrip_cosine"], b["roundtrip_cosine"])
+
+
+def test_the_walker_takes_the_correctors_settings_whole(queries, trained, monkeypatch):
+    """The demo walks its fan-out with the settings of its evaluation (fewer rounds); without settings the walker
+    corrects for `rounds` with `candidates` samples, and 0 rounds is decoding alone."""
+    from gemma_embed.corrector import CorrectorSettings
+    from gemma_embed.fanout import CorrectingDecoder, GenerativeDecoder, decoder_walker
+
+    monkeypatch.setenv("GEMMA_EMBED_CACHE", str(queries[0] / "cache"))
+    settings = CorrectorSettings(rounds=2, beams=0, proposals=0, samples=3)
+    _, walker, pool = decoder_walker(trained, settings=settings)
+    assert isinstance(walker, CorrectingDecoder) and walker.corrector.settings == settings and len(pool) == 256
+    _, walker, _ = decoder_walker(trained, rounds=4, candidates=5)
+    assert walker.corrector.settings == CorrectorSettings(rounds=4, samples=5)
+    _, walker, _ = decoder_walker(trained, settings=CorrectorSettings(rounds=0, samples=3))
+    assert isinstance(walker, GenerativeDecoder) and walker.candidates == 3
 
 
 @pytest.mark.parametrize("extra,expected", [

@@ -133,6 +133,14 @@ def test_settings_are_checked():
         CorrectorSettings(rounds=-1)
     with pytest.raises(ValueError, match="beam must be >= 1"):
         CorrectorSettings(beam=0)
+    # from a command line (examples/fan_out.py --corrector, benchmarks/corrector_sweep.py --setting)
+    base = CorrectorSettings(rounds=5)
+    assert base.update("beams=0, proposals=0") == CorrectorSettings(rounds=5, beams=0, proposals=0)
+    assert base.update("") == base and base.update("min_gain=0.01").min_gain == 0.01
+    for text, message in (("beems=0", "'beems=0': expected FIELD=VALUE, FIELD one of"), ("beams", "expected FIELD"),
+                          ("beams=x", "'x' is not a number"), ("beam=0", "beam must be >= 1")):
+        with pytest.raises(ValueError, match=message):
+            base.update(text)
 
 
 def test_the_gradient_guide_offers_single_token_substitutions_from_the_given_words(make_model, tokenizer, tmp_path):
@@ -159,6 +167,28 @@ def test_the_gradient_guide_offers_single_token_substitutions_from_the_given_wor
         embed(["a dog plays guitar"]))
     cosines = [c for _, c in results[0].rounds]
     assert cosines == sorted(cosines) and results[0].cosine > cosines[0]
+
+
+def test_a_prefix_embedder_is_guided_by_the_gradient_of_its_own_prefix(make_model, tokenizer, tmp_path):
+    """train/evaluate.py --dims: the inversion at d dimensions ranks its substitutions by the cosine of the first d
+    dimensions, the space it is judged in, not the full vector's."""
+    from gemma_embed.corrector import GradientGuide
+    from gemma_embed.encoder import load_embedder, prefix_embedder
+
+    folder = tmp_path / "enc"
+    make_model(seed=1).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    embed = load_embedder(str(folder), precision="no")
+    prefix = prefix_embedder(embed, 8)
+    target = prefix(["a dog plays guitar"])
+    assert target.shape == (1, 8) and torch.allclose(target, F.normalize(embed(["a dog plays guitar"])[:, :8]))
+    guide = GradientGuide.of(prefix)
+    assert guide is not None and GradientGuide.of(prefix_embedder(bag_of_words, 8)) is None
+    words = ["woman", "guitar", "dog", "the", "cat", "sings"]
+    [out] = guide.substitutions(["a man plays music"], target, [words], k=100)
+    assert len(out) == 24
+    sims = F.cosine_similarity(prefix(out), target.expand(len(out), -1)).tolist()
+    assert sum(sims[:4]) / 4 > sum(sims[-4:]) / 4
 
 
 def test_bank_inversion_reports_the_nearest_query_and_the_corrected_one_for_any_encoder():

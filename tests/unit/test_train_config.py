@@ -122,3 +122,27 @@ def test_matryoshka_settings_are_parsed_and_checked(tmp_path):
                            (["--matryoshka_weights", "1"], "set without 'matryoshka_dims'")):
         with pytest.raises(ConfigError, match=message):
             load_config(Phase3Config, ["--output_dir", "o", "--data", "q.db", *extra])
+
+
+def test_an_evaluation_draws_nothing_from_trainings_random_stream():
+    """The score during training may consume random numbers (loading an encoder initialises modules, but only when
+    its vectors are not cached yet): the steps after it must not depend on that."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from gemma_embed.loop import evaluate
+    from gemma_embed.precision import resolve
+
+    logged = []
+    run = SimpleNamespace(
+        task=SimpleNamespace(evaluate=lambda cfg, model, tokenizer: torch.rand(1000).sum().item(), log_key="score"),
+        accelerator=SimpleNamespace(device=torch.device("cpu")), precision=resolve("no"), cfg=None, unwrapped=None,
+        tokenizer=None, log=SimpleNamespace(write=lambda step, **values: logged.append((step, values))),
+        main_only=lambda name, work: work())
+    torch.manual_seed(0)
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    score = evaluate(run, 0)
+    assert torch.equal(torch.rand(4), expected)
+    assert 400 < score < 600 and logged[0][0] == 0 and logged[0][1]["score"] == score
