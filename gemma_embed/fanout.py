@@ -187,13 +187,12 @@ def plot_path(path: list[dict], png: str | Path, title: str = "") -> None:
     plt.close(fig)
 
 
-def decoder_walker(decoder_folder: str | Path, encoder: str | None = None, rounds: int = 3, candidates: int = 8,
-                   precision="auto", settings: CorrectorSettings | None = None) -> tuple[Embed, Decoder, list[str]]:
+def decoder_walker(decoder_folder: str | Path, encoder: str | None = None, precision="auto",
+                   settings: CorrectorSettings | None = None) -> tuple[Embed, Decoder, list[str]]:
     """Generative fan-out from a trained query decoder: (the encoder's embed, the walker, the decoder's training
-    queries). Each step's query is decoded and corrected toward its point for `rounds` rounds (gemma_embed/
-    corrector.py, the training queries as its bank; 0: the `candidates` sampled queries and the greedy one,
-    re-ranked). `settings`, when given, are the corrector's whole settings instead (its rounds and samples in
-    place of `rounds` and `candidates`). The encoder is the decoder's own (or `encoder`, checked against it)."""
+    queries). Each step's query is decoded and corrected toward its point by gemma_embed/corrector.py with
+    `settings` (default: 3 rounds), the training queries as its bank; with 0 rounds, the `samples` sampled
+    queries and the greedy one, re-ranked. The encoder is the decoder's own (or `encoder`, checked against it)."""
     from gemma_embed.backbones import load_tokenizer
     from gemma_embed.corrector import Corrector, CorrectorSettings
     from gemma_embed.data.decoder_queries import training_queries, training_vectors
@@ -206,7 +205,7 @@ def decoder_walker(decoder_folder: str | Path, encoder: str | None = None, round
     embed = load_embedder(encoder, precision=precision)
     tokenizer = load_tokenizer(decoder_folder)
     pool = training_queries(decoder_folder)
-    settings = settings or CorrectorSettings(rounds=rounds, samples=candidates)
+    settings = settings or CorrectorSettings(rounds=3)
     if not settings.rounds:
         return embed, GenerativeDecoder(model, tokenizer, embed, settings.samples), pool
     cache = training_vectors(decoder_folder)

@@ -203,7 +203,8 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
     with `corrector` (CorrectorSettings with rounds > 0), the round table of correction guided by the encoder, the
     pool as its bank (the corrector starts from the greedy and sampled queries decoded here: `candidates` samples,
     whatever its own `samples` setting; their decoding counts in its seconds per query). The encoder is the one
-    named in the decoder's config (or `encoder`), and must be the one it was trained on. `cache`: a vector cache (gemma_embed.encoder.cached_vectors) for the pool's vectors.
+    named in the decoder's config (or `encoder`), and must be the one it was trained on. `cache`: a vector cache
+    (gemma_embed.encoder.cached_vectors) for the pool's vectors.
     `training`: the decoder's training queries, where the caller has read them (else they are read here)."""
     import time
 

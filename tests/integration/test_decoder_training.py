@@ -174,7 +174,7 @@ def test_the_pool_vectors_are_read_from_the_training_cache(queries, trained, mon
 
 def test_the_walker_takes_the_correctors_settings_whole(queries, trained, monkeypatch):
     """The demo walks its fan-out with the settings of its evaluation (fewer rounds); without settings the walker
-    corrects for `rounds` with `candidates` samples, and 0 rounds is decoding alone."""
+    corrects for 3 rounds with the corrector's defaults, and 0 rounds is decoding alone."""
     from gemma_embed.corrector import CorrectorSettings
     from gemma_embed.fanout import CorrectingDecoder, GenerativeDecoder, decoder_walker
 
@@ -182,8 +182,8 @@ def test_the_walker_takes_the_correctors_settings_whole(queries, trained, monkey
     settings = CorrectorSettings(rounds=2, beams=0, proposals=0, samples=3)
     _, walker, pool = decoder_walker(trained, settings=settings)
     assert isinstance(walker, CorrectingDecoder) and walker.corrector.settings == settings and len(pool) == 256
-    _, walker, _ = decoder_walker(trained, rounds=4, candidates=5)
-    assert walker.corrector.settings == CorrectorSettings(rounds=4, samples=5)
+    _, walker, _ = decoder_walker(trained)
+    assert walker.corrector.settings == CorrectorSettings(rounds=3)
     _, walker, _ = decoder_walker(trained, settings=CorrectorSettings(rounds=0, samples=3))
     assert isinstance(walker, GenerativeDecoder) and walker.candidates == 3
 
