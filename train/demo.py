@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from transformers import AutoConfig
@@ -64,12 +64,35 @@ LIMITATIONS = [
 # STS-B test (model and raw), WikiQA, geometry, the inversion's bank and edits: for the time estimate only
 FINAL_EVAL_TEXTS = 2 * 2 * 1379 + 2600 + 1300 + 14_000 + 5_000
 HELDOUT_PERMILLE = 30  # 3% of the bundled queries are held out of phase 3 and the decoder
-HELDOUT_EVAL = 30  # held-out queries per set in the decoder's evaluation (each corrected for 10 rounds)
 INVERT_QUERIES = 30  # held-out queries inverted without a decoder, by the model and by all-MiniLM-L6-v2
-# the decoder's evaluation: the round table (rounds 0, 1, 3, 10), without the decoder's beam-search candidates and
-# next-word proposals (docs/corrector.md: on the demo's decoder they cost 0.6 s a query for 0.01 of cosine)
-CORRECTION = CorrectorSettings(rounds=10, beams=0, proposals=0)
+# the decoder's evaluation: the round table (rounds 0, 1, 3, 10), one hypothesis kept per query, without the
+# decoder's beam-search candidates and next-word proposals (docs/corrector.md: on the demo's decoder the proposals
+# cost 0.6 s a query for 0.01 of cosine; a second hypothesis 0.8-1.1 s for 0.002-0.009)
+CORRECTION = CorrectorSettings(rounds=10, beam=1, beams=0, proposals=0)
 FAN_OUT_CORRECTION = replace(CORRECTION, rounds=5)  # each fan-out step's query
+
+
+@dataclass(frozen=True)
+class DecoderBudget:
+    """How much of the decoder stage runs: its limit is 10 minutes where bf16 is native and 20 in float32 on an
+    AVX2-only CPU, where the same work takes 2.2x as long with AVX2 kernels on the same processor and longer still on
+    the AVX2 machines measured (docs/embedded_default.md). So float32 trains for a share of decoder.yaml's steps on
+    that share of its queries, and corrects fewer held-out queries."""
+
+    share: float  # of decoder.yaml's max_steps and max_rows
+    heldout: int  # held-out queries per set in the evaluation (each corrected for CORRECTION.rounds rounds)
+
+    def apply(self, cfg: DecoderConfig) -> DecoderConfig:
+        return replace(cfg, max_steps=max(1, round(cfg.max_steps * self.share)),
+                       max_rows=max(1, round(cfg.max_rows * self.share)) if cfg.max_rows else 0)
+
+    def line(self, cfg: DecoderConfig, precision) -> str:
+        rows = f"{cfg.max_rows:,}" if cfg.max_rows else "all"
+        return (f"decoder stage in {precision.name}: {cfg.max_steps} steps on {rows} training queries, {self.heldout} "
+                f"held-out queries per set ({self.share:.0%} of the native-bf16 stage's training)")
+
+
+BUDGETS = {"bf16": DecoderBudget(share=1.0, heldout=30), "no": DecoderBudget(share=0.5, heldout=15)}
 FAN_OUT = [  # (seed query, document) walked by the decoder at the end
     ("best running shoes for flat feet", "Stability shoes with firm arch support help runners whose feet roll inward."),
     ("how do vaccines work", "A vaccine trains the immune system to recognise a pathogen from a harmless piece of it."),
@@ -114,17 +137,19 @@ def split_queries(out: Path) -> tuple[Path, Path]:
     return pool, heldout
 
 
-def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision) -> dict:
-    """Train the query decoder on the new encoder's vectors, evaluate it on the held-out queries (and on TREC
-    Million Query topics when ../shared/data is present, kept out of all training), and walk the fan-out seeds."""
+def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision, budget: DecoderBudget) -> dict:
+    """Train the query decoder on the new encoder's vectors (`config`, with the budget's steps and rows), evaluate it
+    on the held-out queries (and on TREC Million Query topics when ../shared/data is present, kept out of all
+    training), and walk the fan-out seeds."""
     from gemma_embed.data.decoder_queries import trained_config, training_queries, training_vectors
     from gemma_embed.eval.inversion import evaluate_decoder, heldout_sets, print_report, write_report
     from gemma_embed.fanout import decoder_walker, walk
     from gemma_embed.publish.card import write_decoder_card
 
-    folder = out / "decoder"
+    folder, cfg = out / "decoder", budget.apply(load_config(DecoderConfig, ["--config", str(config)])[0])
+    print(budget.line(cfg, precision), flush=True)
     summary = launch("decoder", "decoder.py", config, folder, "--encoder", str(model), "--data", str(out / "queries.db"),
-                     "--heldout", str(heldout))
+                     "--heldout", str(heldout), "--max_steps", str(cfg.max_steps), "--max_rows", str(cfg.max_rows))
     print(f"decoder: {summary['steps']} steps on {summary['rows']:,} queries in {summary['train_seconds']:.0f} s "
           f"({summary['seconds_per_step']:.2f} s/step), loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}, "
           f"held-out greedy token F1 {summary['heldout_f1_before']:.1f} -> {summary['heldout_f1_after']:.1f}",
@@ -134,7 +159,7 @@ def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision
     web = SHARED / "web_queries_anserini" / "all_real_queries_dedup.tsv"
     if web.is_file():
         specs.append(f"{web}@trec-mq-2007,trec-mq-2008,trec-mq-2009")
-    report = evaluate_decoder(folder, heldout_sets(specs, HELDOUT_EVAL, exclude=set(pool)), pool=pool,
+    report = evaluate_decoder(folder, heldout_sets(specs, budget.heldout, exclude=set(pool)), pool=pool,
                               precision=precision.precision, cache=training_vectors(folder), corrector=CORRECTION,
                               training=pool)
     report["command"] = "bash scripts/demo.sh"
@@ -144,7 +169,9 @@ def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision
 
     embed, walker, pool = decoder_walker(folder, str(model), precision=precision, settings=FAN_OUT_CORRECTION)
     paths, metrics = walk(embed, FAN_OUT, walker, steps=5, training=pool, png=out / "fan_out.png")
-    return {"summary": summary, "eval": report, "fan_out": {"pairs": FAN_OUT, "paths": paths, "metrics": metrics}}
+    return {"summary": summary, "eval": report, "fan_out": {"pairs": FAN_OUT, "paths": paths, "metrics": metrics},
+            "budget": {**asdict(budget), "max_steps": cfg.max_steps, "max_rows": cfg.max_rows,
+                       "precision": precision.name}}
 
 
 def main(argv=None) -> dict:
@@ -162,6 +189,8 @@ def main(argv=None) -> dict:
              "decoder": ("decoder", DecoderConfig)}
     configs = {n: load_config(kind, ["--config", str(Path(args.configs) / f"{name}.yaml")])[0]
                for n, (name, kind) in kinds.items()}
+    budget = BUDGETS[precision.precision]
+    configs["decoder"] = budget.apply(configs["decoder"])
     for n in (1, 2):  # the long recipe's data is built, not bundled
         if not (REPO / configs[n].data).is_file():
             sys.exit(f"{Path(args.configs) / f'phase{n}.yaml'}: its data {configs[n].data} is missing: write it with "
@@ -171,7 +200,7 @@ def main(argv=None) -> dict:
     # the decoder's evaluation re-embeds, per held-out query of its two sets, the samples and the corrector's
     # candidates (deletions about 6 per hypothesis)
     per_query = 9 * 2 + CORRECTION.rounds * CORRECTION.beam * (CORRECTION.edits + CORRECTION.guided + 6)
-    clock = Clock(configs, decoder_eval_texts=per_query * HELDOUT_EVAL * 2, final_eval_texts=FINAL_EVAL_TEXTS,
+    clock = Clock(configs, decoder_eval_texts=per_query * budget.heldout * 2, final_eval_texts=FINAL_EVAL_TEXTS,
                   root=REPO)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -221,8 +250,8 @@ def main(argv=None) -> dict:
     if not args.no_decoder:
         clock.section("query decoder: training on the new encoder's vectors, evaluation, fan-out",
                       ["decoder"], extra_eval_texts=0)
-        decoded = decoder_stage(Path(args.configs) / "decoder.yaml", out, model, heldout, precision)
-        metrics["decoder"] = {"train_seconds": decoded["summary"]["train_seconds"],
+        decoded = decoder_stage(Path(args.configs) / "decoder.yaml", out, model, heldout, precision, budget)
+        metrics["decoder"] = {"train_seconds": decoded["summary"]["train_seconds"], "budget": decoded["budget"],
                               "sets": {name: {"floor_cosine": r["floor_cosine"], "modes": r["modes"],
                                               "conditioning": r["conditioning"], "correction": r.get("correction")}
                                        for name, r in decoded["eval"]["sets"].items()},

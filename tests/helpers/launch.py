@@ -4,6 +4,7 @@ tests that monkeypatch the library under them)."""
 import importlib.util
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,6 +24,7 @@ def load_script(name: str, folder: str = "train"):
     if (folder, name) not in _SCRIPTS:
         spec = importlib.util.spec_from_file_location(f"{folder}_script_{name}", REPO / folder / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # as an import would: a dataclass defined in the script looks itself up there
         spec.loader.exec_module(module)
         _SCRIPTS[folder, name] = module
     return _SCRIPTS[folder, name]

@@ -4,6 +4,7 @@ card and the plots, prints the summary and runs the examples against the new mod
 
 import json
 import shutil
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -74,6 +75,11 @@ def test_demo_writes_metrics_card_and_plots(chain, tmp_path, monkeypatch, capsys
     assert not (out / "model/checkpoints").exists()
     # the query decoder: trained on the new encoder's vectors, evaluated on held-out queries no training run saw
     decoder = saved["decoder"]
+    # its budget is the precision's: float32 (AVX2-only CPUs) trains a share of decoder.yaml's steps on that share
+    budget, smoke = decoder["budget"], yaml.safe_load(open("train/configs/smoke/decoder.yaml"))
+    assert budget["precision"] == decision.name and budget == {**budget, **asdict(demo.BUDGETS[decision.precision])}
+    assert json.loads((out / "decoder/train_summary.json").read_text())["steps"] == budget["max_steps"] == \
+        max(1, round(smoke["max_steps"] * budget["share"]))
     assert "heldout_queries.tsv" in decoder["sets"]
     for result in decoder["sets"].values():
         assert {"greedy", "re-ranked (8 sampled + greedy)", "nearest existing query (training pool)"} == set(result["modes"])

@@ -1,5 +1,7 @@
 """The demo's section estimates scale each stage by the padded tokens its step processes, counted on its rows."""
 
+from dataclasses import replace
+
 from gemma_embed.clock import Clock, padded_tokens_per_step
 from gemma_embed.config import DecoderConfig, Phase1Config, Phase2Config, Phase3Config
 
@@ -41,3 +43,22 @@ def test_clock_counts_each_stage_on_its_own_rows(tokenizer, tmp_path):
     assert clock.tokens[2] == 3 + 2  # the ids as written: anchor and positive, one row a step
     assert clock.tokens[3] == 2 * 2 * max(n("alpha beta"), n("gamma"))
     assert clock.tokens["decoder"] == 2 * (1 + 4 + max(n("alpha beta"), n("gamma"))) * 1 / 2
+
+
+def test_the_float32_decoder_stage_trains_and_corrects_a_share_of_the_native_one():
+    from launch import load_script
+
+    from gemma_embed.config import load_config
+    from gemma_embed.precision import Decision
+
+    demo = load_script("demo")
+    cfg = load_config(DecoderConfig, ["--config", "train/configs/demo/decoder.yaml"])[0]
+    native, float32 = demo.BUDGETS["bf16"], demo.BUDGETS["no"]
+    assert native.apply(cfg) == cfg  # the config is the native-bf16 stage
+    small = float32.apply(cfg)
+    assert (small.max_steps, small.max_rows) == (round(cfg.max_steps * float32.share), round(cfg.max_rows * float32.share))
+    assert 0 < float32.share < 1 and float32.heldout < native.heldout
+    assert float32.apply(replace(cfg, max_rows=0)).max_rows == 0  # every row stays every row
+    assert float32.apply(replace(cfg, max_steps=1)).max_steps == 1
+    line = float32.line(small, Decision("no", "test"))
+    assert f"{small.max_steps} steps on {small.max_rows:,} training queries" in line and "float32" in line
