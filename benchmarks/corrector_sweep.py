@@ -38,6 +38,8 @@ def parse_setting(text: str):
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--decoder", required=True)
+    ap.add_argument("--encoder", help="the encoder the decoder inverts, where it is not at the path its config records "
+                    "(its weights must be the same)")
     ap.add_argument("--heldout", action="append", required=True, help="FILE or FILE@tag,tag (repeatable)")
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--setting", action="append", default=[], help="FIELD=VALUE,... (repeatable)")
@@ -47,7 +49,7 @@ def main(argv=None) -> dict:
     from gemma_embed.backbones import load_tokenizer
     from gemma_embed.corrector import Corrector
     from gemma_embed.data.decoder_queries import training_queries, training_vectors
-    from gemma_embed.encoder import cached_vectors
+    from gemma_embed.encoder import cached_vectors, encoder_fingerprint
     from gemma_embed.eval.inversion import correction_table, heldout_sets
     from gemma_embed.encoder import load_embedder
     from gemma_embed.precision import describe_machine, resolve
@@ -57,7 +59,8 @@ def main(argv=None) -> dict:
     precision = resolve("auto", "cpu")
     decoder = GemmaEmbedDecoder.from_pretrained(args.decoder).eval()
     tokenizer = load_tokenizer(args.decoder)
-    spec = decoder.config.encoder["name_or_path"]
+    spec = args.encoder or decoder.config.encoder["name_or_path"]
+    decoder.verify_encoder(encoder_fingerprint(spec), f"the encoder {spec}")  # not another model at the same path
     embed = load_embedder(spec, precision=precision)
     pool = training_queries(args.decoder)
     cache = training_vectors(args.decoder)

@@ -188,6 +188,20 @@ def test_the_walker_takes_the_correctors_settings_whole(queries, trained, monkey
     assert isinstance(walker, GenerativeDecoder) and walker.candidates == 3
 
 
+def test_the_corrector_sweep_refuses_an_encoder_the_decoder_does_not_invert(queries, trained, monkeypatch, capsys):
+    """benchmarks/corrector_sweep.py reads the encoder at the path the decoder's config records, or at --encoder; a
+    different model there (a demo trained again, say) is refused, not silently used."""
+    sweep = load_script("corrector_sweep", "benchmarks")
+    root, _, heldout = queries
+    monkeypatch.setenv("GEMMA_EMBED_CACHE", str(root / "cache"))
+    with pytest.raises(ValueError, match="another space"):
+        sweep.main(["--decoder", str(trained), "--encoder", "minilm", "--heldout", str(heldout), "--n", "2"])
+    results = sweep.main(["--decoder", str(trained), "--encoder", "raw:tiny", "--heldout", str(heldout), "--n", "2",
+                          "--setting", "rounds=1,beams=0,proposals=0,samples=2"])
+    assert list(results) == ["rounds=1,beams=0,proposals=0,samples=2|heldout.tsv"] and "encodes per query" in \
+        capsys.readouterr().out
+
+
 @pytest.mark.parametrize("extra,expected", [
     (["--heldout", "missing.tsv"], "missing.tsv: file not found"),
     (["--encoder", "no/such/encoder"], "encoder no/such/encoder: not a folder"),
