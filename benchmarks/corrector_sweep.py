@@ -49,9 +49,8 @@ def main(argv=None) -> dict:
     from gemma_embed.backbones import load_tokenizer
     from gemma_embed.corrector import Corrector
     from gemma_embed.data.decoder_queries import training_queries, training_vectors
-    from gemma_embed.encoder import cached_vectors, encoder_fingerprint
+    from gemma_embed.encoder import cached_vectors, encoder_fingerprint, load_embedder
     from gemma_embed.eval.inversion import correction_table, heldout_sets
-    from gemma_embed.encoder import load_embedder
     from gemma_embed.precision import describe_machine, resolve
     from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 

@@ -16,7 +16,6 @@ stage_seconds=... train_seconds=... precision=... cpu=... avx2_emulated=...
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -27,14 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]  # the checkout: train/demo.py
 AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
         "GEMMA_EMBED_PRECISION": "no"}
-
-
-def load_demo():
-    spec = importlib.util.spec_from_file_location("demo", REPO / "train" / "demo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["demo"] = module
-    spec.loader.exec_module(module)
-    return module
+COPIED = ("model", "queries.db", "heldout_queries.tsv")  # what the stage reads of a finished demo
 
 
 def main(argv=None) -> dict:
@@ -51,16 +43,19 @@ def main(argv=None) -> dict:
                   {**os.environ, **AVX2})
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+    sys.path.insert(0, str(REPO / "train"))  # train/demo.py: a script, not a package
+    import demo
+
     from gemma_embed.precision import resolve
 
-    demo, src, out = load_demo(), Path(args.demo), Path(args.out)
-    for name in ("model", "queries.db", "heldout_queries.tsv"):
+    src, out = Path(args.demo), Path(args.out)
+    for name in COPIED:
         if not (src / name).exists():
             sys.exit(f"{src / name}: missing; run bash scripts/demo.sh first (or pass --demo)")
     if out.exists():  # a fresh stage: nothing trained, nothing encoded
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    for name in ("model", "queries.db", "heldout_queries.tsv"):
+    for name in COPIED:
         (shutil.copytree if (src / name).is_dir() else shutil.copy)(src / name, out / name)
 
     precision = resolve("auto", "cpu")
