@@ -84,12 +84,13 @@ class GemmaEmbedDecoder(PreTrainedModel):
     # ----------------------------------------------------------------------------------------------- construction
     @classmethod
     def from_gemma(cls, name_or_path: str, vocab_ids: list[int] | None = None, *, tokenizer=None, num_layers: int = 0,
-                   dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa", **config_kwargs
-                   ) -> "GemmaEmbedDecoder":
+                   keep_last: int = 0, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa",
+                   **config_kwargs) -> "GemmaEmbedDecoder":
         """A decoder with a fresh prefix MLP on a pretrained Gemma 3 text checkpoint (a folder or Hub id holding a
         `Gemma3ForCausalLM`), its vocabulary restricted to `vocab_ids` (tokenizer ids; the special tokens must be
-        among them) and, with `num_layers`, only its first layers kept. The special tokens are the `tokenizer`'s
-        (else the checkpoint config's). `config_kwargs`: any other config field."""
+        among them) and, with `num_layers`, only that many of its layers kept: its first ones, and with `keep_last`
+        that many of its last ones (the middle ones dropped). The special tokens are the `tokenizer`'s (else the
+        checkpoint config's). `config_kwargs`: any other config field."""
         if dtype == torch.float16:
             raise ValueError("Gemma 3 overflows in float16: use torch.bfloat16 or torch.float32")
         base = AutoConfig.from_pretrained(name_or_path)
@@ -98,11 +99,19 @@ class GemmaEmbedDecoder(PreTrainedModel):
         lm = Gemma3ForCausalLM.from_pretrained(name_or_path, dtype=dtype, attn_implementation=attn_implementation)
         text = lm.config.to_dict()
         if num_layers:
-            if not 0 < num_layers <= base.num_hidden_layers:
-                raise ValueError(f"num_layers must be in 1..{base.num_hidden_layers}, got {num_layers}")
-            lm.model.layers = lm.model.layers[:num_layers]
+            total = base.num_hidden_layers
+            if not 0 < num_layers <= total:
+                raise ValueError(f"num_layers must be in 1..{total}, got {num_layers}")
+            if not 0 <= keep_last <= num_layers:
+                raise ValueError(f"keep_last must be in 0..num_layers ({num_layers}), got {keep_last}")
+            kept = [*range(num_layers - keep_last), *range(total - keep_last, total)]
+            lm.model.layers = nn.ModuleList(lm.model.layers[i] for i in kept)
+            for index, layer in enumerate(lm.model.layers):  # the cache's slot of each kept layer
+                layer.layer_idx = layer.self_attn.layer_idx = index
             text["num_hidden_layers"] = num_layers
-            text["layer_types"] = text["layer_types"][:num_layers]
+            text["layer_types"] = [text["layer_types"][i] for i in kept]
+        elif keep_last:
+            raise ValueError("keep_last needs num_layers (the layers kept in all)")
         vocab_ids = list(vocab_ids or [])
         source = tokenizer if tokenizer is not None else base
         specials = {name: getattr(source, name, None) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}

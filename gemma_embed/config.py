@@ -215,7 +215,8 @@ class DecoderConfig(TrainConfig):
     column: str = "query"
     store: str = ""  # a token-store folder, as phase 3's (the vectors are cached beside the store's files)
     vectors: str = ""  # where the vectors are cached without a store (default: <output_dir>/../vector_cache)
-    num_layers: int = 0  # keep only the LM's first N layers (0: all)
+    num_layers: int = 0  # keep only N of the LM's layers (0: all): its first ones ...
+    keep_last_layers: int = 0  # ... and, of those N, this many of its last ones (the middle dropped)
     restrict_vocab: bool = True  # the decoder's vocabulary: the training queries' tokens only
     heldout: str = ""  # a query file (query<TAB>source lines) scored during training; training rows in it are dropped
     eval_queries: int = 64  # held-out queries decoded greedily for the score during training (token F1)

@@ -7,14 +7,16 @@ are re-embedded by the encoder, the closest to the target are kept and edited, a
     results[0].rounds                       # [(text, cosine)]: the best after round 0, 1, 2, ...
 
 Round 0 is the decoder's greedy query alone (without a decoder, the nearest query of the bank), even where it is
-empty. Round 1 adds three
-sources of candidates: the decoder's beams and samples, the `neighbours` nearest queries of the bank, and edits of
-the round-0 query. Every later round edits each query of the beam: all single-word deletions, and substitutions and
-insertions of words drawn from that target's own candidates (the bank neighbours' and the decoder's words) and from
-the decoder's next-word proposals at each position of the hypothesis, and token substitutions ranked by the
-encoder's gradient (`GradientGuide`). All candidates of all targets are embedded together in batches; the `beam` closest to each target are kept; a target stops when its best cosine has not risen
-by `min_gain` for `patience` rounds. The beam always holds the best so far, so the best cosine never falls from one
-round to the next and, from round 1 on, is at least the nearest bank query's.
+empty. Round 1 adds three sources of candidates: the decoder's beams and samples, the `neighbours` nearest queries
+of the bank, and edits of the round-0 query. Every later round edits each query of the beam: all single-word
+deletions, and substitutions and insertions of words drawn from that target's own candidates (the bank neighbours'
+and the decoder's words) and from the decoder's next-word proposals at each position of the hypothesis, and token
+substitutions ranked by the encoder's gradient (`GradientGuide`). With `steer`, every round also has the decoder
+write from the target pushed away from the best hypothesis's vector (t + s (t - h)): where it landed short, aim
+past the target. All candidates of all targets are embedded together in batches; the `beam` closest to each target
+are kept; a target stops when its best cosine has not risen by `min_gain` for `patience` rounds. The beam always
+holds the best so far, so the best cosine never falls from one round to the next and, from round 1 on, is at
+least the nearest bank query's.
 
 The bank must not hold the queries being inverted: an exact match found there is a leak, not an inversion
 (gemma_embed.eval.inversion refuses such sets).
@@ -45,12 +47,16 @@ class CorrectorSettings:
     # token substitutions per hypothesis per round ranked by the encoder's gradient (0: none); an embedder without
     # a sentence-transformers model to differentiate (a raw backbone) gets as many random edits instead
     guided: int = 12
+    # the decoder's greedy query from t + s (t - h), s = 1 .. steer, every round (0: none); t the target, h the best
+    # hypothesis's vector
+    steer: int = 0
     patience: int = 2  # rounds without a gain of min_gain before a target stops
     min_gain: float = 1e-4
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("rounds", "beam", "neighbours", "beams", "samples", "edits", "proposals", "guided", "patience"):
+        for name in ("rounds", "beam", "neighbours", "beams", "samples", "edits", "proposals", "guided", "steer",
+                     "patience"):
             if getattr(self, name) < 0:
                 raise ValueError(f"corrector setting {name} must be >= 0, got {getattr(self, name)}")
         if self.beam < 1:
@@ -104,6 +110,7 @@ class _Target:
     idle: int = 0  # rounds without a gain
     proposals: dict = field(default_factory=dict)  # hypothesis -> next-word proposals per position
     guided: dict = field(default_factory=dict)  # hypothesis -> the gradient's substitutions
+    vectors: dict = field(default_factory=dict)  # beam hypothesis -> its vector
     stopped: bool = False
 
 
@@ -288,6 +295,18 @@ class Corrector:
             for (st, text), candidates in zip(chunk, found):
                 st.guided[text] = candidates
 
+    def _steered(self, states: list[_Target]) -> list[list[str]]:
+        """Per target, the decoder's greedy queries from t + s (t - h) for s = 1 .. steer, h the vector of the best
+        hypothesis so far."""
+        k = self.settings.steer
+        if self.decoder is None or not k:
+            return [[] for _ in states]
+        aims = [F.normalize(st.vector + s * (st.vector - st.vectors[st.beam[0][0]]), dim=-1)
+                for st in states for s in range(1, k + 1)]
+        texts = [c[0] for i in range(0, len(aims), 32)
+                 for c in self.decoder.decode(torch.stack(aims[i : i + 32]), self.tokenizer)]
+        return [texts[i * k : (i + 1) * k] for i in range(len(states))]
+
     @staticmethod
     def _guide_words(st: _Target, text: str) -> list[str]:
         proposed = [w for position in st.proposals.get(text, ()) for w in position]
@@ -305,11 +324,14 @@ class Corrector:
         for st, group in zip(states, new):
             if not group:
                 continue
-            sims = (vectors[at : at + len(group)] @ st.vector).tolist()
+            block = vectors[at : at + len(group)]
+            sims = (block @ st.vector).tolist()
             at += len(group)
             st.seen.update(group)
             st.encodes += len(group)
             st.beam = sorted(st.beam + list(zip(group, sims)), key=lambda x: -x[1])[: self.settings.beam]
+            found = dict(zip(group, block))
+            st.vectors = {t: found[t] if t in found else st.vectors[t] for t, _ in st.beam}
 
     def _record(self, st: _Target) -> None:
         best = st.beam[0] if st.beam else ("", float("nan"))
@@ -355,8 +377,8 @@ class Corrector:
             self._proposals(active)
             candidates = []
             random_edits = s.edits + (s.guided if self.guide is None else 0)
-            for st in active:
-                group = list(st.extra) if round_ == 1 else []
+            for st, steered in zip(active, self._steered(active)):
+                group = (list(st.extra) if round_ == 1 else []) + steered
                 for text, _ in st.beam:
                     group += edits(text.split(), st.words, random_edits, rng, st.proposals.get(text, ()))
                 candidates.append(group)

@@ -86,6 +86,7 @@ def decoder_start(cfg: DecoderConfig):
 
     def build(rows: DecoderRows):
         return GemmaEmbedDecoder.from_gemma(path, rows.vocab, tokenizer=tokenizer, num_layers=cfg.num_layers,
+                                            keep_last=cfg.keep_last_layers,
                                             embedding_dim=rows.dim,
                                             encoder=rows.encoder, max_query_length=cfg.max_length, **cfg.model)
 

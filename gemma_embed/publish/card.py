@@ -224,7 +224,8 @@ def write_decoder_card(folder: str | Path, repo_id: str = "", sources: list[str]
         f"{', '.join(config['lora_target_modules']) or 'nothing (the LM frozen)'}; merged into these weights.",
         f"- Queries up to {config['max_query_length']} tokens.",
     ])
-    params = ", ".join(f"{k}={_shown(cfg[k])}" for k in (*HYPER, "num_layers", "model") if cfg.get(k, "") not in ("", {}))
+    params = ", ".join(f"{k}={_shown(cfg[k])}" for k in (*HYPER, "num_layers", "keep_last_layers", "model")
+                       if cfg.get(k, "") not in ("", {}))
     training = (f"{summary['steps']} steps on {summary['rows']:,} queries, {summary['train_seconds']} s "
                 f"({summary['seconds_per_step']} s/step{_hardware(summary)}); loss "
                 f"{_fmt(summary.get('first_loss'), '.4g')} -> {_fmt(summary.get('last_loss'), '.4g')}; held-out greedy "

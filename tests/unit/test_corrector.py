@@ -117,6 +117,39 @@ def test_the_callers_decoded_queries_replace_the_decoders_and_a_run_repeats(tiny
         corrector.correct(vectors, decoded=(["x"], [[]]))
 
 
+class RecordingDecoder:
+    """A stand-in decoder: writes `first` for round 0, `later` for every steered aim, and records the aims."""
+
+    def __init__(self, first: str, later: str):
+        self.first, self.later, self.aims = first, later, []
+
+    def decode(self, vectors, tokenizer, mode="greedy", num_candidates=1):
+        if not self.aims and self.first is not None:
+            self.aims.append(None)  # round 0's greedy call
+            return [[self.first] for _ in vectors]
+        self.aims.append(vectors.clone())
+        return [[self.later] for _ in vectors]
+
+
+def test_steering_decodes_from_the_target_pushed_away_from_the_best_hypothesis():
+    target = bag_of_words(["cheap flights to rome"])
+    decoder = RecordingDecoder("cheap flights", "cheap flights to rome")
+    settings = CorrectorSettings(rounds=1, beam=1, neighbours=0, beams=0, samples=0, edits=0, proposals=0, guided=0,
+                                 steer=2)
+    [c] = Corrector(bag_of_words, decoder=decoder, tokenizer=object(), settings=settings, progress=False).correct(target)
+    t, h = F.normalize(target[0], dim=-1), F.normalize(bag_of_words(["cheap flights"])[0], dim=-1)
+    aims = decoder.aims[1]
+    assert aims.shape == (2, t.shape[0])
+    for s, aim in zip((1, 2), aims):
+        assert torch.allclose(aim, F.normalize(t + s * (t - h), dim=-1), atol=1e-5)
+    assert c.rounds[0][0] == "cheap flights" and c.rounds[1] == ("cheap flights to rome", pytest.approx(1.0))
+    # without steering, nothing else in this run could have found it
+    decoder = RecordingDecoder("cheap flights", "cheap flights to rome")
+    [c] = Corrector(bag_of_words, decoder=decoder, tokenizer=object(), settings=settings.update("steer=0"),
+                    progress=False).correct(target)
+    assert c.cosine < 0.99 and decoder.aims == [None]
+
+
 def test_held_out_sets_that_leak_into_the_bank_are_refused(tmp_path):
     with pytest.raises(ValueError, match="1 held-out queries are in the pool .*'Cheap Flights'"):
         check_no_leak({"set": ["how tall", "Cheap Flights"]}, ["cheap  flights", "other"])

@@ -60,6 +60,32 @@ def test_restricted_vocabulary_keeps_the_rows_and_ties_the_output(setup, tiny_ba
     assert len(shallow.lm.model.layers) == 1 and shallow.config.text_config.layer_types == ["sliding_attention"]
 
 
+def test_the_middle_layers_can_be_dropped_and_the_result_saves_loads_and_decodes(tokenizer, tmp_path):
+    from transformers import Gemma3ForCausalLM
+
+    from gemma_embed.backbones import build_tiny_backbone
+
+    types = ["sliding_attention", "full_attention", "sliding_attention", "full_attention"]
+    deep = build_tiny_backbone(tmp_path / "deep", num_hidden_layers=4, layer_types=types)
+    full = Gemma3ForCausalLM.from_pretrained(deep)
+    torch.manual_seed(0)
+    decoder = GemmaEmbedDecoder.from_gemma(deep, tokenizer=tokenizer, num_layers=3, keep_last=2, embedding_dim=16)
+    kept = decoder.lm.model.layers
+    assert decoder.config.text_config.layer_types == [types[0], types[2], types[3]]  # layer 1 dropped
+    for layer, source in zip(kept, (0, 2, 3)):
+        torch.testing.assert_close(layer.mlp.up_proj.weight, full.model.layers[source].mlp.up_proj.weight)
+    assert [layer.self_attn.layer_idx for layer in kept] == [0, 1, 2]  # the cache's slots, as generation reads them
+    vectors = F.normalize(torch.randn(2, 16), dim=-1)
+    decoded = decoder.eval().decode(vectors, tokenizer, max_new_tokens=4)
+    decoder.save_pretrained(tmp_path / "dec")
+    again = GemmaEmbedDecoder.from_pretrained(tmp_path / "dec").eval()
+    assert again.decode(vectors, tokenizer, max_new_tokens=4) == decoded
+    with pytest.raises(ValueError, match="keep_last must be in 0..num_layers"):
+        GemmaEmbedDecoder.from_gemma(deep, num_layers=2, keep_last=3, embedding_dim=16)
+    with pytest.raises(ValueError, match="keep_last needs num_layers"):
+        GemmaEmbedDecoder.from_gemma(deep, keep_last=1, embedding_dim=16)
+
+
 def test_the_loss_predicts_each_token_from_the_position_before_it(setup):
     decoder, _, batch = setup
     decoder.eval()
