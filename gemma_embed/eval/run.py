@@ -91,7 +91,7 @@ def decoder_main(args, on_write=None) -> dict:
     pool = [] if args.pool == "none" else read_queries(args.pool) if args.pool else training
     sets = heldout_sets(args.heldout, args.n, exclude=set(pool) | set(training))  # no leak into bank or decoder
     corrector = CorrectorSettings(rounds=args.rounds, beam=args.beam, neighbours=args.neighbours, edits=args.edits,
-                                  guided=args.guided)
+                                  guided=args.guided).update(args.corrector)
     report = evaluate_decoder(folder, sets, encoder=args.encoder, pool=pool or None, candidates=args.candidates,
                               precision=args.precision, cache=None if args.pool else training_vectors(folder),
                               corrector=corrector, training=training)
@@ -127,6 +127,8 @@ def main(argv=None, on_write=None) -> dict:
     ap.add_argument("--edits", type=int, default=4, help="corrector: random word edits per hypothesis per round")
     ap.add_argument("--guided", type=int, default=12, help="corrector: substitutions per hypothesis per round "
                                                            "ranked by the encoder's gradient")
+    ap.add_argument("--corrector", default="", help="corrector: any other setting, FIELD=VALUE,... (gemma_embed/"
+                                                    "corrector.py, CorrectorSettings), e.g. beams=0,proposals=0,steer=1")
     ap.add_argument("--write", action="store_true", help="write decoder_eval.json into the folder (train/evaluate.py "
                                                          "also renders its card)")
     ap.add_argument("--sts", action="append", default=[], help="an STS file (repeatable)")
@@ -154,6 +156,12 @@ def main(argv=None, on_write=None) -> dict:
     if args.decoder:
         if not args.heldout:
             ap.error("--decoder needs at least one --heldout file")
+        from gemma_embed.corrector import CorrectorSettings
+
+        try:
+            CorrectorSettings().update(args.corrector)
+        except ValueError as e:
+            ap.error(f"--corrector: {e}")
         return decoder_main(args, on_write)
     if not args.model:
         ap.error("give --model (repeatable) or --decoder")

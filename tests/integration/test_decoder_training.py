@@ -97,8 +97,8 @@ def test_evaluate_and_fan_out_with_the_decoder(queries, trained, tmp_path):
     root, db, heldout = queries
     env = {"GEMMA_EMBED_CACHE": str(root / "cache"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     run = subprocess.run([sys.executable, "train/evaluate.py", "--decoder", str(trained), "--heldout", str(heldout),
-                          "--n", "20", "--candidates", "2", "--rounds", "3", "--edits", "8", "--write", "--json",
-                          str(tmp_path / "eval.json")],
+                          "--n", "20", "--candidates", "2", "--rounds", "3", "--edits", "8", "--corrector", "steer=1",
+                          "--write", "--json", str(tmp_path / "eval.json")],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((tmp_path / "eval.json").read_text())
@@ -121,6 +121,7 @@ def test_evaluate_and_fan_out_with_the_decoder(queries, trained, tmp_path):
     for e in result["examples"]:
         assert e["cosine_by_round"] == sorted(e["cosine_by_round"]) and e["corrected_cosine"] == e["cosine_by_round"][-1]
     assert result["correction"]["seconds_per_query"] > 0 and result["correction"]["encodes_per_query"] > 0
+    assert result["correction"]["settings"]["steer"] == 1  # --corrector: the steered decodes ran in this loop
     card = (trained / "README.md").read_text()
     assert (trained / "decoder_eval.json").is_file() and "| greedy |" in card and "| corrected, round 3 |" in card
     assert "corrected, round 3" in run.stdout and "encodes per query" in run.stdout
@@ -132,6 +133,10 @@ def test_evaluate_and_fan_out_with_the_decoder(queries, trained, tmp_path):
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert small.returncode == 0, small.stderr[-3000:]
     assert "1 queries" in small.stdout and "floor cosine n/a (one query)" in small.stdout
+    bad = subprocess.run([sys.executable, "train/evaluate.py", "--decoder", str(trained), "--heldout", str(one),
+                          "--rounds", "1", "--corrector", "steer=one"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "--corrector: corrector setting 'steer=one': 'one' is not a number" in bad.stderr
 
     fan = subprocess.run([sys.executable, "examples/fan_out.py", "--decoder", str(trained), "--query", "cheap flights",
                           "--document", "Low-cost airlines fly to Rome every day.", "--steps", "3", "--candidates", "2",
