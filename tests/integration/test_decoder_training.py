@@ -121,7 +121,7 @@ def test_evaluate_and_fan_out_with_the_decoder(queries, trained, tmp_path):
     for e in result["examples"]:
         assert e["cosine_by_round"] == sorted(e["cosine_by_round"]) and e["corrected_cosine"] == e["cosine_by_round"][-1]
     assert result["correction"]["seconds_per_query"] > 0 and result["correction"]["encodes_per_query"] > 0
-    assert result["correction"]["settings"]["steer"] == 1  # --corrector: the steered decodes ran in this loop
+    assert result["correction"]["settings"]["steer"] == 1  # --corrector reaches the loop that ran
     card = (trained / "README.md").read_text()
     assert (trained / "decoder_eval.json").is_file() and "| greedy |" in card and "| corrected, round 3 |" in card
     assert "corrected, round 3" in run.stdout and "encodes per query" in run.stdout
