@@ -78,10 +78,10 @@ def print_table(results: dict[str, dict]) -> None:
         print(f"{label(k):<38}{cells}")
 
 
-def decoder_main(args, on_write=None) -> dict:
-    """--decoder: the decoder's metrics on the held-out sets (gemma_embed/eval/inversion.py); with --write, into
-    the folder's decoder_eval.json, then `on_write(folder)` (train/evaluate.py renders the card)."""
-    from gemma_embed.corrector import CorrectorSettings
+def decoder_main(args, corrector, on_write=None) -> dict:
+    """--decoder: the decoder's metrics on the held-out sets (gemma_embed/eval/inversion.py), corrected with
+    `corrector` (CorrectorSettings); with --write, into the folder's decoder_eval.json, then `on_write(folder)`
+    (train/evaluate.py renders the card)."""
     from gemma_embed.data.query_files import read_queries
     from gemma_embed.data.decoder_queries import training_queries, training_vectors
     from gemma_embed.eval.inversion import evaluate_decoder, heldout_sets, print_report, write_report
@@ -90,8 +90,6 @@ def decoder_main(args, on_write=None) -> dict:
     training = training_queries(folder)
     pool = [] if args.pool == "none" else read_queries(args.pool) if args.pool else training
     sets = heldout_sets(args.heldout, args.n, exclude=set(pool) | set(training))  # no leak into bank or decoder
-    corrector = CorrectorSettings(rounds=args.rounds, beam=args.beam, neighbours=args.neighbours, edits=args.edits,
-                                  guided=args.guided).update(args.corrector)
     report = evaluate_decoder(folder, sets, encoder=args.encoder, pool=pool or None, candidates=args.candidates,
                               precision=args.precision, cache=None if args.pool else training_vectors(folder),
                               corrector=corrector, training=training)
@@ -158,11 +156,13 @@ def main(argv=None, on_write=None) -> dict:
             ap.error("--decoder needs at least one --heldout file")
         from gemma_embed.corrector import CorrectorSettings
 
+        corrector = CorrectorSettings(rounds=args.rounds, beam=args.beam, neighbours=args.neighbours, edits=args.edits,
+                                      guided=args.guided)
         try:
-            CorrectorSettings().update(args.corrector)
+            corrector = corrector.update(args.corrector)
         except ValueError as e:
             ap.error(f"--corrector: {e}")
-        return decoder_main(args, on_write)
+        return decoder_main(args, corrector, on_write)
     if not args.model:
         ap.error("give --model (repeatable) or --decoder")
     geometry_sts = args.geometry_sts if args.geometry else None
