@@ -220,6 +220,7 @@ class DecoderConfig(TrainConfig):
     restrict_vocab: bool = True  # the decoder's vocabulary: the training queries' tokens only
     heldout: str = ""  # a query file (query<TAB>source lines) scored during training; training rows in it are dropped
     eval_queries: int = 64  # held-out queries decoded greedily for the score during training (token F1)
+    batch_by_length: bool = False  # batches of queries of one length (little padding), else shuffled batches
     encode_batch_size: int = 128  # texts per batch when the vectors are computed
 
     def validate(self, source: str = "config") -> None:

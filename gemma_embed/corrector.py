@@ -32,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gemma_embed.precision import autocast_of
+
 Embed = Callable[[list[str]], torch.Tensor]
 
 
@@ -166,8 +168,6 @@ class GradientGuide:
         return sorted({row[0] for row in ids if len(row) == 1})
 
     def substitutions(self, texts: list[str], targets: torch.Tensor, words: list[Sequence[str]], k: int) -> list[list[str]]:
-        import contextlib
-
         features = dict(self.model.preprocess(texts))
         captured = {}
 
@@ -177,7 +177,7 @@ class GradientGuide:
 
         hook = self.embeddings.register_forward_hook(keep)
         try:
-            with torch.enable_grad(), (self.precision.autocast("cpu") if self.precision else contextlib.nullcontext()):
+            with torch.enable_grad(), autocast_of(self):  # in the embedder's precision
                 # the targets' dimensions: a prefix's cosine (gemma_embed/encoder.py, prefix_embedder)
                 out = self.model(features)["sentence_embedding"].float()[:, :targets.shape[-1]]
                 F.cosine_similarity(out, targets.float(), dim=-1).sum().backward()
@@ -220,7 +220,8 @@ class GradientGuide:
 class Corrector:
     """See the module's docstring. `embed`: texts -> vectors in the target's space (the encoder the targets came
     from); `bank`, `bank_vectors`: existing queries and their vectors (encoded here if not given); `decoder` and
-    `tokenizer`: a GemmaEmbedDecoder for the same encoder (optional)."""
+    `tokenizer`: a GemmaEmbedDecoder for the same encoder (optional). The decoder writes in the embedder's precision
+    (`embed.precision` from gemma_embed.encoder.load_embedder: bf16 autocast where the CPU has native bf16)."""
 
     def __init__(self, embed: Embed, bank: Sequence[str] = (), bank_vectors=None, decoder=None, tokenizer=None,
                  settings: CorrectorSettings | None = None, progress: bool = True):
@@ -259,14 +260,15 @@ class Corrector:
         for i in range(0, n, 32):
             batch = targets[i : i + 32]
             none = [[] for _ in range(len(batch))]
-            beams = (self.decoder.decode(batch, self.tokenizer, mode="beam", num_candidates=s.beams)
-                     if s.beams else none)
-            if given is not None:
-                samples = given[1][i : i + 32]
-            else:
-                greedy += [c[0] for c in self.decoder.decode(batch, self.tokenizer)]
-                samples = (self.decoder.decode(batch, self.tokenizer, mode="sample", num_candidates=s.samples)
-                           if s.samples else none)
+            with autocast_of(self.embed):
+                beams = (self.decoder.decode(batch, self.tokenizer, mode="beam", num_candidates=s.beams)
+                         if s.beams else none)
+                if given is not None:
+                    samples = given[1][i : i + 32]
+                else:
+                    greedy += [c[0] for c in self.decoder.decode(batch, self.tokenizer)]
+                    samples = (self.decoder.decode(batch, self.tokenizer, mode="sample", num_candidates=s.samples)
+                               if s.samples else none)
             extra += [[*b, *c] for b, c in zip(beams, samples)]
         return (list(given[0]) if given is not None else greedy), extra
 
@@ -279,8 +281,9 @@ class Corrector:
         todo = [(st, text) for st in states for text, _ in st.beam if text not in st.proposals]
         for i in range(0, len(todo), 64):
             chunk = todo[i : i + 64]
-            words = self.decoder.propose_words(torch.stack([st.vector for st, _ in chunk]), [t for _, t in chunk],
-                                               self.tokenizer, k)
+            with autocast_of(self.embed):
+                words = self.decoder.propose_words(torch.stack([st.vector for st, _ in chunk]), [t for _, t in chunk],
+                                                   self.tokenizer, k)
             for (st, text), w in zip(chunk, words):
                 st.proposals[text] = w
 
@@ -303,8 +306,9 @@ class Corrector:
             return [[] for _ in states]
         aims = [F.normalize(st.vector + s * (st.vector - st.vectors[st.beam[0][0]]), dim=-1)
                 for st in states for s in range(1, k + 1)]
-        texts = [c[0] for i in range(0, len(aims), 32)
-                 for c in self.decoder.decode(torch.stack(aims[i : i + 32]), self.tokenizer)]
+        with autocast_of(self.embed):
+            texts = [c[0] for i in range(0, len(aims), 32)
+                     for c in self.decoder.decode(torch.stack(aims[i : i + 32]), self.tokenizer)]
         return [texts[i * k : (i + 1) * k] for i in range(len(states))]
 
     @staticmethod

@@ -2,7 +2,7 @@
 (gemma_embed/data/decoder_queries.py), which parameters train at which rate, the loss, the score during training
 and the card. train/decoder.py runs it.
 
-    run_task(cfg, resume, decoder_task())
+    run_task(cfg, resume, decoder_task(by_length=cfg.batch_by_length))
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from gemma_embed.config import DecoderConfig
+from gemma_embed.data.batches import LengthBucketedBatches, ShuffledBatches
 from gemma_embed.data.query_files import read_queries
 from gemma_embed.data.decoder_queries import DecoderCollator, DecoderRows, read_decoder_rows, vector_cache
 from gemma_embed.encoder import cached_vectors
@@ -18,8 +19,9 @@ from gemma_embed.eval.inversion import conditioning_gap, token_f1
 from gemma_embed.loop import NonFiniteLoss, Task, adapter_and_head_groups
 
 
-def decoder_task() -> Task:
-    """What the decoder brings to the loop: its rows, batches, loss, score during training, start and card."""
+def decoder_task(by_length: bool = False) -> Task:
+    """What the decoder brings to the loop: its rows, batches, loss, score during training, start and card.
+    `by_length`: batches of queries of one length (little padding), else shuffled batches."""
     from gemma_embed.publish.card import write_decoder_card
 
     return Task(
@@ -32,6 +34,7 @@ def decoder_task() -> Task:
         metric="heldout_f1",
         log_key="heldout_token_f1",
         evaluate=HeldoutScore(),
+        batch_order=LengthBucketedBatches if by_length else ShuffledBatches,
     )
 
 

@@ -76,8 +76,11 @@ class GenerativeDecoder:
     def decode(self, vectors: torch.Tensor) -> list[tuple[str, float]]:
         from gemma_embed.eval.inversion import rerank
 
-        greedy = self.decoder.decode(vectors, self.tokenizer)
-        sampled = self.decoder.decode(vectors, self.tokenizer, mode="sample", num_candidates=self.candidates)
+        from gemma_embed.precision import autocast_of
+
+        with autocast_of(self.embed):
+            greedy = self.decoder.decode(vectors, self.tokenizer)
+            sampled = self.decoder.decode(vectors, self.tokenizer, mode="sample", num_candidates=self.candidates)
         best, cosines = rerank([g + s for g, s in zip(greedy, sampled)], vectors, self.embed)
         return [(t, float(c)) for t, c in zip(best, cosines)]
 

@@ -60,6 +60,13 @@ class Decision:
         return {**asdict(self), "name": self.name}
 
 
+def autocast_of(embed, device_type: str = "cpu"):
+    """The context to compute beside an embedder in: its precision's autocast (`embed.precision`, as
+    gemma_embed.encoder.load_embedder sets it), or nothing where it has none."""
+    precision = getattr(embed, "precision", None)
+    return precision.autocast(device_type) if precision is not None else contextlib.nullcontext()
+
+
 def decide(requested: str, device: str, cpu: dict | None = None, cuda_bf16: bool = False,
            measured_ratio: float | None = None) -> Decision | None:
     """The precision for `requested` ("auto", "bf16" or "no") on `device` ("cuda" or "cpu"), given what torch reports

@@ -240,10 +240,11 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
             raise ValueError(f"{name}: no held-out queries to evaluate")
         targets = embed(texts).float()
         began = time.perf_counter()
-        greedy = [c[0] for c in decode_all(decoder, tokenizer, targets)]
-        with torch.random.fork_rng():  # repeatable samples
-            torch.manual_seed(0)
-            sampled = decode_all(decoder, tokenizer, targets, mode="sample", num_candidates=candidates)
+        with decision.autocast("cpu"):  # the decoder writes in the encoder's precision (bf16 where native)
+            greedy = [c[0] for c in decode_all(decoder, tokenizer, targets)]
+            with torch.random.fork_rng():  # repeatable samples
+                torch.manual_seed(0)
+                sampled = decode_all(decoder, tokenizer, targets, mode="sample", num_candidates=candidates)
         decoding = time.perf_counter() - began  # the corrector's round 0 and part of its round 1: in its cost
         reranked, _ = rerank([[g, *s] for g, s in zip(greedy, sampled)], targets, embed)
         modes = {"greedy": scores(greedy, texts, targets, embed),
@@ -253,7 +254,9 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
             neighbours = nearest(pool, pool_vectors, targets)
             modes["nearest existing query (training pool)"] = scores(neighbours, texts, targets, embed)
         result = {"queries": len(texts), "floor_cosine": floor_cosine(targets), "modes": modes,
-                  "conditioning": conditioning_gap(decoder, tokenizer, texts, targets)}
+                  "conditioning": None}
+        with decision.autocast("cpu"):
+            result["conditioning"] = conditioning_gap(decoder, tokenizer, texts, targets)
         corrected = None
         if corrector is not None and corrector.rounds > 0:
             began = time.perf_counter()

@@ -121,9 +121,10 @@ class RecordingDecoder:
     """A stand-in decoder: writes `first` for round 0, `later` for every steered aim, and records the aims."""
 
     def __init__(self, first: str, later: str):
-        self.first, self.later, self.aims = first, later, []
+        self.first, self.later, self.aims, self.autocast = first, later, [], []
 
     def decode(self, vectors, tokenizer, mode="greedy", num_candidates=1):
+        self.autocast.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
         if not self.aims and self.first is not None:
             self.aims.append(None)  # round 0's greedy call
             return [[self.first] for _ in vectors]
@@ -148,6 +149,26 @@ def test_steering_decodes_from_the_target_pushed_away_from_the_best_hypothesis()
     [c] = Corrector(bag_of_words, decoder=decoder, tokenizer=object(), settings=settings.update("steer=0"),
                     progress=False).correct(target)
     assert c.cosine < 0.99 and decoder.aims == [None]
+
+
+def test_the_decoder_writes_in_the_embedders_precision():
+    """bf16 autocast around every decoder call where the embedder computes in it (a CPU with native bf16), none
+    where it computes in float32; the cosines themselves stay float32 either way."""
+    from gemma_embed.precision import Decision
+
+    settings = CorrectorSettings(rounds=2, beam=1, neighbours=0, beams=0, samples=2, edits=0, proposals=0, guided=0,
+                                 steer=1, patience=5)
+    for precision, expected in (("bf16", True), ("no", False)):
+        def embed(texts):
+            return bag_of_words(texts)
+
+        embed.precision = Decision(precision, "test")
+        decoder = RecordingDecoder("cheap flights", "cheap rome")
+        [c] = Corrector(embed, decoder=decoder, tokenizer=object(), settings=settings, progress=False).correct(
+            bag_of_words(["cheap flights to rome"]))
+        assert len(decoder.autocast) == 4 and set(decoder.autocast) == {expected}  # greedy, samples, 2 steered
+        assert isinstance(c.cosine, float) and c.cosine == pytest.approx(float(F.cosine_similarity(
+            bag_of_words([c.text]), bag_of_words(["cheap flights to rome"]))[0]), abs=1e-6)
 
 
 def test_held_out_sets_that_leak_into_the_bank_are_refused(tmp_path):
