@@ -9,11 +9,12 @@
 With --decoder, each step is written by the trained query decoder and corrected toward the step's point for
 --rounds rounds (gemma_embed/corrector.py: the decoder's queries, the nearest training queries and their word
 edits, re-embedded and judged by the encoder; --rounds 0: the decoder's sampled candidates and greedy query,
-re-ranked): new queries, which need exist nowhere. Exact and near duplicates of the seed or an earlier step are
-marked. The encoder is the one the decoder was trained on (--model
-may name it, and is checked). Without --decoder, each step is the nearest query of a bank of real queries (the
-bundled NQ and WebQuestions sample, or --bank FILE), whose embeddings are cached under runs/fanout_cache, and
-corrected by word edits for --rounds rounds.
+re-ranked): new queries, which need exist nowhere. The corrector's bank is the decoder's training queries, or
+--bank FILE (a larger pool of real queries makes better starting points). Exact and near duplicates of the seed or
+an earlier step are marked. The encoder is the one the decoder was trained on (--model may name it, and is
+checked). Without --decoder, each step is the nearest query of a bank of real queries (the bundled NQ and
+WebQuestions sample, or --bank FILE) and corrected by word edits for --rounds rounds. A --bank's embeddings are
+cached under --cache.
 
 --wikiqa DIR walks from each of the first --pairs WikiQA questions to its correct answer sentence. Every run prints,
 per step, the query with its cosine to the step's point, to the seed and to the document, and over all walks: the
@@ -45,7 +46,8 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3, help="rounds of correction per step (0: none)")
     ap.add_argument("--corrector", default="", help="other corrector settings, FIELD=VALUE,... (gemma_embed/"
                                                       "corrector.py, CorrectorSettings), e.g. beams=0,proposals=0")
-    ap.add_argument("--bank", default=str(SAMPLE / "queries.tsv"), help="nearest-neighbour bank (without --decoder)")
+    ap.add_argument("--bank", help="a query file: the corrector's bank (default: the decoder's training queries; "
+                                   "without --decoder, the bundled queries)")
     ap.add_argument("--bank_size", type=int, default=0, help="use the first N queries of the bank (0: all)")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--slerp", action="store_true", help="spherical interpolation instead of renormalised linear")
@@ -72,14 +74,16 @@ def main(argv=None):
     precision = resolve(args.precision, "cpu")
     print(precision.line())
     if args.decoder:
-        embed, decoder, training = decoder_walker(args.decoder, args.model, precision=precision, settings=settings)
+        bank = read_queries(args.bank)[: args.bank_size or None] if args.bank else None
+        embed, decoder, training = decoder_walker(args.decoder, args.model, precision=precision, settings=settings,
+                                                  bank=bank, cache=args.cache if bank else None)
     else:
         if not args.model:
             ap.error("give --decoder, or --model for nearest-neighbour decoding")
         embed = load_embedder(args.model, precision=precision)
         weights = Path(args.model) / "model.safetensors"
         key = f"{Path(args.model).resolve()}:{weights.stat().st_mtime_ns if weights.exists() else ''}"
-        training = read_queries(args.bank)[: args.bank_size or None]
+        training = read_queries(args.bank or SAMPLE / "queries.tsv")[: args.bank_size or None]
         decoder = NearestNeighbourDecoder(training, embed, args.cache, model_key=key)
         if settings.rounds:
             decoder = CorrectingDecoder(Corrector(embed, training, decoder.vectors, settings=settings))

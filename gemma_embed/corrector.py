@@ -208,7 +208,7 @@ class GradientGuide:
                 row = ids[b].clone()
                 row[j] = c
                 kept = [int(t) for t, m in zip(row, mask[b]) if m and int(t) not in special]
-                candidate = " ".join(self.tokenizer.decode(kept, clean_up_tokenization_spaces=True).split())
+                candidate = " ".join(self.tokenizer.decode(kept, clean_up_tokenization_spaces=False).split())
                 if candidate and candidate != text and candidate not in out:
                     out.append(candidate)
                 if len(out) == k:

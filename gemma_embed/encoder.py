@@ -123,25 +123,32 @@ def encoder_identity(spec: str, dim: int) -> dict:
 
 
 def cached_vectors(spec: str, texts: list[str], cache: Path, batch_size: int = 128, precision: str = "auto",
-                   chunk: int = 8192) -> np.ndarray:
+                   chunk: int = 8192, embed: Embed | None = None) -> np.ndarray:
     """The encoder's vectors of `texts` (float32, one row per text), computed once and kept in `cache` (a folder),
     keyed by the encoder's weights and the texts: a second run, or a second decoder on the same encoder, reads
     them back instead of encoding again. The texts are encoded shortest first (batches of similar lengths pad
     little), `chunk` at a time, each chunk saved as it is done: an interrupted pass resumes at its first missing
-    chunk. A progress bar shows the queries per second."""
+    chunk. A progress bar shows the queries per second. Texts that are all in a finished cache of the same encoder
+    (the decoder's training queries, a share of the pool whose vectors the evaluation cached) are read from it.
+    `embed`: the encoder already loaded (else it is loaded when something must be encoded)."""
     from tqdm.auto import tqdm
 
     if not texts:
         raise DataError(f"no queries to encode with {spec}")
-    key = hashlib.sha256((encoder_fingerprint(spec) + "\0" + "\n".join(texts)).encode()).hexdigest()[:20]
+    fingerprint = encoder_fingerprint(spec)
+    key = hashlib.sha256((fingerprint + "\0" + "\n".join(texts)).encode()).hexdigest()[:20]
     path = Path(cache) / f"vectors-{key}.npy"
     if path.is_file():
         return np.load(path, mmap_mode="r")
+    found = _from_superset(Path(cache), fingerprint, texts)
+    if found is not None:
+        print(f"vectors of {len(texts):,} queries ({spec}) read from a cache that holds them all", flush=True)
+        return _finish(found, path, spec, fingerprint, texts)
     parts = path.with_suffix(".parts")
     parts.mkdir(parents=True, exist_ok=True)
     order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
     starts = range(0, len(texts), chunk)
-    embed, encoded, began = None, 0, time.time()
+    encoded, began = 0, time.time()
     with tqdm(total=len(texts), unit="q", desc=f"vectors of {len(texts):,} queries ({spec})", dynamic_ncols=True) as bar:
         for n, start in enumerate(starts):
             part = parts / f"{n:05d}.npy"
@@ -159,11 +166,38 @@ def cached_vectors(spec: str, texts: list[str], cache: Path, batch_size: int = 1
     vectors = np.empty((len(texts), first.shape[1]), dtype=np.float32)
     for n, start in enumerate(starts):
         vectors[order[start : start + chunk]] = np.load(parts / f"{n:05d}.npy")
-    _save_npy(vectors, path)
-    (path.with_suffix(".json")).write_text(json.dumps({"encoder": spec, "rows": len(texts),
-                                                       "dim": int(vectors.shape[1])}) + "\n")
+    out = _finish(vectors, path, spec, fingerprint, texts)
     shutil.rmtree(parts, ignore_errors=True)
+    return out
+
+
+def _finish(vectors: np.ndarray, path: Path, spec: str, fingerprint: str, texts: list[str]) -> np.ndarray:
+    """Save a finished cache: the vectors, the texts (texts-KEY.json, for later subsets) and then its description
+    (vectors-KEY.json: only a cache whose description is written is looked through for subsets)."""
+    _save_npy(np.asarray(vectors, dtype=np.float32), path)
+    listing = path.with_name(path.name.replace("vectors-", "texts-", 1)).with_suffix(".json")
+    listing.write_text(json.dumps(texts) + "\n")
+    path.with_suffix(".json").write_text(json.dumps({"encoder": spec, "fingerprint": fingerprint, "rows": len(texts),
+                                                     "dim": int(vectors.shape[1])}) + "\n")
     return np.load(path, mmap_mode="r")
+
+
+def _from_superset(cache: Path, fingerprint: str, texts: list[str]) -> np.ndarray | None:
+    """The vectors of `texts` gathered from a finished cache of the same encoder that holds every one of them, or
+    None."""
+    wanted = set(texts)
+    for meta in sorted(cache.glob("vectors-*.json")) if cache.is_dir() else ():
+        try:
+            info = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue
+        listing = meta.with_name(meta.name.replace("vectors-", "texts-", 1))
+        if info.get("fingerprint") != fingerprint or info.get("rows", 0) < len(wanted) or not listing.is_file():
+            continue
+        row = {t: i for i, t in enumerate(json.loads(listing.read_text()))}
+        if wanted <= row.keys():
+            return np.asarray(np.load(meta.with_suffix(".npy"), mmap_mode="r")[[row[t] for t in texts]])
+    return None
 
 
 def _save_npy(array: np.ndarray, path: Path) -> None:

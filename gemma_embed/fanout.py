@@ -191,11 +191,14 @@ def plot_path(path: list[dict], png: str | Path, title: str = "") -> None:
 
 
 def decoder_walker(decoder_folder: str | Path, encoder: str | None = None, precision="auto",
-                   settings: CorrectorSettings | None = None) -> tuple[Embed, Decoder, list[str]]:
-    """Generative fan-out from a trained query decoder: (the encoder's embed, the walker, the decoder's training
-    queries). Each step's query is decoded and corrected toward its point by gemma_embed/corrector.py with
-    `settings` (default: 3 rounds), the training queries as its bank; with 0 rounds, the `samples` sampled
-    queries and the greedy one, re-ranked. The encoder is the decoder's own (or `encoder`, checked against it)."""
+                   settings: CorrectorSettings | None = None, bank: list[str] | None = None,
+                   cache: str | Path | None = None) -> tuple[Embed, Decoder, list[str]]:
+    """Generative fan-out from a trained query decoder: (the encoder's embed, the walker, the queries it knows:
+    the bank and the decoder's training queries). Each step's query is decoded and corrected toward its point by
+    gemma_embed/corrector.py with `settings` (default: 3 rounds), `bank` as its bank (default: the decoder's
+    training queries), their vectors kept in `cache` (default: where the decoder's training kept them); with 0
+    rounds, the `samples` sampled queries and the greedy one, re-ranked. The encoder is the decoder's own (or
+    `encoder`, checked against it)."""
     from gemma_embed.backbones import load_tokenizer
     from gemma_embed.corrector import Corrector, CorrectorSettings
     from gemma_embed.data.decoder_queries import training_queries, training_vectors
@@ -207,13 +210,15 @@ def decoder_walker(decoder_folder: str | Path, encoder: str | None = None, preci
     model.verify_encoder(encoder_fingerprint(encoder), f"the encoder {encoder}")
     embed = load_embedder(encoder, precision=precision)
     tokenizer = load_tokenizer(decoder_folder)
-    pool = training_queries(decoder_folder)
+    training = training_queries(decoder_folder)
+    bank = list(bank) if bank else training
+    known = list(dict.fromkeys([*bank, *training]))
     settings = settings or CorrectorSettings(rounds=3)
     if not settings.rounds:
-        return embed, GenerativeDecoder(model, tokenizer, embed, settings.samples), pool
-    cache = training_vectors(decoder_folder)
-    vectors = cached_vectors(encoder, pool, cache, precision=precision) if cache else None
-    return embed, CorrectingDecoder(Corrector(embed, pool, vectors, model, tokenizer, settings)), pool
+        return embed, GenerativeDecoder(model, tokenizer, embed, settings.samples), known
+    cache = cache or training_vectors(decoder_folder)
+    vectors = cached_vectors(encoder, bank, Path(cache), precision=precision, embed=embed) if cache else None
+    return embed, CorrectingDecoder(Corrector(embed, bank, vectors, model, tokenizer, settings)), known
 
 
 def walk(embed: Embed, pairs: list[tuple[str, str]], decoder: Decoder, steps: int, training: set[str] | list[str],

@@ -175,16 +175,18 @@ def bank_without(path: str | Path, held: Iterable[str]) -> list[str]:
     return [q for q in read_queries(path) if normalise(q) not in held]
 
 
-def bank_inversion(embed: Embed, sets: dict[str, list[str]], bank: list[str], settings=None) -> dict:
+def bank_inversion(embed: Embed, sets: dict[str, list[str]], bank: list[str], settings=None,
+                   bank_vectors=None) -> dict:
     """Inversion without a decoder, run the same way on any encoder (how invertible is its space?): each held-out
     query's vector is corrected from the nearest queries of `bank` by gemma_embed.corrector's word edits, judged by
     the encoder (`settings`: CorrectorSettings). The metrics of round 0 (the nearest bank query) and of the last
-    round, keyed `invert_<set>_<metric>_nearest` and `invert_<set>_<metric>_corrected`."""
+    round, keyed `invert_<set>_<metric>_nearest` and `invert_<set>_<metric>_corrected`. `bank_vectors`: the
+    bank's, where the caller has them (else encoded here)."""
     from gemma_embed.corrector import Corrector, CorrectorSettings
 
     check_no_leak(sets, bank, "the bank")
     settings = settings or CorrectorSettings(rounds=4)
-    bank_vectors = embed(bank)
+    bank_vectors = embed(bank) if bank_vectors is None else torch.from_numpy(np.array(bank_vectors, dtype=np.float32))
     out = {}
     for name, texts in sets.items():
         targets = embed(texts).float()
@@ -234,7 +236,7 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
         pool_vectors = (torch.from_numpy(np.array(cached_vectors(spec, pool, Path(cache), precision=precision)))
                         if cache else embed(pool))
     report = {"decoder": str(decoder_folder), "encoder": spec, "candidates": candidates, "sets": {},
-              "precision": decision.to_dict()}
+              "precision": decision.to_dict(), "pool": len(pool or [])}
     for name, texts in sets.items():
         if not texts:
             raise ValueError(f"{name}: no held-out queries to evaluate")
@@ -302,7 +304,7 @@ def print_report(report: dict) -> None:
             c = result["correction"]
             print(f"correction: {c['seconds_per_query']:.2f} s and {c['encodes_per_query']:.0f} encodes per query "
                   f"({c['cpu'] or 'CPU'}, {c['precision']}; beam {c['settings']['beam']}, "
-                  f"{c['settings']['neighbours']} bank neighbours)")
+                  f"{c['settings']['neighbours']} neighbours from a bank of {report.get('pool', 0):,} queries)")
         for e in result["examples"]:
             print(f"  {e['query']!r:<40} -> greedy {e['greedy']!r}; re-ranked {e['reranked']!r}"
                   + (f"; nearest {e['nearest']!r}" if "nearest" in e else "")

@@ -15,7 +15,11 @@ import argparse
 import json
 from pathlib import Path
 
-from gemma_embed.encoder import load_embedder, prefix_embedder
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gemma_embed.encoder import cached_vectors, load_embedder, prefix_embedder
 from gemma_embed.eval.metrics import label, sts_key
 from gemma_embed.eval.probe import probe_texts, token_probe
 from gemma_embed.eval.tasks import geometry, retrieval, sts_spearman, wikiqa
@@ -28,12 +32,13 @@ def evaluate_model(
     spec: str, sts: list[str] = (), wikiqa_dir: str | None = None, retrieval_files: list[str] | None = None,
     geometry_sts: str | None = None, probe: bool = False, probe_train: int = 4000, probe_test: int = 1000,
     precision: str = "auto", sample: str | Path = SAMPLE, dims: tuple[int, ...] = (), invert: dict | None = None,
-    invert_bank: list[str] = (), invert_rounds: int = 4,
+    invert_bank: list[str] = (), invert_rounds: int = 4, invert_cache: str | Path | None = None,
 ) -> dict:
     """Every requested evaluation of one model, keyed by eval/metrics.py's names: the STS files' (`sts_key`),
     `wikiqa_mrr`/`wikiqa_map`, the retrieval metrics, `alignment`/`uniformity` (when `geometry_sts` is given)
     and the probe's (texts from the bundled `sample` folder); with `invert` (named held-out query sets) and
-    `invert_bank` (queries to start from), the bank inversion of eval/inversion.py over `invert_rounds` rounds.
+    `invert_bank` (queries to start from), the bank inversion of eval/inversion.py over `invert_rounds` rounds
+    (`invert_cache`: a folder where the bank's vectors are kept, gemma_embed.encoder.cached_vectors).
     `precision`: auto (decided by the hardware), bf16 or no (float32). `dims`: also every metric of the vectors'
     first d dimensions, renormalised (a Matryoshka model's shorter embeddings, as `SentenceTransformer(path,
     truncate_dim=d)` gives them; the inversion's gradient-ranked edits differentiate that prefix), keyed
@@ -41,14 +46,18 @@ def evaluate_model(
     embed = load_embedder(spec, precision=precision)
     tasks = (sts, wikiqa_dir, retrieval_files, geometry_sts, probe, probe_train, probe_test, sample, invert,
              invert_bank, invert_rounds)
-    results = _evaluate(embed, *tasks)
+    vectors = None  # the full vectors' cache (a prefix's vectors are computed from them)
+    if invert and invert_cache:
+        vectors = cached_vectors(spec, list(invert_bank), Path(invert_cache), precision=embed.precision, embed=embed)
+    results = _evaluate(embed, *tasks, vectors)
     for d in dims:
-        results.update({f"{k}@{d}": v for k, v in _evaluate(prefix_embedder(embed, d), *tasks).items()})
+        prefix = None if vectors is None else F.normalize(torch.from_numpy(np.array(vectors[:, :d])), dim=-1)
+        results.update({f"{k}@{d}": v for k, v in _evaluate(prefix_embedder(embed, d), *tasks, prefix).items()})
     return results
 
 
 def _evaluate(embed, sts, wikiqa_dir, retrieval_files, geometry_sts, probe, probe_train, probe_test, sample, invert,
-              invert_bank, invert_rounds) -> dict:
+              invert_bank, invert_rounds, bank_vectors) -> dict:
     from gemma_embed.corrector import CorrectorSettings
     from gemma_embed.eval.inversion import bank_inversion
 
@@ -65,7 +74,8 @@ def _evaluate(embed, sts, wikiqa_dir, retrieval_files, geometry_sts, probe, prob
         train, test = probe_texts(sample, probe_train, probe_test)
         results.update(token_probe(embed(train), train, embed(test), test))
     if invert:
-        results.update(bank_inversion(embed, invert, list(invert_bank), CorrectorSettings(rounds=invert_rounds)))
+        results.update(bank_inversion(embed, invert, list(invert_bank), CorrectorSettings(rounds=invert_rounds),
+                                      bank_vectors))
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}
 
 
@@ -91,7 +101,7 @@ def decoder_main(args, corrector, on_write=None) -> dict:
     pool = [] if args.pool == "none" else read_queries(args.pool) if args.pool else training
     sets = heldout_sets(args.heldout, args.n, exclude=set(pool) | set(training))  # no leak into bank or decoder
     report = evaluate_decoder(folder, sets, encoder=args.encoder, pool=pool or None, candidates=args.candidates,
-                              precision=args.precision, cache=None if args.pool else training_vectors(folder),
+                              precision=args.precision, cache=training_vectors(folder),
                               corrector=corrector, training=training)
     report["command"] = "python train/evaluate.py " + " ".join(args.argv)
     print_report(report)
@@ -116,8 +126,9 @@ def main(argv=None, on_write=None) -> dict:
     ap.add_argument("--n", type=int, default=200, help="held-out queries per set (0: all)")
     ap.add_argument("--candidates", type=int, default=8, help="sampled candidates for re-ranked decoding")
     ap.add_argument("--encoder", help="the decoder's encoder (default: the one named in its config)")
-    ap.add_argument("--pool", default="", help="queries for the nearest-neighbour row (default: the decoder's "
-                                               "training queries; none: no such row)")
+    ap.add_argument("--pool", default="", help="a query file: the corrector's bank and the nearest-neighbour row "
+                                               "(default: the decoder's training queries; none: neither); its vectors "
+                                               "are cached beside the decoder's training vectors")
     ap.add_argument("--rounds", type=int, default=0, help="rounds of correction guided by the encoder (0: none); the "
                                                           "round table reports rounds 0, 1, 3, 10 and the last")
     ap.add_argument("--beam", type=int, default=2, help="corrector: hypotheses kept per query")

@@ -177,9 +177,10 @@ def test_the_pool_vectors_are_read_from_the_training_cache(queries, trained, mon
     assert_scalars_close(a["roundtrip_cosine"], b["roundtrip_cosine"])
 
 
-def test_the_walker_takes_the_correctors_settings_whole(queries, trained, monkeypatch):
+def test_the_walker_takes_the_correctors_settings_whole(queries, trained, monkeypatch, tmp_path):
     """The demo walks its fan-out with the settings of its evaluation (fewer rounds); without settings the walker
-    corrects for 3 rounds with the corrector's defaults, and 0 rounds is decoding alone."""
+    corrects for 3 rounds with the corrector's defaults, and 0 rounds is decoding alone. Its bank is the decoder's
+    training queries, or the one given."""
     from gemma_embed.corrector import CorrectorSettings
     from gemma_embed.fanout import CorrectingDecoder, GenerativeDecoder, decoder_walker
 
@@ -191,6 +192,13 @@ def test_the_walker_takes_the_correctors_settings_whole(queries, trained, monkey
     assert walker.corrector.settings == CorrectorSettings(rounds=3)
     _, walker, _ = decoder_walker(trained, settings=CorrectorSettings(rounds=0, samples=3))
     assert isinstance(walker, GenerativeDecoder) and walker.candidates == 3
+    # a bank of other queries (a larger pool): the corrector starts from it, its vectors cached where asked; the
+    # queries known to the walk (for novelty) are the bank's and the decoder's training queries
+    bank = ["cheap flights to rome", "how do vaccines work", *pool[:3]]
+    _, walker, known = decoder_walker(trained, settings=settings, bank=bank, cache=tmp_path / "bank")
+    assert walker.corrector.bank == bank and len(walker.corrector.bank_vectors) == len(bank)
+    assert set(known) == set(bank) | set(pool) and len(known) == len(pool) + 2
+    assert len(list((tmp_path / "bank").glob("vectors-*.npy"))) == 1
 
 
 def test_the_corrector_sweep_refuses_an_encoder_the_decoder_does_not_invert(queries, trained, monkeypatch, capsys):

@@ -91,6 +91,20 @@ def test_demo_writes_metrics_card_and_plots(chain, tmp_path, monkeypatch, capsys
     pool = {q for q, in read_queries_db(out / "queries.db", "queries", "query")}
     heldout = read_queries(out / "heldout_queries.tsv")
     assert heldout and not pool & set(heldout)
+    # the corrector's bank is the whole pool, not the decoder's share of it; the decoder's training vectors are rows
+    # of the pool's vectors, which the evaluation cached
+    from gemma_embed.data.decoder_queries import training_queries
+
+    training = training_queries(out / "decoder")
+    assert json.loads((out / "decoder/decoder_eval.json").read_text())["pool"] == len(pool) > len(training)
+    import numpy as np
+
+    cached = {json.loads(m.read_text())["rows"]: m for m in (out / "vector_cache").glob("vectors-*.json")
+              if json.loads(m.read_text())["encoder"] == str(out / "model")}
+    listed = json.loads(cached[len(pool)].with_name(cached[len(pool)].name.replace("vectors-", "texts-")).read_text())
+    row = {t: i for i, t in enumerate(listed)}
+    np.testing.assert_array_equal(np.load(cached[len(training)].with_suffix(".npy")),
+                                  np.load(cached[len(pool)].with_suffix(".npy"))[[row[t] for t in training]])
     assert "seed:     best running shoes for flat feet" in printed
 
 

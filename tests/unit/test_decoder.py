@@ -270,6 +270,40 @@ def test_the_vector_pass_resumes_at_its_first_missing_chunk(tmp_path, monkeypatc
     np.testing.assert_array_equal(encoder.cached_vectors("enc", texts, tmp_path, chunk=3), vectors)
 
 
+def test_a_subset_of_a_cached_list_is_read_from_its_cache_and_another_encoder_is_not(tmp_path, monkeypatch):
+    """The decoder's training queries are a share of the pool whose vectors the evaluation cached: their vectors
+    are that cache's rows (nothing is encoded), in the order asked; a text outside it, or another encoder's
+    weights, encodes again."""
+    import numpy as np
+
+    import gemma_embed.encoder as encoder
+
+    texts = [f"query {i}" for i in range(10)]
+    encoded = []
+
+    def fake_embed(batch):
+        encoded.extend(batch)
+        return torch.tensor([[float(t.split()[-1]), float(len(t))] for t in batch])
+
+    fake_embed.precision = type("P", (), {"name": "float32"})
+    fingerprint = {"value": "a" * 64}
+    monkeypatch.setattr(encoder, "encoder_fingerprint", lambda spec: fingerprint["value"])
+    monkeypatch.setattr(encoder, "load_embedder", lambda *a, **k: pytest.fail("the embed given is used"))
+    pool = encoder.cached_vectors("enc", texts, tmp_path, embed=fake_embed)
+    assert encoded == sorted(texts, key=len)
+    subset = [texts[7], texts[2], texts[5]]
+    encoded.clear()
+    np.testing.assert_array_equal(encoder.cached_vectors("enc", subset, tmp_path, embed=fake_embed),
+                                  np.asarray(pool)[[7, 2, 5]])
+    assert encoded == []
+    encoder.cached_vectors("enc", [texts[1], "a new query 11"], tmp_path, embed=fake_embed)
+    assert sorted(encoded) == sorted([texts[1], "a new query 11"])
+    encoded.clear()
+    fingerprint["value"] = "b" * 64  # other weights at the same path: nothing of the first encoder is reused
+    encoder.cached_vectors("enc", subset, tmp_path, embed=fake_embed)
+    assert sorted(encoded) == sorted(subset)
+
+
 @pytest.mark.parametrize("which", ["encoder", "decoder"])
 def test_gradient_checkpointing_is_switched_on_by_the_model_and_changes_no_gradient(which, setup, make_model):
     """The loop calls model.gradient_checkpointing_enable() on either model: the layers recompute their
