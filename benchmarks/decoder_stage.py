@@ -47,9 +47,6 @@ def main(argv=None) -> dict:
     sys.path.insert(0, str(REPO / "train"))  # train/demo.py: a script, not a package
     import demo
 
-    import numpy as np
-    import torch
-
     from gemma_embed.data.query_files import read_queries
     from gemma_embed.encoder import cached_vectors
     from gemma_embed.eval.inversion import bank_without
@@ -69,14 +66,8 @@ def main(argv=None) -> dict:
     # the pool's vectors, as the demo's evaluation leaves them in its vector cache (its bank inversion's): read from
     # the finished demo's cache (encoded there first if it lacks them), before the clock starts
     bank = bank_without(demo.SAMPLE / "queries.tsv", read_queries(out / "heldout_queries.tsv"))
-    pool = np.asarray(cached_vectors(str(src / "model"), bank, src / "vector_cache", precision=precision))
-    row = {t: i for i, t in enumerate(bank)}
-
-    def from_demo(texts):
-        return torch.from_numpy(pool[[row[t] for t in texts]])
-
-    from_demo.precision = precision
-    cached_vectors(str(out / "model"), bank, out / "vector_cache", embed=from_demo)
+    cached_vectors(str(src / "model"), bank, src / "vector_cache", precision=precision)
+    shutil.copytree(src / "vector_cache", out / "vector_cache")  # the same weights: the same keys
     began = time.time()
     result = demo.decoder_stage(Path(args.configs) / "decoder.yaml", out, out / "model", out / "heldout_queries.tsv",
                                 precision, demo.BUDGETS[precision.precision], bank)

@@ -233,7 +233,7 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
     embed = load_embedder(spec, precision=decision)
     pool_vectors = None
     if pool:
-        pool_vectors = (torch.from_numpy(np.array(cached_vectors(spec, pool, Path(cache), precision=precision)))
+        pool_vectors = (torch.from_numpy(np.array(cached_vectors(spec, pool, Path(cache), precision=precision, embed=embed)))
                         if cache else embed(pool))
     report = {"decoder": str(decoder_folder), "encoder": spec, "candidates": candidates, "sets": {},
               "precision": decision.to_dict(), "pool": len(pool or [])}
