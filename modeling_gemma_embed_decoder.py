@@ -252,6 +252,35 @@ class GemmaEmbedDecoder(PreTrainedModel):
             texts.append(tokenizer.decode(ids.tolist(), skip_special_tokens=True).strip())
         return [texts[i : i + num_candidates] for i in range(0, len(texts), num_candidates)]
 
+    @property
+    def _unknown(self) -> int:
+        """The local id a token outside the vocabulary is read as (<unk>, else <pad>)."""
+        return self.config.unk_token_id if self.config.unk_token_id is not None else self.config.pad_token_id
+
+    def _teacher_forced(self, vectors: torch.Tensor, rows: list[list[int]], tokenizer):
+        """The logits (B, n, vocab) of tokenizer-id `rows` (each ending in <eos>) read given their vectors, with the
+        local ids and mask they were read as."""
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), tokenizer.eos_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
+        local, mask = self.to_local(input_ids, unknown=self._unknown).to(self.device), mask.to(self.device)
+        return self.forward(vectors.to(self.device), local, mask).logits.float(), local, mask
+
+    @torch.no_grad()
+    def log_likelihood(self, vectors: torch.Tensor, texts: list[str], tokenizer) -> torch.Tensor:
+        """Each text's mean log-probability per token (its <eos> included) given its vector, teacher-forced: how
+        readily the decoder writes that text from that vector (a corrector's fluency term)."""
+        was_training = self.training
+        self.eval()
+        eos, cap = tokenizer.eos_token_id, self.config.max_query_length - 1
+        rows = [r[:cap] + [eos] for r in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        logits, local, mask = self._teacher_forced(vectors, rows, tokenizer)
+        picked = logits.log_softmax(-1).gather(-1, local.unsqueeze(-1)).squeeze(-1) * mask
+        self.train(was_training)
+        return (picked.sum(1) / mask.sum(1)).cpu()
+
     @torch.no_grad()
     def propose_words(self, vectors: torch.Tensor, texts: list[str], tokenizer, k: int = 4) -> list[list[list[str]]]:
         """For each text (split on spaces into n words) and its vector, the `k` words the decoder finds likeliest
@@ -271,14 +300,8 @@ class GemmaEmbedDecoder(PreTrainedModel):
             row = row[: self.config.max_query_length - 1]
             rows.append(row + [tokenizer.eos_token_id])
             starts.append([min(b, len(row)) for b in begin] + [len(row)])
-        width = max(len(r) for r in rows)
-        unk = self.config.unk_token_id if self.config.unk_token_id is not None else self.config.pad_token_id
-        input_ids = torch.full((len(rows), width), tokenizer.eos_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
-        local = self.to_local(input_ids, unknown=unk).to(self.device)
-        logits = self.forward(vectors.to(self.device), local, mask.to(self.device)).logits.float()
+        unk = self._unknown
+        logits = self._teacher_forced(vectors, rows, tokenizer)[0]
         specials = {self.config.bos_token_id, self.config.eos_token_id, self.config.pad_token_id, unk}
         top = logits.topk(min(logits.shape[-1], 4 * k), dim=-1).indices  # (B, n, 4k): room for specials
         spaced = "▁" in "".join(tokenizer.convert_ids_to_tokens(tokenizer(" a", add_special_tokens=False)["input_ids"]))

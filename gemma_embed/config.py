@@ -54,6 +54,9 @@ class TrainConfig:
     adapter_delay: int = 0
     max_steps: int = 0  # 0: run `epochs` passes over the data
     epochs: float = 1.0
+    # a time limit for the steps (0: none): after the first 10 steps of a run (or of a resumed one), the steps left
+    # are cut to what fits in this many seconds at their rate, and the rate schedule ends at the new last step
+    max_train_seconds: float = 0.0
     max_grad_norm: float = 1.0
     # auto: bf16 autocast where the hardware runs bf16 natively, float32 elsewhere (gemma_embed/precision.py);
     # bf16 | no (float32) are obeyed; fp16 is refused: Gemma 3 overflows in it
@@ -91,8 +94,9 @@ class TrainConfig:
         for name in ("lr", "epochs", "max_grad_norm"):
             if not getattr(self, name) > 0:
                 bad(name, f"must be > 0, got {getattr(self, name)}")
-        if self.head_lr < 0 or self.weight_decay < 0:
-            bad("head_lr" if self.head_lr < 0 else "weight_decay", "must be >= 0")
+        for name in ("head_lr", "weight_decay", "max_train_seconds"):
+            if getattr(self, name) < 0:
+                bad(name, f"must be >= 0, got {getattr(self, name)}")
         if self.mixed_precision == "fp16":
             bad("mixed_precision", "is fp16, which Gemma 3 overflows in: use auto, bf16 or no")
         if self.mixed_precision not in ("auto", "bf16", "no"):

@@ -147,6 +147,7 @@ class Run:
     start: int
     precision: Decision
     main_only: MainOnly  # work the main process does while the others wait on a file, not in a collective
+    rates: Callable[[int], list] | None = None  # total steps -> the rate schedule of each optimizer group
     summary: dict = field(default_factory=dict)
 
     @property
@@ -194,8 +195,10 @@ def set_up(cfg: TrainConfig, resume: bool, task: Task) -> Run:
     if order.per_epoch == 0:
         raise ConfigError(f"{cfg.data}: {len(rows)} rows are fewer than one batch of {cfg.batch_size}")
     steps = cfg.max_steps or max(1, int(cfg.epochs * order.per_epoch) // cfg.grad_accum_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, [rate_schedule(cfg.warmup_steps, steps, cfg.schedule, delay=d) for d in delays])
+    def rates(total: int) -> list[Callable[[int], float]]:  # each group's schedule ending at step `total`
+        return [rate_schedule(cfg.warmup_steps, total, cfg.schedule, delay=d) for d in delays]
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rates(steps))
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 
     start = 0
@@ -213,7 +216,7 @@ def set_up(cfg: TrainConfig, resume: bool, task: Task) -> Run:
     run = Run(cfg=cfg, out=out, accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler,
               tokenizer=tokenizer, rows=rows, order=order, collate=task.collate(cfg, tokenizer, accelerator.unwrap_model(model)), task=task,
               log=MetricsLog(accelerator, out / "logs"), previous=previous, steps=steps, start=start,
-              precision=precision, main_only=MainOnly(accelerator, out))
+              precision=precision, main_only=MainOnly(accelerator, out), rates=rates)
     run.summary = {"phase": type(cfg).__name__, "rows": len(rows), "steps": steps, "batch_size": cfg.batch_size,
                    "num_processes": accelerator.num_processes, "start_step": start, "argv": list(sys.argv),
                    **run_facts(accelerator, precision)}
@@ -269,6 +272,9 @@ def evaluate(run: Run, step: int, everyone: bool = True) -> float | None:
     return run.main_only(f"eval-{step}", work) if everyone else work()
 
 
+CALIBRATION_STEPS = 10  # how often the rate so far decides how many steps fit in max_train_seconds
+
+
 def train(run: Run) -> None:
     """The starting evaluation, then every step from the resume point: forward, backward, optimizer, logging,
     periodic evaluation and checkpoints (the last step is always saved)."""
@@ -283,12 +289,16 @@ def train(run: Run) -> None:
             run.log.write(0, **{run.task.log_key: summary[before]}, from_previous_phase=True)
     run.model.train()
     bar = tqdm(total=run.steps, initial=run.start, disable=not run.main, desc=cfg.label(), dynamic_ncols=True)
-    t0, window = time.time(), []
-    for step in range(run.start, run.steps):
+    t0, window, step = time.time(), [], run.start
+    while step < run.steps:  # run.steps may be cut to the time limit after the first steps
         faults.point("AT_STEP", step)
         window += _optimizer_step(run, step)
         bar.update(1)
-        done = step + 1
+        step = done = step + 1
+        if cfg.max_train_seconds and (done - run.start) % CALIBRATION_STEPS == 0:
+            _fit_to_time(run, time.time() - t0, done - run.start)
+            bar.total = run.steps
+            bar.refresh()
         if done % cfg.log_every == 0 or done == run.steps:
             avg = sum(window) / max(1, len(window))
             run.log.write(done, loss=avg, lr=run.scheduler.get_last_lr()[0], seconds=time.time() - t0)
@@ -305,6 +315,25 @@ def train(run: Run) -> None:
     train_seconds = time.time() - t0
     summary.update(train_seconds=round(train_seconds, 1),
                    seconds_per_step=round(train_seconds / max(1, run.steps - run.start), 3))
+
+
+def _fit_to_time(run: Run, elapsed: float, taken: int) -> None:
+    """Cut the steps left to what fits in `max_train_seconds` at the rate of the `taken` steps so far (every
+    CALIBRATION_STEPS, so the rate is read again as it drifts; the main process's, which every process follows), and
+    end the rate schedule at the new last step. Steps are only ever cut, never added."""
+    from accelerate.utils import broadcast
+
+    done, limit, rate = run.start + taken, run.cfg.max_train_seconds, elapsed / taken
+    fits = done + int(max(0.0, limit - elapsed) / rate)
+    steps = int(broadcast(torch.tensor([min(run.steps, max(done, fits))], device=run.accelerator.device))[0])
+    if steps >= run.steps:
+        return
+    if run.main and "planned_steps" not in run.summary:
+        print(f"max_train_seconds {limit:g}: {rate:.2f} s a step, so {steps} steps instead of {run.steps}", flush=True)
+    run.summary.update(steps=steps, planned_steps=run.summary.get("planned_steps", run.steps))
+    run.steps = steps
+    scheduler = getattr(run.scheduler, "scheduler", run.scheduler)  # accelerate's wrapper holds the LambdaLR
+    scheduler.lr_lambdas = run.rates(steps)
 
 
 def _optimizer_step(run: Run, step: int) -> list[float]:

@@ -79,22 +79,30 @@ class DecoderBudget:
     """How much of the decoder stage runs: its limit is 10 minutes where bf16 is native and 20 in float32 on an
     AVX2-only CPU, where the same work takes 2.2x as long with AVX2 kernels on the same processor and longer still on
     the AVX2 machines measured (docs/embedded_default.md). So float32 trains for a share of decoder.yaml's steps on
-    that share of its queries, and corrects fewer held-out queries: 15.7 minutes on a real AVX2-only machine."""
+    that share of its queries, and corrects fewer held-out queries: 15.7 minutes on a real AVX2-only machine. Another
+    one ran the decoder's steps 1.5x slower (2.46 s against 1.68) and took 20.8 minutes, so the steps also stop at a
+    time limit (docs/embedded_default.md)."""
 
     share: float  # of decoder.yaml's max_steps and max_rows
     heldout: int  # held-out queries per set in the evaluation (each corrected for CORRECTION.rounds rounds)
+    # the training's time limit (max_train_seconds): a slower CPU of the same kind trains fewer steps rather than
+    # overrun the stage's limit
+    seconds: float
 
     def apply(self, cfg: DecoderConfig) -> DecoderConfig:
         return replace(cfg, max_steps=max(1, round(cfg.max_steps * self.share)),
-                       max_rows=max(1, round(cfg.max_rows * self.share)) if cfg.max_rows else 0)
+                       max_rows=max(1, round(cfg.max_rows * self.share)) if cfg.max_rows else 0,
+                       max_train_seconds=self.seconds)
 
     def line(self, cfg: DecoderConfig, precision) -> str:
         rows = f"{cfg.max_rows:,}" if cfg.max_rows else "all"
-        return (f"decoder stage in {precision.name}: {cfg.max_steps} steps on {rows} training queries, {self.heldout} "
-                f"held-out queries per set ({self.share:.0%} of the native-bf16 stage's training)")
+        return (f"decoder stage in {precision.name}: {cfg.max_steps} steps on {rows} training queries (at most "
+                f"{self.seconds:.0f} s of steps), {self.heldout} held-out queries per set ({self.share:.0%} of the "
+                "native-bf16 stage's training)")
 
 
-BUDGETS = {"bf16": DecoderBudget(share=1.0, heldout=30), "no": DecoderBudget(share=0.5, heldout=15)}
+BUDGETS = {"bf16": DecoderBudget(share=1.0, heldout=30, seconds=330),
+           "no": DecoderBudget(share=0.5, heldout=15, seconds=450)}
 FAN_OUT = [  # (seed query, document) walked by the decoder at the end
     ("best running shoes for flat feet", "Stability shoes with firm arch support help runners whose feet roll inward."),
     ("how do vaccines work", "A vaccine trains the immune system to recognise a pathogen from a harmless piece of it."),
@@ -155,7 +163,8 @@ def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision
     folder, cfg = out / "decoder", budget.apply(load_config(DecoderConfig, ["--config", str(config)])[0])
     print(budget.line(cfg, precision), flush=True)
     summary = launch("decoder", "decoder.py", config, folder, "--encoder", str(model), "--data", str(out / "queries.db"),
-                     "--heldout", str(heldout), "--max_steps", str(cfg.max_steps), "--max_rows", str(cfg.max_rows))
+                     "--heldout", str(heldout), "--max_steps", str(cfg.max_steps), "--max_rows", str(cfg.max_rows),
+                     "--max_train_seconds", str(cfg.max_train_seconds))
     print(f"decoder: {summary['steps']} steps on {summary['rows']:,} queries in {summary['train_seconds']:.0f} s "
           f"({summary['seconds_per_step']:.2f} s/step), loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}, "
           f"held-out greedy token F1 {summary['heldout_f1_before']:.1f} -> {summary['heldout_f1_after']:.1f}",

@@ -74,6 +74,21 @@ def test_killed_and_resumed_equals_uninterrupted(queries, trained):
 
 
 @pytest.mark.precision
+def test_a_time_limit_cuts_the_steps_after_the_first_ten_and_ends_the_schedule_there(queries):
+    """max_train_seconds (the demo's decoder stage on a slow CPU): a limit the first 10 steps already spent leaves
+    those 10 of the 30 planned, and the model is published as usual (the schedule's cut: test_train_config.py)."""
+    root, db, heldout = queries
+    out = root / "timed"
+    run = _train(root, db, heldout, out, "--max_steps", "30", "--max_train_seconds", "0.01")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "so 10 steps instead of 30" in run.stdout
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 10 and summary["planned_steps"] == 30 and (out / "model.safetensors").is_file()
+    logged = [json.loads(line) for line in (out / "logs/metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in logged if "loss" in r) == 10
+    assert max(int(p.name.split("-")[1]) for p in (out / "checkpoints").iterdir()) == 10  # the last step is saved
+
+
 def test_the_same_decoder_whether_the_vectors_were_cached_or_not(queries, make_model, tokenizer, tmp_path):
     """The first run encodes the held-out queries' vectors during its first evaluation (loading a published
     encoder, whose modules draw random numbers as they are built), the second reads them back: the evaluation must

@@ -103,6 +103,21 @@ def test_the_loss_predicts_each_token_from_the_position_before_it(setup):
     torch.testing.assert_close(out.loss, expected)
 
 
+def test_the_log_likelihood_is_the_training_loss_of_each_text_alone(setup, tokenizer):
+    """log_likelihood (a corrector's fluency term) reads each text as training does: its mean log-probability per
+    token, <eos> included, is minus the teacher-forced loss of that text alone; a token outside the vocabulary is
+    read as <unk> rather than refused."""
+    model, _, batch = setup
+    model.eval()  # no noise on the vectors, as log_likelihood reads them
+    vectors, texts = batch["vectors"], ["best running shoes", "cheap flights"]
+    rows = [r + [tokenizer.eos_token_id] for r in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    scores = model.log_likelihood(vectors[:2], texts, tokenizer)
+    for i, row in enumerate(rows):
+        local = model.to_local(torch.tensor([row]))
+        assert scores[i].item() == pytest.approx(-model(vectors[i : i + 1], local).loss.item(), abs=1e-4)
+    assert torch.isfinite(model.log_likelihood(vectors[:1], ["zebra quasar"], tokenizer)).all()
+
+
 def test_noise_in_training_mode_only_at_the_configured_angle(tiny_backbone):
     decoder = GemmaEmbedDecoder.from_gemma(tiny_backbone, embedding_dim=256, noise_std=0.5)
     v = F.normalize(torch.randn(512, 256), dim=-1)

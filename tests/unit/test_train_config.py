@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import REPO
 from gemma_embed.config import ConfigError, Phase1Config, Phase3Config, load_config, save_config
@@ -146,3 +147,45 @@ def test_an_evaluation_draws_nothing_from_trainings_random_stream():
     score = evaluate(run, 0)
     assert torch.equal(torch.rand(4), expected)
     assert 400 < score < 600 and logged[0][0] == 0 and logged[0][1]["score"] == score
+
+
+def test_a_time_limit_cuts_the_steps_to_what_fits_and_ends_the_schedule_at_the_new_last_step():
+    """gemma_embed.loop._fit_to_time after the first 10 steps: at 0.1 s a step, 2 s fit 20 steps of the 30 planned,
+    and each group's rate (the second delayed by 4 steps) now decays to 0 at step 20; read again after 10 more, a
+    slower rate cuts further, a faster one adds nothing back; a limit that fits them all changes nothing."""
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    from gemma_embed.config import TrainConfig
+    from gemma_embed.loop import CALIBRATION_STEPS, _fit_to_time, rate_schedule
+
+    def run_of(limit: float):
+        cfg = TrainConfig(output_dir="x", data="y", warmup_steps=2, max_steps=30, max_train_seconds=limit)
+        groups = [{"params": [torch.nn.Parameter(torch.zeros(1))]}, {"params": [torch.nn.Parameter(torch.zeros(1))]}]
+        optimizer = torch.optim.SGD(groups, lr=1.0)
+
+        def rates(total):
+            return [rate_schedule(2, total, "linear", delay=d) for d in (0, 4)]
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, rates(30))
+        return SimpleNamespace(cfg=cfg, start=0, steps=30, rates=rates, scheduler=scheduler, summary={},
+                               accelerator=Accelerator(cpu=True), main=True)
+
+    assert CALIBRATION_STEPS == 10
+    run = run_of(2.0)
+    _fit_to_time(run, elapsed=1.0, taken=10)
+    assert run.steps == 20 and run.summary == {"steps": 20, "planned_steps": 30}
+    first, delayed = run.scheduler.lr_lambdas
+    assert first(20) == delayed(20) == 0.0 and first(11) == pytest.approx(9 / 18) and delayed(11) == pytest.approx(9 / 14)
+    run.steps = 20
+    _fit_to_time(run, elapsed=1.5, taken=15)  # still 0.1 s a step: nothing changes
+    assert run.steps == 20
+    _fit_to_time(run, elapsed=1.8, taken=15)  # 0.12 s a step: 0.2 s left is one more step
+    assert run.steps == 16 and run.summary == {"steps": 16, "planned_steps": 30}
+    assert run.scheduler.lr_lambdas[0](16) == 0.0
+    _fit_to_time(run, elapsed=1.0, taken=15)  # faster again: never more steps than already decided
+    assert run.steps == 16
+    unhurried = run_of(100.0)
+    _fit_to_time(unhurried, elapsed=1.0, taken=10)
+    assert unhurried.steps == 30 and unhurried.summary == {} and unhurried.scheduler.lr_lambdas[0](20) > 0
