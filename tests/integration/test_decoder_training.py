@@ -73,8 +73,7 @@ def test_killed_and_resumed_equals_uninterrupted(queries, trained):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.precision
-def test_a_time_limit_cuts_the_steps_after_the_first_ten_and_ends_the_schedule_there(queries):
+def test_a_time_limit_cuts_the_steps_after_the_first_ten_and_publishes_the_model(queries):
     """max_train_seconds (the demo's decoder stage on a slow CPU): a limit the first 10 steps already spent leaves
     those 10 of the 30 planned, and the model is published as usual (the schedule's cut: test_train_config.py)."""
     root, db, heldout = queries
@@ -89,6 +88,7 @@ def test_a_time_limit_cuts_the_steps_after_the_first_ten_and_ends_the_schedule_t
     assert max(int(p.name.split("-")[1]) for p in (out / "checkpoints").iterdir()) == 10  # the last step is saved
 
 
+@pytest.mark.precision
 def test_the_same_decoder_whether_the_vectors_were_cached_or_not(queries, make_model, tokenizer, tmp_path):
     """The first run encodes the held-out queries' vectors during its first evaluation (loading a published
     encoder, whose modules draw random numbers as they are built), the second reads them back: the evaluation must
