@@ -54,8 +54,9 @@ class TrainConfig:
     adapter_delay: int = 0
     max_steps: int = 0  # 0: run `epochs` passes over the data
     epochs: float = 1.0
-    # a time limit for the steps (0: none): every 10 steps of a run (or of a resumed one), the steps left are cut to
-    # what fits in this many seconds at the rate so far, and the rate schedule ends at the new last step
+    # a time limit for the steps (0: none): every 10 steps of a run (or of a resumed one), the steps are set to what
+    # fits in this many seconds at the rate so far, never more than planned, and the rate schedule ends at the new
+    # last step
     max_train_seconds: float = 0.0
     max_grad_norm: float = 1.0
     # auto: bf16 autocast where the hardware runs bf16 natively, float32 elsewhere (gemma_embed/precision.py);

@@ -318,19 +318,20 @@ def train(run: Run) -> None:
 
 
 def _fit_to_time(run: Run, elapsed: float, taken: int) -> None:
-    """Cut the steps left to what fits in `max_train_seconds` at the rate of the `taken` steps so far (every
-    CALIBRATION_STEPS, so the rate is read again as it drifts; the main process's, which every process follows), and
-    end the rate schedule at the new last step. Steps are only ever cut, never added."""
+    """Set the steps to what fits in `max_train_seconds` at the mean rate of the `taken` steps so far, never more than
+    were planned (read every CALIBRATION_STEPS, so a slow start that speeds up gets its steps back; the main
+    process's reading, which every process follows), and end the rate schedule at the new last step."""
     from accelerate.utils import broadcast
 
     done, limit, rate = run.start + taken, run.cfg.max_train_seconds, elapsed / taken
+    planned = run.summary.get("planned_steps", run.steps)
     fits = done + int(max(0.0, limit - elapsed) / rate)
-    steps = int(broadcast(torch.tensor([min(run.steps, max(done, fits))], device=run.accelerator.device))[0])
-    if steps >= run.steps:
+    steps = int(broadcast(torch.tensor([min(planned, max(done, fits))], device=run.accelerator.device))[0])
+    if steps == run.steps:
         return
     if run.main and "planned_steps" not in run.summary:
         print(f"max_train_seconds {limit:g}: {rate:.2f} s a step, so {steps} steps instead of {run.steps}", flush=True)
-    run.summary.update(steps=steps, planned_steps=run.summary.get("planned_steps", run.steps))
+    run.summary.update(steps=steps, planned_steps=planned)
     run.steps = steps
     scheduler = getattr(run.scheduler, "scheduler", run.scheduler)  # accelerate's wrapper holds the LambdaLR
     scheduler.lr_lambdas = run.rates(steps)

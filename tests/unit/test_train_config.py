@@ -149,10 +149,11 @@ def test_an_evaluation_draws_nothing_from_trainings_random_stream():
     assert 400 < score < 600 and logged[0][0] == 0 and logged[0][1]["score"] == score
 
 
-def test_a_time_limit_cuts_the_steps_to_what_fits_and_ends_the_schedule_at_the_new_last_step():
+def test_a_time_limit_sets_the_steps_to_what_fits_up_to_the_planned_and_ends_the_schedule_at_the_new_last_step():
     """gemma_embed.loop._fit_to_time after the first 10 steps: at 0.1 s a step, 2 s fit 20 steps of the 30 planned,
-    and each group's rate (the second delayed by 4 steps) now decays to 0 at step 20; read again after 10 more, a
-    slower rate cuts further, a faster one adds nothing back; a limit that fits them all changes nothing."""
+    and each group's rate (the second delayed by 4 steps) now decays to 0 at step 20; read again later, a slower rate
+    cuts further, a faster one gives steps back, never more than were planned; a limit that fits them all changes
+    nothing."""
     from types import SimpleNamespace
 
     from accelerate import Accelerator
@@ -184,8 +185,11 @@ def test_a_time_limit_cuts_the_steps_to_what_fits_and_ends_the_schedule_at_the_n
     _fit_to_time(run, elapsed=1.8, taken=15)  # 0.12 s a step: 0.2 s left is one more step
     assert run.steps == 16 and run.summary == {"steps": 16, "planned_steps": 30}
     assert run.scheduler.lr_lambdas[0](16) == 0.0
-    _fit_to_time(run, elapsed=1.0, taken=15)  # faster again: never more steps than already decided
-    assert run.steps == 16
+    _fit_to_time(run, elapsed=1.2, taken=15)  # faster again (0.08 s a step): 0.8 s left is 10 more steps
+    assert run.steps == 25 and run.summary == {"steps": 25, "planned_steps": 30}
+    assert run.scheduler.lr_lambdas[0](25) == 0.0 and run.scheduler.lr_lambdas[0](24) > 0
+    _fit_to_time(run, elapsed=0.5, taken=15)  # faster still: never more than the 30 planned
+    assert run.steps == 30 and run.summary == {"steps": 30, "planned_steps": 30}
     unhurried = run_of(100.0)
     _fit_to_time(unhurried, elapsed=1.0, taken=10)
     assert unhurried.steps == 30 and unhurried.summary == {} and unhurried.scheduler.lr_lambdas[0](20) > 0
