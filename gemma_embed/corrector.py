@@ -11,9 +11,9 @@ empty. Round 1 adds three sources of candidates: the decoder's beams and samples
 of the bank, and edits of the round-0 query. Every later round edits each query of the beam: all single-word
 deletions, and substitutions and insertions of words drawn from that target's own candidates (the bank neighbours'
 and the decoder's words) and from the decoder's next-word proposals at each position of the hypothesis, and token
-substitutions ranked by the encoder's gradient (`GradientGuide`; their words may also be the bank's most frequent,
-`lexicon`). With `steer`, every round also has the decoder write from the target pushed away from the best
-hypothesis's vector (t + s (t - h)): where it landed short, aim past the target. All candidates of all targets are embedded together in batches; the `beam` closest to each target
+substitutions ranked by the encoder's gradient (`GradientGuide`). With `steer`, every round also has the decoder
+write from the target pushed away from the best hypothesis's vector (t + s (t - h)): where it landed short, aim
+past the target. All candidates of all targets are embedded together in batches; the `beam` closest to each target
 are kept; a target stops when its best cosine has not risen by `min_gain` for `patience` rounds. The beam always
 holds the best so far, so the best cosine never falls from one round to the next and, from round 1 on, is at
 least the nearest bank query's. With `fluency`, the result is then picked among the closest queries found, within
@@ -28,7 +28,6 @@ The bank must not hold the queries being inverted: an exact match found there is
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -54,9 +53,6 @@ class CorrectorSettings:
     # token substitutions per hypothesis per round ranked by the encoder's gradient (0: none); an embedder without
     # a sentence-transformers model to differentiate (a raw backbone) gets as many random edits instead
     guided: int = 12
-    # the bank's `lexicon` most frequent words, offered to every target's gradient-ranked substitutions on top of its
-    # own candidates' words (0: those alone)
-    lexicon: int = 0
     # the decoder's greedy query from t + s (t - h), s = 1 .. steer, every round (0: none); t the target, h the best
     # hypothesis's vector
     steer: int = 0
@@ -71,8 +67,8 @@ class CorrectorSettings:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("rounds", "beam", "neighbours", "beams", "samples", "edits", "proposals", "guided", "lexicon",
-                     "steer", "patience", "fluency", "margin"):
+        for name in ("rounds", "beam", "neighbours", "beams", "samples", "edits", "proposals", "guided", "steer",
+                     "patience", "fluency", "margin"):
             if getattr(self, name) < 0:
                 raise ValueError(f"corrector setting {name} must be >= 0, got {getattr(self, name)}")
         for name in ("beam", "shortlist"):
@@ -173,7 +169,6 @@ class GradientGuide:
     def __init__(self, model, precision=None):
         self.model, self.tokenizer, self.precision = model, model.tokenizer, precision
         self.embeddings = model[0].auto_model.get_input_embeddings()
-        self._single = {}  # (prefix, word) -> its token id where it is one token, else None
 
     @classmethod
     def of(cls, embed) -> "GradientGuide | None":
@@ -184,11 +179,10 @@ class GradientGuide:
 
     def _tokens(self, words: Sequence[str], prefix: str) -> list[int]:
         """The words that are one token, written as at the start of a text ("") or after a space (" ")."""
-        todo = [w for w in dict.fromkeys(words) if (prefix, w) not in self._single]
-        if todo:  # each word is tokenized once (a lexicon of thousands is offered every round)
-            ids = self.tokenizer([prefix + w for w in todo], add_special_tokens=False)["input_ids"]
-            self._single.update({(prefix, w): row[0] if len(row) == 1 else None for w, row in zip(todo, ids)})
-        return sorted({t for w in words if (t := self._single[(prefix, w)]) is not None})
+        if not words:
+            return []
+        ids = self.tokenizer([prefix + w for w in words], add_special_tokens=False)["input_ids"]
+        return sorted({row[0] for row in ids if len(row) == 1})
 
     def substitutions(self, texts: list[str], targets: torch.Tensor, words: list[Sequence[str]], k: int) -> list[list[str]]:
         features = dict(self.model.preprocess(texts))
@@ -214,25 +208,22 @@ class GradientGuide:
         for b, text in enumerate(texts):
             positions = [j for j in range(ids.shape[1]) if mask[b, j] and int(ids[b, j]) not in special]
             first, rest = self._tokens(words[b], ""), self._tokens(words[b], " ")
-            tokens = sorted({*first, *rest})
-            if not positions or not tokens:
+            pairs = [(j, c) for i, j in enumerate(positions) for c in (first if i == 0 else rest) if c != int(ids[b, j])]
+            if not pairs:
                 results.append([])
                 continue
+            tokens = sorted({c for _, c in pairs})
             column = {c: i for i, c in enumerate(tokens)}
-            allowed = torch.zeros(len(positions), len(tokens), dtype=torch.bool)
-            allowed[0, [column[c] for c in first]] = True  # the text's first word is written bare
-            allowed[1:, [column[c] for c in rest]] = True
-            at = torch.tensor(positions)
-            allowed &= torch.tensor(tokens)[None, :] != ids[b, at][:, None]  # not the token already there
             with torch.no_grad():
                 table = self.embeddings(torch.tensor(tokens)).float()  # as the model sees them (Gemma scales them)
-            g = grads[b, at]  # (positions, H)
-            gain = (g @ table.T - (g * embeds[b, at]).sum(-1, keepdim=True)).masked_fill(~allowed, float("-inf"))
+            at = torch.tensor([j for j, _ in pairs])
+            g = grads[b, at]  # (pairs, H)
+            gain = (g * table[torch.tensor([column[c] for _, c in pairs])]).sum(-1) - (g * embeds[b, at]).sum(-1)
             out = []
-            for index in gain.flatten().argsort(descending=True)[: int(allowed.sum())].tolist():
-                j, c = divmod(index, len(tokens))
+            for index in gain.argsort(descending=True).tolist():
+                j, c = pairs[index]
                 row = ids[b].clone()
-                row[positions[j]] = tokens[c]
+                row[j] = c
                 kept = [int(t) for t, m in zip(row, mask[b]) if m and int(t) not in special]
                 candidate = " ".join(self.tokenizer.decode(kept, clean_up_tokenization_spaces=False).split())
                 if candidate and candidate != text and candidate not in out:
@@ -266,8 +257,6 @@ class Corrector:
         if decoder is None and not self.bank:
             raise ValueError("the corrector needs a decoder or a bank of queries to start from")
         self.guide = GradientGuide.of(embed) if self.settings.guided else None
-        counts = Counter(w for query in self.bank for w in query.split()) if self.settings.lexicon else Counter()
-        self.lexicon = [w for w, _ in counts.most_common(self.settings.lexicon)]
 
     # ----------------------------------------------------------------------------------------------- sources
     def _neighbours(self, targets: torch.Tensor, k: int) -> tuple[list[list[str]], list[float]]:
@@ -340,9 +329,10 @@ class Corrector:
                      for c in self.decoder.decode(torch.stack(aims[i : i + 32]), self.tokenizer)]
         return [texts[i * k : (i + 1) * k] for i in range(len(states))]
 
-    def _guide_words(self, st: _Target, text: str) -> list[str]:
+    @staticmethod
+    def _guide_words(st: _Target, text: str) -> list[str]:
         proposed = [w for position in st.proposals.get(text, ()) for w in position]
-        return list(dict.fromkeys([*st.words, *proposed, *self.lexicon]))
+        return list(dict.fromkeys([*st.words, *proposed]))
 
     # -------------------------------------------------------------------------------------------------- loop
     def _score(self, states: list[_Target], proposals: list[list[str]], empty: bool = False) -> None:

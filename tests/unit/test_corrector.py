@@ -4,7 +4,6 @@ the decoder's candidates and proposals (tiny random decoder), and the refusal of
 bank."""
 
 import random
-from dataclasses import replace
 
 import pytest
 import torch
@@ -279,31 +278,6 @@ def test_the_gradient_guide_offers_single_token_substitutions_from_the_given_wor
         embed(["a dog plays guitar"]))
     cosines = [c for _, c in results[0].rounds]
     assert cosines == sorted(cosines) and results[0].cosine > cosines[0]
-
-
-def test_the_lexicon_offers_the_banks_most_frequent_words_to_every_gradient_guided_substitution(make_model, tokenizer,
-                                                                                                 tmp_path):
-    from gemma_embed.encoder import load_embedder
-
-    folder = tmp_path / "enc"
-    make_model(seed=1).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    embed = load_embedder(str(folder), precision="no")
-    bank = ["the dog plays", "the dog runs", "the cat sleeps", "a red guitar"]
-    settings = CorrectorSettings(rounds=2, beam=1, neighbours=1, edits=0, guided=4, patience=5)
-    assert Corrector(embed, bank, settings=settings, progress=False).lexicon == []
-    corrector = Corrector(embed, bank, settings=replace(settings, lexicon=2), progress=False)
-    assert corrector.lexicon == ["the", "dog"]  # by count
-    offered = []
-    substitutions = corrector.guide.substitutions
-    corrector.guide.substitutions = lambda texts, targets, words, k: (offered.extend(words),
-                                                                      substitutions(texts, targets, words, k))[1]
-    target = embed(["a red guitar plays"])
-    [result] = corrector.correct(target)
-    # every hypothesis's words: its own candidates' (the one neighbour's) and the lexicon
-    assert offered and all({"the", "dog"} <= set(w) and len(w) == len(set(w)) for w in offered)
-    cosines = [c for _, c in result.rounds]
-    assert cosines == sorted(cosines)
 
 
 def test_a_prefix_embedder_is_guided_by_the_gradient_of_its_own_prefix(make_model, tokenizer, tmp_path):
