@@ -85,23 +85,23 @@ class DecoderBudget:
 
     share: float  # of decoder.yaml's max_steps and max_rows
     heldout: int  # held-out queries per set in the evaluation (each corrected for CORRECTION.rounds rounds)
-    # the training's time limit (max_train_seconds): a slower CPU of the same kind trains fewer steps rather than
-    # overrun the stage's limit
-    seconds: float
+    # the training's time limit (max_train_seconds; None: decoder.yaml's): a slower CPU of the same kind trains
+    # fewer steps rather than overrun the stage's limit
+    seconds: float | None = None
 
     def apply(self, cfg: DecoderConfig) -> DecoderConfig:
         return replace(cfg, max_steps=max(1, round(cfg.max_steps * self.share)),
                        max_rows=max(1, round(cfg.max_rows * self.share)) if cfg.max_rows else 0,
-                       max_train_seconds=self.seconds)
+                       max_train_seconds=cfg.max_train_seconds if self.seconds is None else self.seconds)
 
     def line(self, cfg: DecoderConfig, precision) -> str:
         rows = f"{cfg.max_rows:,}" if cfg.max_rows else "all"
         return (f"decoder stage in {precision.name}: {cfg.max_steps} steps on {rows} training queries (at most "
-                f"{self.seconds:.0f} s of steps), {self.heldout} held-out queries per set ({self.share:.0%} of the "
-                "native-bf16 stage's training)")
+                f"{cfg.max_train_seconds:.0f} s of steps), {self.heldout} held-out queries per set "
+                f"({self.share:.0%} of the native-bf16 stage's training)")
 
 
-BUDGETS = {"bf16": DecoderBudget(share=1.0, heldout=30, seconds=330),
+BUDGETS = {"bf16": DecoderBudget(share=1.0, heldout=30),
            "no": DecoderBudget(share=0.5, heldout=15, seconds=450)}
 FAN_OUT = [  # (seed query, document) walked by the decoder at the end
     ("best running shoes for flat feet", "Stability shoes with firm arch support help runners whose feet roll inward."),
@@ -186,8 +186,8 @@ def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision
                                           cache=cache)  # each step corrected
     paths, metrics = walk(embed, FAN_OUT, walker, steps=5, training=known, png=out / "fan_out.png")
     return {"summary": summary, "eval": report, "fan_out": {"pairs": FAN_OUT, "paths": paths, "metrics": metrics},
-            "budget": {**asdict(budget), "max_steps": cfg.max_steps, "max_rows": cfg.max_rows,
-                       "precision": precision.name}}
+            "budget": {**asdict(budget), "seconds": cfg.max_train_seconds, "max_steps": cfg.max_steps,
+                       "max_rows": cfg.max_rows, "precision": precision.name}}
 
 
 def main(argv=None) -> dict:
