@@ -290,7 +290,7 @@ def train(run: Run) -> None:
     run.model.train()
     bar = tqdm(total=run.steps, initial=run.start, disable=not run.main, desc=cfg.label(), dynamic_ncols=True)
     t0, window, step = time.time(), [], run.start
-    while step < run.steps:  # run.steps may be cut to the time limit after the first steps
+    while step < run.steps:  # with max_train_seconds, run.steps is set to what fits every 10 steps
         faults.point("AT_STEP", step)
         window += _optimizer_step(run, step)
         bar.update(1)
