@@ -185,6 +185,10 @@ class GemmaEmbedDecoder(PreTrainedModel):
         """(B, embedding_dim) vectors -> (B, 1 + K, hidden): the `<bos>` embedding, then the K soft tokens. In
         training mode the unit vectors get Gaussian noise and are renormalised first."""
         c = self.config
+        if vectors.dim() != 2 or vectors.shape[-1] != c.embedding_dim:
+            encoder = (c.encoder or {}).get("name_or_path", "its encoder")
+            raise ValueError(f"this decoder writes queries from {c.embedding_dim}-dimensional vectors of {encoder}; got "
+                             f"a tensor of shape {tuple(vectors.shape)}")
         v = F.normalize(vectors.float(), dim=-1)
         if self.training and c.noise_std > 0:  # noise of norm about noise_std, whatever the dimension
             v = F.normalize(v + c.noise_std / v.shape[-1] ** 0.5 * torch.randn_like(v), dim=-1)

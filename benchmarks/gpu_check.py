@@ -20,8 +20,13 @@ the bundled sample data, nothing downloaded):
 6. Queries per second of a query-decoder step as train/configs/decoder.yaml sets it (the whole gemma-3-1b-pt
    architecture, random weights; 16 soft tokens at the token rows' scale; LoRA r=32 on every projection; a
    restricted vocabulary of 32,768 tokens; batch 256 of the bundled queries' lengths, at most 32 tokens).
+7. Reformulations per second of the bulk fan-out (gemma_embed.reformulate.reformulate_batch, as train/fan_out.py
+   runs it) with a decoder and an encoder of the gemma-3-1b-pt architecture (random weights, so every query runs to
+   the decoder's 32-token limit: a worst case), the bundled pairs, 6 steps each, batches of 64 pairs: greedy, and
+   corrected (2 rounds of the measured recipe, random word edits in place of the gradient's). No fluency model.
 
 The last line: device= precision= gradcache_max_diff= resume= tokens_per_s= mfu= decoder_queries_per_s=
+fanout_greedy_per_s= fanout_correct_per_s=
 """
 
 from __future__ import annotations
@@ -223,6 +228,54 @@ def decoder_speed(text_config, device, precision, rows: int, steps: int, lengths
     return rows * steps / seconds
 
 
+def fan_out_speed(text_config, device, precision, pairs: int, batch_pairs: int) -> dict:
+    """Reformulations per second of the bulk fan-out, greedy and corrected, with random 1B-architecture models."""
+    from dataclasses import replace
+
+    from configuration_gemma_embed_decoder import GemmaEmbedDecoderConfig
+    from gemma_embed.backbones import build_tiny_tokenizer
+    from gemma_embed.encoder import memoize
+    from gemma_embed.inverter import Inverter
+    from gemma_embed.recipes import CORRECTION, FAN_OUT
+    from gemma_embed.reformulate import batches, read_pairs, reformulate_batch
+    from modeling_gemma_embed_decoder import GemmaEmbedDecoder
+
+    queries = read_queries(REPO / "examples/data/queries.tsv")
+    tokenizer = build_tiny_tokenizer(queries, vocab_size=32768)
+    text = text_config.to_dict() | {"vocab_size": len(tokenizer)}
+    config = GemmaEmbedDecoderConfig(text_config=text, vocab_ids=list(range(len(tokenizer))), prefix_length=16,
+                                     prefix_norm="rms", bos_token_id=tokenizer.bos_token_id,
+                                     eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    with torch.device(device):
+        decoder = GemmaEmbedDecoder(config).eval()
+    encoder = build(type(text_config)(**text), device).eval()
+
+    @torch.no_grad()
+    def encode(texts):
+        with precision.autocast(device.type):
+            return torch.nn.functional.normalize(encoder.encode(texts, tokenizer, batch_size=256).float(), dim=-1)
+
+    embed = memoize(encode)
+    embed.precision = precision
+    inverter = Inverter(decoder, tokenizer, embed, "random", queries[:1000])
+    chosen = (read_pairs("bundled")[0] * (pairs // 12 + 1))[:pairs]
+    chosen = [replace(p, id=f"{p.id}-{i}") for i, p in enumerate(chosen)]
+    documents = list(dict.fromkeys(p.document for p in chosen))
+    matrix, index = embed(documents), {d: i for i, d in enumerate(documents)}
+    rates = {}
+    for mode, settings in (("greedy", None), ("correct", replace(CORRECTION, rounds=2, guided=0))):
+        recipe = replace(FAN_OUT, mode=mode, batch_pairs=batch_pairs)
+        began = time.time()
+        for batch in batches(chosen, batch_pairs):
+            reformulate_batch(inverter, None, batch, matrix, index, recipe, settings)
+            embed.forget()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rates[mode] = pairs * recipe.steps / (time.time() - began)
+    return rates
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reduced", action="store_true", help="a tiny model and small batches (CPU, CI); no MFU")
@@ -263,12 +316,18 @@ def main(argv=None) -> None:
                                   vocab=1000 if args.reduced else 32768)
     print(f"6. query-decoder step ({'tiny' if args.reduced else 'gemma-3-1b-pt'}, 16 scaled soft tokens, LoRA r=32 on "
           f"every projection, batch {decoder_rows}): {queries_per_s:,.0f} queries/s", flush=True)
+    fanned = fan_out_speed(big, device, precision, pairs=4 if args.reduced else 256,
+                           batch_pairs=2 if args.reduced else 64)
+    print(f"7. bulk fan-out ({'tiny' if args.reduced else 'gemma-3-1b-pt'} decoder and encoder, random weights, 6 "
+          f"steps a pair): greedy {fanned['greedy']:,.1f}, corrected (2 rounds) {fanned['correct']:,.1f} "
+          "reformulations/s", flush=True)
     print(f"took {time.time() - began:.0f} s", flush=True)
     tokens = ",".join(f"{b}:{r['tokens_per_s']:.0f}" for b, r in speed.items())
     mfu = ",".join(f"{b}:{r['mfu']:.3f}" for b, r in speed.items()) if peak else "n/a"
     print(f"device={device.type}:{name.replace(' ', '_')} precision={precision.precision} "
           f"gradcache_max_diff={max(diffs.values()):.2e} resume={resume} tokens_per_s={tokens} mfu={mfu} "
-          f"decoder_queries_per_s={queries_per_s:.0f}")
+          f"decoder_queries_per_s={queries_per_s:.0f} fanout_greedy_per_s={fanned['greedy']:.1f} "
+          f"fanout_correct_per_s={fanned['correct']:.1f}")
 
 
 if __name__ == "__main__":

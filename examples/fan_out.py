@@ -1,4 +1,5 @@
-"""Query fan-out: walk from a seed query's embedding toward a document's and decode each step into a query.
+"""Query fan-out of one or a few pairs, printed step by step (for many pairs, judged and resumable:
+train/fan_out.py): walk from a seed query's embedding toward a document's and decode each step into a query.
 
     python examples/fan_out.py --decoder runs/demo/decoder \
         --query "best running shoes for flat feet" \
@@ -24,11 +25,13 @@ and the mean cosine of a step's query to its point.
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
+from gemma_embed.corrector import Corrector
 from gemma_embed.data.query_files import read_queries
-from gemma_embed.corrector import Corrector, CorrectorSettings
 from gemma_embed.fanout import CorrectingDecoder, NearestNeighbourDecoder, decoder_walker, walk
+from gemma_embed.recipes import CORRECTION
 
 SAMPLE = Path(__file__).resolve().parent / "data"
 
@@ -43,7 +46,8 @@ def main(argv=None):
     ap.add_argument("--wikiqa", help="a WikiQA split folder: walk from questions to their correct answers")
     ap.add_argument("--pairs", type=int, default=20, help="WikiQA pairs to walk (with --wikiqa)")
     ap.add_argument("--candidates", type=int, default=8, help="sampled candidates per step (with --decoder)")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of correction per step (0: none)")
+    ap.add_argument("--rounds", type=int, default=CORRECTION.rounds, help="rounds of correction per step (0: none; "
+                                                                           "the rest: gemma_embed/recipes.py)")
     ap.add_argument("--corrector", default="", help="other corrector settings, FIELD=VALUE,... (gemma_embed/"
                                                       "corrector.py, CorrectorSettings), e.g. beams=0,proposals=0")
     ap.add_argument("--bank", help="a query file: the corrector's bank (default: the decoder's training queries; "
@@ -64,7 +68,7 @@ def main(argv=None):
     if args.steps < 1 or args.rounds < 0:
         ap.error("--steps must be >= 1 and --rounds >= 0")
     try:
-        settings = CorrectorSettings(rounds=args.rounds, samples=args.candidates).update(args.corrector)
+        settings = replace(CORRECTION, rounds=args.rounds, samples=args.candidates).update(args.corrector)
     except ValueError as e:
         ap.error(f"--corrector: {e}")
 

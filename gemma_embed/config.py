@@ -3,7 +3,8 @@
     accelerate launch train/phase1.py --config train/configs/phase1.yaml --lr 5e-5 --max_steps 200
 
 Every field below can be set in the YAML file or overridden as `--field value` (YAML syntax for the value, so
-`--model '{attention: bidirectional}'` works). The resolved config is written beside the output as
+`--model '{lora_r: 4}'` works, and merges into the file's `model`; a field the model's config class does not take is
+refused). The resolved config is written beside the output as
 `train_config.yaml`; the next phase reads it from its `init_from` folder.
 
 LoRA across phases: each phase starts from merged weights (a backbone, or the previous phase's published folder,
@@ -122,6 +123,13 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{source}: field '{name}' must be >= 0, got {getattr(self, name)}")
         if self.model:
+            import inspect
+
+            accepted = set(inspect.signature(model_class.__init__).parameters) - {"self", "kwargs"}
+            unknown = sorted(set(self.model) - accepted)
+            if unknown:  # the config class takes **kwargs, so a typo would be stored beside the field it meant
+                raise ConfigError(f"{source}: field 'model' has unknown field(s) {unknown}; {model_class.__name__}'s "
+                                  f"fields are: {sorted(accepted)}")
             try:
                 model_class(**self.model)
             except (ValueError, TypeError) as e:
@@ -300,7 +308,9 @@ def load_config(cls: type[TrainConfig], argv: list[str] | None = None) -> tuple[
     overrides = {name: getattr(args, f"override_{name}") for name in known}
     overrides = {name: _override(raw, hints[name]) for name, raw in overrides.items() if raw is not None}
     if overrides:
-        values.update(overrides)
+        for name, value in overrides.items():  # a mapping (`--model '{lora_r: 4}'`) merges into the file's
+            values[name] = {**values[name], **value} if isinstance(value, dict) and isinstance(
+                values.get(name), dict) else value
         source = f"{source} (with command-line overrides)"
     unknown_keys = sorted(set(values) - set(known))
     if unknown_keys:

@@ -16,10 +16,9 @@ write from the target pushed away from the best hypothesis's vector (t + s (t - 
 past the target. All candidates of all targets are embedded together in batches; the `beam` closest to each target
 are kept; a target stops when its best cosine has not risen by `min_gain` for `patience` rounds. The beam always
 holds the best so far, so the best cosine never falls from one round to the next and, from round 1 on, is at
-least the nearest bank query's. With `fluency`, the result is then picked among the closest queries found, within
-`margin` of the best cosine and never below the nearest bank query's, by cosine plus `fluency` times the decoder's
-mean log-probability per token of writing that query from the target: the loop maximises the cosine alone and
-word salad can score high, which the decoder, a language model of queries, finds unlikely.
+least the nearest bank query's. Each result also carries its `shortlist`: the closest queries found, best first,
+for a final pick by another measure (gemma_embed/reformulate.py weighs fluency under a language model against the
+cosine there).
 
 The bank must not hold the queries being inverted: an exact match found there is a leak, not an inversion
 (gemma_embed.eval.inversion refuses such sets).
@@ -38,7 +37,7 @@ import torch.nn.functional as F
 from gemma_embed.precision import autocast_of
 
 Embed = Callable[[list[str]], torch.Tensor]
-FLOATS = {"min_gain", "fluency", "margin"}  # the settings that are not whole numbers
+FLOATS = {"min_gain"}  # the settings that are not whole numbers
 
 
 @dataclass
@@ -58,17 +57,12 @@ class CorrectorSettings:
     steer: int = 0
     patience: int = 2  # rounds without a gain of min_gain before a target stops
     min_gain: float = 1e-4
-    # the final pick: among the `shortlist` closest queries found that are within `margin` of the best cosine (and
-    # no lower than the nearest bank query's), the one with the highest cosine + fluency x the decoder's mean
-    # log-probability per token of writing it from the target (0: the closest)
-    fluency: float = 0.0
-    shortlist: int = 8
-    margin: float = 0.02
+    shortlist: int = 8  # the closest queries found that each result lists, best first
     seed: int = 0
 
     def __post_init__(self):
         for name in ("rounds", "beam", "neighbours", "beams", "samples", "edits", "proposals", "guided", "steer",
-                     "patience", "fluency", "margin"):
+                     "patience"):
             if getattr(self, name) < 0:
                 raise ValueError(f"corrector setting {name} must be >= 0, got {getattr(self, name)}")
         for name in ("beam", "shortlist"):
@@ -97,21 +91,18 @@ class Correction:
     rounds: list[tuple[str, float]]  # the best (text, cosine) after each round, round 0 first
     encodes: int  # texts this target had embedded
     stopped_at: int  # the last round that ran for this target
-    chosen: tuple[str, float] | None = None  # the final pick with the fluency term (None: the last round's best)
+    shortlist: list[tuple[str, float]] = field(default_factory=list)  # the closest (text, cosine) found, best first
 
     @property
     def text(self) -> str:
-        return self.at(len(self.rounds))[0]
+        return self.rounds[-1][0]
 
     @property
     def cosine(self) -> float:
-        return self.at(len(self.rounds))[1]
+        return self.rounds[-1][1]
 
     def at(self, round_: int) -> tuple[str, float]:
-        """The best after `round_` (the last one once the target stopped early); from the last round on, the
-        final pick where the fluency term made one."""
-        if self.chosen is not None and round_ >= len(self.rounds) - 1:
-            return self.chosen
+        """The best after `round_` (the last one once the target stopped early)."""
         return self.rounds[min(round_, len(self.rounds) - 1)]
 
 
@@ -129,8 +120,7 @@ class _Target:
     guided: dict = field(default_factory=dict)  # hypothesis -> the gradient's substitutions
     vectors: dict = field(default_factory=dict)  # beam hypothesis -> its vector
     stopped: bool = False
-    top: list = field(default_factory=list)  # the `shortlist` closest (text, cosine) found, for the final pick
-    floor: float = float("-inf")  # the nearest bank query's cosine: no final pick below it
+    top: list = field(default_factory=list)  # the `shortlist` closest (text, cosine) found
 
 
 def edits(words: list[str], pool: Sequence[str], n: int, rng: random.Random,
@@ -259,12 +249,12 @@ class Corrector:
         self.guide = GradientGuide.of(embed) if self.settings.guided else None
 
     # ----------------------------------------------------------------------------------------------- sources
-    def _neighbours(self, targets: torch.Tensor, k: int) -> tuple[list[list[str]], list[float]]:
-        """The `k` nearest bank queries of each target, and the nearest one's cosine."""
+    def _neighbours(self, targets: torch.Tensor, k: int) -> list[list[str]]:
+        """The `k` nearest bank queries of each target."""
         if self.bank_vectors is None or k == 0:
-            return [[] for _ in targets], [float("-inf")] * len(targets)
+            return [[] for _ in targets]
         top = (targets @ self.bank_vectors.T).topk(min(k, len(self.bank)), dim=1)
-        return [[self.bank[i] for i in row] for row in top.indices.tolist()], top.values[:, 0].tolist()
+        return [[self.bank[i] for i in row] for row in top.indices.tolist()]
 
     def _decoded(self, targets: torch.Tensor, given=None) -> tuple[list[str], list[list[str]]]:
         """The decoder's greedy query per target, and its beams and samples (`given`: (greedy, samples) the caller
@@ -352,8 +342,7 @@ class Corrector:
             st.seen.update(group)
             st.encodes += len(group)
             st.beam = sorted(st.beam + list(zip(group, sims)), key=lambda x: -x[1])[: self.settings.beam]
-            if self.settings.fluency:
-                st.top = sorted(st.top + list(zip(group, sims)), key=lambda x: -x[1])[: self.settings.shortlist]
+            st.top = sorted(st.top + list(zip(group, sims)), key=lambda x: -x[1])[: self.settings.shortlist]
             found = dict(zip(group, block))
             st.vectors = {t: found[t] if t in found else st.vectors[t] for t, _ in st.beam}
 
@@ -381,12 +370,12 @@ class Corrector:
         s = self.settings
         rng = random.Random(s.seed)
         greedy, decoded = self._decoded(targets, decoded)
-        neighbours, floors = self._neighbours(targets, max(1, s.neighbours))
+        neighbours = self._neighbours(targets, max(1, s.neighbours))
         states = []
-        for vector, g, extra, near, floor in zip(targets, greedy, decoded, neighbours, floors):
+        for vector, g, extra, near in zip(targets, greedy, decoded, neighbours):
             sources = [g, *extra, *near[: s.neighbours]]
             words = list(dict.fromkeys(w for text in sources for w in text.split()))
-            states.append(_Target(vector, words, [*extra, *near[: s.neighbours]], floor=floor))
+            states.append(_Target(vector, words, [*extra, *near[: s.neighbours]]))
         # round 0: the decoder alone (without one: the nearest bank query)
         self._score(states, [[g] if self.decoder is not None else near[:1] for g, near in zip(greedy, neighbours)],
                     empty=True)
@@ -413,25 +402,4 @@ class Corrector:
             self._score(active, candidates)
             for st in active:
                 self._record(st)
-        chosen = self._choose(states) if s.fluency and self.decoder is not None else [None] * len(states)
-        return [Correction(st.history, st.encodes, len(st.history) - 1, c) for st, c in zip(states, chosen)]
-
-    def _choose(self, states: list[_Target]) -> list[tuple[str, float]]:
-        """The final pick of each target: among its shortlist within `margin` of its best cosine and no lower than
-        its nearest bank query's, the highest cosine + fluency x the decoder's mean log-probability per token of
-        writing the query from the target (one teacher-forced pass over the shortlists, 64 at a time)."""
-        s = self.settings
-        todo = [(st, text, cos) for st in states for text, cos in st.top
-                if cos >= max(st.history[-1][1] - s.margin, st.floor)]
-        fluency = []
-        for i in range(0, len(todo), 64):
-            chunk = todo[i : i + 64]
-            with autocast_of(self.embed):
-                fluency += self.decoder.log_likelihood(torch.stack([st.vector for st, _, _ in chunk]),
-                                                       [text for _, text, _ in chunk], self.tokenizer).tolist()
-        best = {}
-        for (st, text, cos), lp in zip(todo, fluency):
-            value = cos + s.fluency * lp
-            if id(st) not in best or value > best[id(st)][0]:
-                best[id(st)] = (value, (text, cos))
-        return [best[id(st)][1] if id(st) in best else st.history[-1] for st in states]
+        return [Correction(st.history, st.encodes, len(st.history) - 1, st.top) for st in states]

@@ -15,7 +15,8 @@ from gemma_embed.data.batches import LengthBucketedBatches, ShuffledBatches
 from gemma_embed.data.query_files import read_queries
 from gemma_embed.data.decoder_queries import DecoderCollator, DecoderRows, read_decoder_rows, vector_cache
 from gemma_embed.encoder import cached_vectors
-from gemma_embed.eval.inversion import conditioning_gap, token_f1
+from gemma_embed.eval.inversion import conditioning_gap
+from gemma_embed.text_metrics import token_f1
 from gemma_embed.loop import NonFiniteLoss, Task, adapter_and_head_groups
 
 

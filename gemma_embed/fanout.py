@@ -74,8 +74,7 @@ class GenerativeDecoder:
         self.decoder, self.tokenizer, self.embed, self.candidates = decoder, tokenizer, embed, candidates
 
     def decode(self, vectors: torch.Tensor) -> list[tuple[str, float]]:
-        from gemma_embed.eval.inversion import rerank
-
+        from gemma_embed.text_metrics import rerank
         from gemma_embed.precision import autocast_of
 
         with autocast_of(self.embed):
@@ -97,8 +96,7 @@ class CorrectingDecoder:
 
 def same_query(a: str, b: str, near: float = 0.8) -> bool:
     """Exact (up to case and spaces) or near duplicates: word F1 of `near` or more."""
-    from gemma_embed.eval.inversion import token_f1
-    from gemma_embed.eval.inversion import normalise
+    from gemma_embed.text_metrics import normalise, token_f1
 
     return normalise(a) == normalise(b) or token_f1(a, b) >= near
 
@@ -144,7 +142,7 @@ def fanout_metrics(paths: list[list[dict]], seed_to_document: list[float], train
     seed's and the document's own points): the share of the distinct ones closer to the document than the seed
     query (`closer_distinct`), the share not in the training data (`novel_steps`), and the mean cosine of a step's
     query to its point (`step_cosine`)."""
-    from gemma_embed.eval.inversion import normalise
+    from gemma_embed.text_metrics import normalise
 
     rows = [r for path in paths for r in path]
     training = {normalise(t) for t in training}
@@ -190,35 +188,47 @@ def plot_path(path: list[dict], png: str | Path, title: str = "") -> None:
     plt.close(fig)
 
 
+def plot_records(path: list[dict], png: str | Path) -> None:
+    """One pair's reformulations (train/fan_out.py's records): each step's query against the seed, the document and
+    its point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [r["step"] for r in path]
+    for key, style, label in (("cos_seed", "o-", "to the seed query"), ("cos_document", "s-", "to the document"),
+                              ("cos_point", "^--", "to its point")):
+        ax.plot(steps, [r[key] for r in path], style, label=f"the step's query: cosine {label}")
+    ax.set_xlabel("step (from the seed query toward the document)")
+    ax.set_ylabel("cosine similarity")
+    ax.set_title(f"fan-out of {path[0]['id']}")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+
+
 def decoder_walker(decoder_folder: str | Path, encoder: str | None = None, precision="auto",
                    settings: CorrectorSettings | None = None, bank: list[str] | None = None,
                    cache: str | Path | None = None) -> tuple[Embed, Decoder, list[str]]:
-    """Generative fan-out from a trained query decoder: (the encoder's embed, the walker, the queries it knows:
-    the bank and the decoder's training queries). Each step's query is decoded and corrected toward its point by
-    gemma_embed/corrector.py with `settings` (default: 3 rounds), `bank` as its bank (default: the decoder's
-    training queries), their vectors kept in `cache` (default: where the decoder's training kept them); with 0
-    rounds, the `samples` sampled queries and the greedy one, re-ranked. The encoder is the decoder's own (or
-    `encoder`, checked against it)."""
-    from gemma_embed.backbones import load_tokenizer
-    from gemma_embed.corrector import Corrector, CorrectorSettings
-    from gemma_embed.data.decoder_queries import training_queries, training_vectors
-    from gemma_embed.encoder import cached_vectors, encoder_fingerprint, load_embedder
-    from modeling_gemma_embed_decoder import GemmaEmbedDecoder
+    """Generative fan-out from a trained query decoder (gemma_embed.inverter.Inverter): (the encoder's embed, the
+    walker, the queries it knows: the bank and the decoder's training queries). Each step's query is decoded and
+    corrected toward its point with `settings` (default: the measured recipe, gemma_embed.recipes.CORRECTION),
+    `bank` as its bank (default: the decoder's training queries), their vectors kept in `cache` (default: where the
+    decoder's training kept them); with 0 rounds, the `samples` sampled queries and the greedy one, re-ranked."""
+    from gemma_embed.inverter import Inverter
+    from gemma_embed.recipes import CORRECTION
 
-    model = GemmaEmbedDecoder.from_pretrained(str(decoder_folder)).eval()
-    encoder = encoder or model.config.encoder["name_or_path"]
-    model.verify_encoder(encoder_fingerprint(encoder), f"the encoder {encoder}")
-    embed = load_embedder(encoder, precision=precision)
-    tokenizer = load_tokenizer(decoder_folder)
-    training = training_queries(decoder_folder)
-    bank = list(bank) if bank else training
-    known = list(dict.fromkeys([*bank, *training]))
-    settings = settings or CorrectorSettings(rounds=3)
+    inverter = Inverter.from_pretrained(decoder_folder, encoder, bank, precision, cache)
+    known = list(dict.fromkeys([*inverter.bank, *inverter.training]))
+    settings = settings or CORRECTION
     if not settings.rounds:
-        return embed, GenerativeDecoder(model, tokenizer, embed, settings.samples), known
-    cache = cache or training_vectors(decoder_folder)
-    vectors = cached_vectors(encoder, bank, Path(cache), precision=precision, embed=embed) if cache else None
-    return embed, CorrectingDecoder(Corrector(embed, bank, vectors, model, tokenizer, settings)), known
+        return inverter.embed, GenerativeDecoder(inverter.decoder, inverter.tokenizer, inverter.embed,
+                                                 settings.samples), known
+    return inverter.embed, CorrectingDecoder(inverter.corrector(settings)), known
 
 
 def walk(embed: Embed, pairs: list[tuple[str, str]], decoder: Decoder, steps: int, training: set[str] | list[str],

@@ -23,4 +23,4 @@ RESUME=(--resume-retries 20)   # pip >= 25.1 resumes an interrupted download ins
 python -m pip install --help | grep -q -- --resume-retries || RESUME=()
 # torch first and pinned: an unpinned torch pulls a several-GB CUDA build from the registry
 pip_install "${RESUME[@]}" torch==2.13.0
-pip_install "${RESUME[@]}" -e ".[train,demo,dev]"
+pip_install "${RESUME[@]}" -c scripts/constraints.txt -e ".[train,demo,dev]"   # the exact set CI tests

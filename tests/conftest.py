@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO / "tests" / "helpers"))  # the tests' own helpers: l
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from launch import run_smoke_phase  # noqa: E402
+from launch import accelerate_launch, run_smoke_phase  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +70,27 @@ def chain(tmp_path_factory):
         run = run_smoke_phase(n, outs[n], env, init_from=outs.get(n - 1), data=db if n == 3 else None)
         assert run.returncode == 0, f"phase {n}\n{run.stdout[-2000:]}\n{run.stderr[-4000:]}"
     return root, env, outs
+
+
+# the smoke query decoder (tiny LM, raw tiny encoder), trained once: its training tests and the fan-out's read it
+@pytest.fixture(scope="session")
+def queries(tmp_path_factory):
+    from gemma_embed.data.query_files import make_queries_db, read_queries_tsv, split_heldout, write_queries_tsv
+
+    root = tmp_path_factory.mktemp("decoder")
+    train, heldout = split_heldout(read_queries_tsv(SAMPLE / "queries.tsv"), permille=30)
+    return root, make_queries_db(train, root / "queries.db"), write_queries_tsv(heldout, root / "heldout.tsv")
+
+
+def train_smoke_decoder(root, db, heldout, out, *extra, env=None):
+    args = ["--config", "train/configs/smoke/decoder.yaml", "--data", str(db), "--heldout", str(heldout),
+            "--output_dir", str(out), *extra]
+    return accelerate_launch("train/decoder.py", *args, env={"GEMMA_EMBED_CACHE": str(root / "cache"), **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def trained(queries):
+    root, db, heldout = queries
+    run = train_smoke_decoder(root, db, heldout, root / "decoder")
+    assert run.returncode == 0, run.stderr[-3000:]
+    return root / "decoder"

@@ -1,6 +1,6 @@
 """The embedded default, end to end on CPU: the real Gemma 3 270M, trained through all three phases on the bundled
 real data, evaluated and carded; then a query decoder trained on its vectors, evaluated on held-out queries, and
-the fan-out of three seed queries.
+the bundled query-document pairs fanned out into reformulations by train/fan_out.py, with their quality table.
 
     python train/demo.py                     (scripts/demo.sh sets up the environment first and runs this)
 
@@ -31,7 +31,6 @@ from transformers import AutoConfig
 from gemma_embed.backbones import load_tokenizer, resolve_backbone
 from gemma_embed.clock import Clock
 from gemma_embed.config import DecoderConfig, Phase1Config, Phase2Config, Phase3Config, load_config
-from gemma_embed.corrector import CorrectorSettings
 from gemma_embed.data.query_files import (make_queries_db, read_queries, read_queries_tsv, split_heldout,
                                           write_queries_tsv)
 from gemma_embed.eval.inversion import bank_without, heldout_sets
@@ -41,6 +40,7 @@ from gemma_embed.runtime import launch_command
 from gemma_embed.publish.card import write_card
 from gemma_embed.publish.plots import plot_run
 from gemma_embed.publish.results import encoder_metrics, results_table
+from gemma_embed.recipes import CORRECTION
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout this script sits in
 SAMPLE = REPO / "examples" / "data"
@@ -65,15 +65,6 @@ LIMITATIONS = [
 FINAL_EVAL_TEXTS = 2 * 2 * 1379 + 2600 + 1300 + 14_000 + 5_000
 HELDOUT_PERMILLE = 30  # 3% of the bundled queries are held out of phase 3 and the decoder
 INVERT_QUERIES = 30  # held-out queries inverted without a decoder, by the model and by all-MiniLM-L6-v2
-# the decoder's evaluation: the round table (rounds 0, 1, 3, 10), one hypothesis kept per query, without the
-# decoder's beam-search candidates and next-word proposals (docs/corrector.md: on the demo's decoder the proposals
-# cost 0.6 s a query for 0.01 of cosine; a second hypothesis 0.8-1.1 s for 0.002-0.009), with one steered greedy
-# query a round and 8 gradient-ranked edits instead of 12 (held-out token F1 56.2 against 53.0 for 0.15 s more);
-# the fan-out corrects each step's query the same way (10 rounds: 0.90 of 20 WikiQA walks' distinct steps closer to
-# the answer, against 0.87 with 5; docs/corrector.md)
-CORRECTION = CorrectorSettings(rounds=10, beam=1, beams=0, proposals=0, steer=1, guided=8)
-
-
 @dataclass(frozen=True)
 class DecoderBudget:
     """How much of the decoder stage runs: its limit is 10 minutes where bf16 is native and 20 in float32 on an
@@ -85,6 +76,7 @@ class DecoderBudget:
 
     share: float  # of decoder.yaml's max_steps and max_rows
     heldout: int  # held-out queries per set in the evaluation (each corrected for CORRECTION.rounds rounds)
+    pairs: int  # bundled pairs the fan-out walks (train/fan_out.py)
     # the training's time limit (max_train_seconds; None: decoder.yaml's): a slower CPU of the same kind trains
     # fewer steps rather than overrun the stage's limit
     seconds: float | None = None
@@ -101,13 +93,8 @@ class DecoderBudget:
                 f"({self.share:.0%} of the native-bf16 stage's training)")
 
 
-BUDGETS = {"bf16": DecoderBudget(share=1.0, heldout=30),
-           "no": DecoderBudget(share=0.5, heldout=15, seconds=450)}
-FAN_OUT = [  # (seed query, document) walked by the decoder at the end
-    ("best running shoes for flat feet", "Stability shoes with firm arch support help runners whose feet roll inward."),
-    ("how do vaccines work", "A vaccine trains the immune system to recognise a pathogen from a harmless piece of it."),
-    ("cheap flights to rome", "Budget airlines fly to Italy's capital from most European cities at low fares."),
-]
+BUDGETS = {"bf16": DecoderBudget(share=1.0, heldout=30, pairs=12),
+           "no": DecoderBudget(share=0.5, heldout=15, pairs=6, seconds=450)}
 
 
 def launch(name: str, script: str, config: Path, folder: Path, *args: str) -> dict:
@@ -148,16 +135,14 @@ def split_queries(out: Path) -> tuple[Path, Path]:
 
 
 def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision, budget: DecoderBudget,
-                  bank: list[str]) -> dict:
+                  bank: list[str], lm: str) -> dict:
     """Train the query decoder on the new encoder's vectors (`config`, with the budget's steps and rows), evaluate it
     on the held-out queries (and on TREC Million Query topics when ../shared/data is present, kept out of all
-    training), and walk the fan-out seeds. The corrector's bank is the whole training pool (`bank`, whose vectors
-    the evaluation cached in out/vector_cache, where the decoder's training reads its own from), not only the
-    decoder's share of it: 30 held-out queries on an AVX2-only CPU reach token F1 52.7 and cosine 0.919 after 10
-    rounds from the pool's 14,003, against 46.4 and 0.885 from the decoder's 2,500 (docs/corrector.md)."""
+    training), and fan out the bundled pairs with train/fan_out.py. The corrector's bank is the whole training pool
+    (`bank`, whose vectors the evaluation cached in out/vector_cache, where the decoder's training reads its own
+    from), not only the decoder's share of it (docs/corrector.md)."""
     from gemma_embed.data.decoder_queries import trained_config, training_queries
     from gemma_embed.eval.inversion import evaluate_decoder, heldout_sets, print_report, write_report
-    from gemma_embed.fanout import decoder_walker, walk
     from gemma_embed.publish.card import write_decoder_card
 
     folder, cfg = out / "decoder", budget.apply(load_config(DecoderConfig, ["--config", str(config)])[0])
@@ -180,14 +165,31 @@ def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision
     report["command"] = "bash scripts/demo.sh"
     print_report(report)
     write_report(report, folder)
-    write_decoder_card(folder, trained_config(folder).push_to_hub)
 
-    embed, walker, known = decoder_walker(folder, str(model), precision=precision, settings=CORRECTION, bank=bank,
-                                          cache=cache)  # each step corrected
-    paths, metrics = walk(embed, FAN_OUT, walker, steps=5, training=known, png=out / "fan_out.png")
-    return {"summary": summary, "eval": report, "fan_out": {"pairs": FAN_OUT, "paths": paths, "metrics": metrics},
+    fan_out = fan_out_stage(out, folder, cache, bank, budget.pairs, lm)
+    write_decoder_card(folder, trained_config(folder).push_to_hub)
+    return {"summary": summary, "eval": report, "fan_out": fan_out,
             "budget": {**asdict(budget), "seconds": cfg.max_train_seconds, "max_steps": cfg.max_steps,
                        "max_rows": cfg.max_rows, "precision": precision.name}}
+
+
+def fan_out_stage(out: Path, decoder: Path, cache: Path, bank: list[str], pairs: int, lm: str) -> dict:
+    """The bundled pairs fanned out by the bulk command (its recipe's mode, the pool as the corrector's bank, written
+    to out/bank.tsv): its summary, with the quality table beside the decoder (reformulations.json, read by its
+    card), and the first walk plotted to out/fan_out.png."""
+    from gemma_embed.data.query_files import write_queries_tsv
+    from gemma_embed.fanout import plot_records
+    from gemma_embed.reformulate import read_records
+
+    bank_file = write_queries_tsv([(q, None) for q in bank], out / "bank.tsv")
+    subprocess.run([sys.executable, str(REPO / "train/fan_out.py"), "--decoder", str(decoder), "--pairs", "bundled",
+                    "--limit", str(pairs), "--out", str(out / "fan_out"), "--bank", str(bank_file), "--cache",
+                    str(cache), "--lm", lm], cwd=REPO, check=True)
+    summary = json.loads((out / "fan_out" / "summary.json").read_text())
+    records = list(read_records(out / "fan_out" / "reformulations.jsonl"))
+    (decoder / "reformulations.json").write_text(json.dumps({**summary, "command": "bash scripts/demo.sh"}) + "\n")
+    plot_records([r for r in records if r["id"] == records[0]["id"]], out / "fan_out.png")
+    return summary
 
 
 def main(argv=None) -> dict:
@@ -269,12 +271,12 @@ def main(argv=None) -> dict:
         clock.section("query decoder: training on the new encoder's vectors, evaluation, fan-out",
                       ["decoder"], extra_eval_texts=0)
         decoded = decoder_stage(Path(args.configs) / "decoder.yaml", out, model, heldout, precision, budget,
-                                invert["invert_bank"])
+                                invert["invert_bank"], args.backbone)
         metrics["decoder"] = {"train_seconds": decoded["summary"]["train_seconds"], "budget": decoded["budget"],
                               "sets": {name: {"floor_cosine": r["floor_cosine"], "modes": r["modes"],
                                               "conditioning": r["conditioning"], "correction": r.get("correction")}
                                        for name, r in decoded["eval"]["sets"].items()},
-                              "fan_out": decoded["fan_out"]["metrics"]}
+                              "fan_out": decoded["fan_out"]}
     metrics["wall_seconds"] = time.time() - clock.t0
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
@@ -292,14 +294,23 @@ def main(argv=None) -> dict:
                 c = result["correction"]
                 print(f"decoder on {name}, correction: {c['seconds_per_query']:.2f} s and {c['encodes_per_query']:.0f} "
                       f"encodes per query ({c['cpu']}, {c['precision']})")
+        from gemma_embed.reformulate import TABLE_HEAD, table_row
+
+        fanned = decoded["fan_out"]
+        print(f"\nreformulations of {fanned['pairs']} bundled pairs x {fanned['recipe']['steps']} steps "
+              f"(train/fan_out.py; {fanned['cpu']}, {fanned['precision']}):\n{TABLE_HEAD}\n"
+              + table_row(fanned["recipe"]["mode"], fanned, fanned["reformulations_per_second"]))
     print(f"training {metrics['train_seconds']:.0f} s (encoder) + {(decoded or {}).get('summary', {}).get('train_seconds', 0):.0f} s "
           f"(decoder); whole run {time.time() - clock.t0:.0f} s; {precision.line()}; encoder at {model}")
 
     clock.section("examples against the new model", [], extra_eval_texts=0)
     subprocess.run([sys.executable, str(REPO / "examples/encode.py"), "--model", str(model)], check=True)
     if args.no_decoder:
+        from gemma_embed.reformulate import read_pairs
+
+        first = read_pairs("bundled")[0][0]
         subprocess.run([sys.executable, str(REPO / "examples/fan_out.py"), "--model", str(model), "--bank_size", "2000",
-                        "--query", FAN_OUT[0][0], "--document", FAN_OUT[0][1], "--png", str(out / "fan_out.png")],
+                        "--query", first.query, "--document", first.document, "--png", str(out / "fan_out.png")],
                        check=True)
     print(f"\n== [{(time.time() - clock.t0) / 60:.1f} min] done", flush=True)
     return metrics

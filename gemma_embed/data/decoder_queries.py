@@ -69,7 +69,7 @@ def read_decoder_rows(cfg: DecoderConfig, tokenizer) -> DecoderRows:
     specials = [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id]
     vocab = sorted({t for row in ids for t in row} | {t for t in specials if t is not None}) if (
         cfg.restrict_vocab) else []
-    return DecoderRows(ids, vectors, vocab, encoder_identity(cfg.encoder, int(vectors.shape[1])), texts)
+    return DecoderRows(ids, vectors, vocab, encoder_identity(cfg.encoder, int(vectors.shape[1]), cfg.output_dir), texts)
 
 
 def trained_config(folder: str | Path) -> DecoderConfig:

@@ -20,8 +20,6 @@ exact match found there would be a leak, not an inversion.
 from __future__ import annotations
 
 import json
-import re
-from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,27 +30,7 @@ import torch.nn.functional as F
 from gemma_embed.data.readers import DataError
 from gemma_embed.data.decoder_queries import DecoderCollator, tokenize_queries
 from gemma_embed.encoder import Embed
-
-SPACES = re.compile(r"\s+")
-WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def normalise(text: str) -> str:
-    return SPACES.sub(" ", text.lower()).strip()
-
-
-def words(text: str) -> list[str]:
-    return WORD.findall(text.lower())
-
-
-def token_f1(prediction: str, reference: str) -> float:
-    """Word-level F1 of a decoded query against the original (lower-cased word runs, as SQuAD counts them)."""
-    p, r = Counter(words(prediction)), Counter(words(reference))
-    common = sum((p & r).values())
-    if not common:
-        return float(not p and not r)
-    precision, recall = common / sum(p.values()), common / sum(r.values())
-    return 2 * precision * recall / (precision + recall)
+from gemma_embed.text_metrics import derangement, normalise, rerank, token_f1
 
 
 def conditioning_gap(decoder, tokenizer, texts: list[str], vectors: torch.Tensor, batch_size: int = 32,
@@ -65,8 +43,7 @@ def conditioning_gap(decoder, tokenizer, texts: list[str], vectors: torch.Tensor
     was_training = decoder.training
     decoder.eval()
     ids = tokenize_queries(tokenizer, texts, decoder.config.max_query_length)
-    g = torch.Generator().manual_seed(seed)
-    other = (torch.arange(len(texts)) + torch.randint(1, len(texts), (len(texts),), generator=g)) % len(texts)
+    other = derangement(len(texts), seed)
     collate, totals = DecoderCollator(decoder.config), {"loss_own": 0.0, "loss_shuffled": 0.0}
     count = 0
     device = next(decoder.parameters()).device
@@ -102,24 +79,8 @@ def floor_cosine(vectors: torch.Tensor, seed: int = 0) -> float | None:
     n = vectors.shape[0]
     if n < 2:
         return None
-    g = torch.Generator().manual_seed(seed)
-    other = (torch.arange(n) + torch.randint(1, n, (n,), generator=g)) % n
+    other = derangement(n, seed)
     return F.cosine_similarity(vectors[other].float(), vectors.float()).mean().item()
-
-
-def rerank(candidates: list[list[str]], targets: torch.Tensor, embed: Embed) -> tuple[list[str], torch.Tensor]:
-    """For each target, the candidate whose embedding is closest to it, and that cosine. Empty candidates are left
-    out (unless a target has nothing else)."""
-    candidates = [[c for c in group if c.strip()] or group for group in candidates]
-    flat = [c for group in candidates for c in group]
-    emb = F.normalize(embed(flat).float(), dim=-1)
-    best, cosines, at = [], [], 0
-    for group, target in zip(candidates, F.normalize(targets.float(), dim=-1)):
-        sims = emb[at : at + len(group)] @ target
-        best.append(group[int(sims.argmax())])
-        cosines.append(sims.max())
-        at += len(group)
-    return best, torch.stack(cosines)
 
 
 def nearest(pool: list[str], pool_vectors: torch.Tensor, targets: torch.Tensor) -> list[str]:
@@ -213,14 +174,13 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
     from gemma_embed.backbones import load_tokenizer
     from gemma_embed.corrector import Corrector
     from gemma_embed.data.decoder_queries import training_queries
-    from gemma_embed.encoder import cached_vectors, encoder_fingerprint
-    from gemma_embed.encoder import load_embedder
+    from gemma_embed.encoder import cached_vectors, encoder_fingerprint, load_embedder, recorded_encoder
     from gemma_embed.precision import resolve
     from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
     decoder = GemmaEmbedDecoder.from_pretrained(str(decoder_folder)).eval()
     tokenizer = load_tokenizer(decoder_folder)
-    spec = encoder or decoder.config.encoder["name_or_path"]
+    spec = encoder or recorded_encoder(decoder_folder, decoder.config.encoder["name_or_path"])
     decoder.verify_encoder(encoder_fingerprint(spec), f"the encoder {spec}")
     check_no_leak(sets, pool or [], "the pool")
     try:

@@ -236,6 +236,9 @@ def write_decoder_card(folder: str | Path, repo_id: str = "", sources: list[str]
     if report.is_file():
         ev = json.loads(report.read_text(encoding="utf-8"))
         evaluation = render_decoder_eval(ev)
+    fanned = folder / "reformulations.json"
+    if fanned.is_file():
+        evaluation += "\n\n" + render_reformulations(json.loads(fanned.read_text(encoding="utf-8")))
     from huggingface_hub import ModelCardData
 
     front = ModelCardData(library_name="transformers", pipeline_tag="text-generation", base_model=base,
@@ -284,6 +287,20 @@ def render_decoder_eval(ev: dict) -> str:
                           f"({correction['precision']})."]
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+def render_reformulations(summary: dict) -> str:
+    """The quality table of a bulk fan-out run (train/fan_out.py's summary.json)."""
+    from gemma_embed.reformulate import TABLE_HEAD, table_row
+
+    return "\n".join([
+        f"**Reformulations** (query fan-out by `train/fan_out.py`, {summary['pairs']} pairs x "
+        f"{summary['recipe']['steps']} steps, measured by `{summary.get('command', 'train/fan_out.py')}` on "
+        f"{summary.get('cpu') or 'a CPU'}, {summary.get('precision')}). Fluency is the mean NLL per token under "
+        f"{summary['recipe']['lm']}, against the {summary['nll_quantile']:.0%} quantile of the seed queries' own; the "
+        "keep rule: fluent, close to its point, not a repeat, its document in the top "
+        f"{summary['recipe']['top_k']}. Standard errors over pairs.", "",
+        TABLE_HEAD, table_row(summary["recipe"]["mode"], summary, summary.get("reformulations_per_second"))])
 
 
 def main(argv=None) -> None:

@@ -1,13 +1,19 @@
 """Publish a published folder to the Hugging Face Hub: an encoder (a phase's output) or a query decoder, with its
-merged safetensors weights, code, tokenizer and model card. Training state (checkpoints/, logs/) stays local. The
-command is train/push.py.
+merged safetensors weights, code, tokenizer and model card. Training state (checkpoints/, logs/) stays local, and the
+training records (train_config.yaml, train_summary.json) go up with every absolute path cut to its last part: the
+trainer's folders are nobody's business. The command is train/push.py.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
+
+RECORDS = ("train_config.yaml", "train_summary.json")  # uploaded with absolute paths cut to their last part
 
 IGNORE = ["checkpoints/*", "logs/*", ".publish-tmp/*", "*.part", ".tmp-*"]
 
@@ -16,6 +22,41 @@ def files_to_upload(folder: str | Path) -> list[str]:
     folder = Path(folder)
     names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     return [n for n in names if not any(fnmatch.fnmatch(n, pattern) for pattern in IGNORE)]
+
+
+def without_local_paths(value):
+    """`value` (parsed JSON or YAML) with every absolute path, alone or after `=` in an argument, cut to its last
+    part."""
+    if isinstance(value, dict):
+        return {k: without_local_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_local_paths(v) for v in value]
+    if isinstance(value, str):
+        key, sep, rest = value.rpartition("=") if value.startswith("--") else ("", "", value)
+        return key + sep + Path(rest).name if os.path.isabs(rest) else value
+    return value
+
+
+def staged(folder: Path, files: list[str]) -> Path:
+    """A copy of what is uploaded (hard links where the file system allows), the training records without local
+    paths."""
+    import yaml
+
+    stage = Path(tempfile.mkdtemp(prefix=".push-", dir=folder.parent))
+    for name in files:
+        target = stage / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if name in RECORDS:
+            text = (folder / name).read_text(encoding="utf-8")
+            data = without_local_paths(json.loads(text) if name.endswith(".json") else yaml.safe_load(text))
+            target.write_text(json.dumps(data, indent=1) + "\n" if name.endswith(".json") else
+                              yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+            continue
+        try:
+            os.link(folder / name, target)
+        except OSError:
+            shutil.copy2(folder / name, target)
+    return stage
 
 
 def folder_kind(folder: Path) -> str:
@@ -58,14 +99,17 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, dry_run
     from huggingface_hub import HfApi
 
     api = api or HfApi()
+    stage = staged(folder, files)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(folder), repo_id=repo_id, ignore_patterns=IGNORE,
+        api.upload_folder(folder_path=str(stage), repo_id=repo_id, ignore_patterns=IGNORE,
                           commit_message="Upload Gemma-Embed" + (" query decoder" if kind == "decoder" else ""))
     except Exception as e:  # noqa: BLE001 - any upload failure gets the same advice
         raise RuntimeError(
             f"upload of {folder} to {repo_id} failed ({type(e).__name__}: {e}). The local folder is unchanged; "
             f"retry with: python train/push.py {folder} {repo_id}"
         ) from e
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     print(f"uploaded {len(files)} files to https://huggingface.co/{repo_id}")
     return files

@@ -9,34 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, SAMPLE
-from launch import accelerate_launch, load_script
+from conftest import REPO, SAMPLE, train_smoke_decoder as _train
+from launch import load_script
 from tolerance import assert_scalars_close
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def queries(tmp_path_factory):
-    from gemma_embed.data.query_files import make_queries_db, read_queries_tsv, split_heldout, write_queries_tsv
-
-    root = tmp_path_factory.mktemp("decoder")
-    train, heldout = split_heldout(read_queries_tsv(SAMPLE / "queries.tsv"), permille=30)
-    return root, make_queries_db(train, root / "queries.db"), write_queries_tsv(heldout, root / "heldout.tsv")
-
-
-def _train(root, db, heldout, out, *extra, env=None):
-    args = ["--config", "train/configs/smoke/decoder.yaml", "--data", str(db), "--heldout", str(heldout),
-            "--output_dir", str(out), *extra]
-    return accelerate_launch("train/decoder.py", *args, env={"GEMMA_EMBED_CACHE": str(root / "cache"), **(env or {})})
-
-
-@pytest.fixture(scope="module")
-def trained(queries):
-    root, db, heldout = queries
-    run = _train(root, db, heldout, root / "decoder")
-    assert run.returncode == 0, run.stderr[-3000:]
-    return root / "decoder"
 
 
 def test_the_smoke_config_trains_and_publishes_a_decoder_with_its_card(trained):
@@ -103,6 +80,19 @@ def test_the_same_decoder_whether_the_vectors_were_cached_or_not(queries, make_m
         assert run.returncode == 0, run.stderr[-3000:]
     a, b = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("first", "second"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the decoder records its encoder relative to itself: moved elsewhere side by side, the pair still loads (and a
+    # moved decoder without its encoder beside it is refused naming it)
+    import shutil
+
+    from gemma_embed.inverter import Inverter
+
+    assert json.loads((tmp_path / "first/config.json").read_text())["encoder"]["name_or_path"] == "../encoder"
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    shutil.move(str(tmp_path / "first"), moved / "first")
+    shutil.move(str(encoder), moved / "encoder")
+    inverter = Inverter.from_pretrained(moved / "first")
+    assert inverter.encoder == str(moved / "first" / "../encoder") and len(inverter.decode(torch.randn(2, inverter.decoder.config.embedding_dim))) == 2
 
 
 @pytest.mark.precision
@@ -193,18 +183,18 @@ def test_the_pool_vectors_are_read_from_the_training_cache(queries, trained, mon
 
 
 def test_the_walker_takes_the_correctors_settings_whole(queries, trained, monkeypatch, tmp_path):
-    """The demo walks its fan-out with the settings of its evaluation (fewer rounds); without settings the walker
-    corrects for 3 rounds with the corrector's defaults, and 0 rounds is decoding alone. Its bank is the decoder's
-    training queries, or the one given."""
+    """The walker takes the settings it is given; without settings it corrects at the measured recipe, and 0 rounds
+    is decoding alone. Its bank is the decoder's training queries, or the one given."""
     from gemma_embed.corrector import CorrectorSettings
     from gemma_embed.fanout import CorrectingDecoder, GenerativeDecoder, decoder_walker
+    from gemma_embed.recipes import CORRECTION
 
     monkeypatch.setenv("GEMMA_EMBED_CACHE", str(queries[0] / "cache"))
     settings = CorrectorSettings(rounds=2, beams=0, proposals=0, samples=3)
     _, walker, pool = decoder_walker(trained, settings=settings)
     assert isinstance(walker, CorrectingDecoder) and walker.corrector.settings == settings and len(pool) == 256
     _, walker, _ = decoder_walker(trained)
-    assert walker.corrector.settings == CorrectorSettings(rounds=3)
+    assert walker.corrector.settings == CORRECTION  # the measured recipe, from its one place
     _, walker, _ = decoder_walker(trained, settings=CorrectorSettings(rounds=0, samples=3))
     assert isinstance(walker, GenerativeDecoder) and walker.candidates == 3
     # a bank of other queries (a larger pool): the corrector starts from it, its vectors cached where asked; the

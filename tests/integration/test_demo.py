@@ -85,8 +85,13 @@ def test_demo_writes_metrics_card_and_plots(chain, tmp_path, monkeypatch, capsys
     assert "heldout_queries.tsv" in decoder["sets"]
     for result in decoder["sets"].values():
         assert {"greedy", "re-ranked (8 sampled + greedy)", "nearest existing query (training pool)"} == set(result["modes"])
-    assert 0 <= decoder["fan_out"]["distinct"] <= 1 and len(decoder["fan_out"]["roundtrip_cosine_by_step"]) == 7
-    assert "| greedy |" in (out / "decoder/README.md").read_text()
+    # the fan-out: the bundled pairs through train/fan_out.py, its quality table in the decoder's card
+    fanned = decoder["fan_out"]
+    assert fanned["pairs"] == planned["pairs"] and fanned["reformulations"] == planned["pairs"] * 6
+    assert 0 <= fanned["distinct"][0] <= 1 and len(fanned["rank_by_step"]) == 6
+    assert (out / "bank.tsv").is_file() and (out / "fan_out/kept.jsonl").is_file()
+    card = (out / "decoder/README.md").read_text()
+    assert "| greedy |" in card and "**Reformulations**" in card and f"| {fanned['recipe']['mode']} |" in card
     from gemma_embed.data.query_files import read_queries
     from gemma_embed.data.readers import read_queries_db
 

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from configuration_gemma_embed_decoder import GemmaEmbedDecoderConfig
 from gemma_embed.data.decoder_queries import DecoderCollator
-from gemma_embed.eval.inversion import token_f1
-from gemma_embed.eval.inversion import floor_cosine, heldout_sets, normalise, rerank
+from gemma_embed.eval.inversion import floor_cosine, heldout_sets
+from gemma_embed.text_metrics import normalise, rerank, token_f1
 from modeling_gemma_embed_decoder import GemmaEmbedDecoder, fingerprint
 
 QUERIES = ["best running shoes", "cheap flights to rome", "how tall is everest", "a cat"]
@@ -382,3 +382,11 @@ def test_a_decoder_that_learned_four_queries_writes_each_back_from_its_own_vecto
     shifted = [c[0] for c in decoder.decode(vectors.roll(1, 0), tokenizer)]
     assert shifted == queries[-1:] + queries[:-1]
     assert scores(shifted, queries, vectors, embed)["exact_match"] == 0.0
+
+
+def test_vectors_of_another_width_are_refused_naming_the_encoder(setup, tokenizer):
+    decoder, _, _ = setup
+    for bad in (torch.randn(2, 384), torch.randn(16)):
+        with pytest.raises(ValueError, match=r"16-dimensional vectors of enc; got a tensor of shape \((2, 384|16,)\)"):
+            decoder.decode(bad, tokenizer)
+    assert len(decoder.decode(torch.randn(2, 16), tokenizer)) == 2

@@ -1,6 +1,7 @@
 """The package's layers: each module imports only from layers below it (every import, at the top or inside a
-function). data < encoder, losses < loop < tasks (contrastive, decoder_task) < scripts; evaluation below training
-and publishing; nothing in the library imports a script of train/."""
+function). text_metrics < data < encoder, losses < loop < tasks (contrastive, decoder_task) < scripts; evaluation
+below training and publishing; corrector < inverter < reformulate < bulk, beside training; nothing in the library
+imports a script of train/."""
 
 import ast
 from pathlib import Path
@@ -21,6 +22,12 @@ FORBIDDEN = {
     "gemma_embed.data": TASKS + ("gemma_embed.loop", "gemma_embed.eval", "gemma_embed.publish",
                                  "gemma_embed.corrector", "gemma_embed.fanout"),
     "gemma_embed.corrector": TASKS + ("gemma_embed.loop", "gemma_embed.publish"),
+    # the text metrics depend on nothing of ours
+    "gemma_embed.text_metrics": ("gemma_embed",),
+    # inversion and fan-out use a trained decoder; they train nothing and publish nothing
+    "gemma_embed.inverter": TASKS + ("gemma_embed.loop", "gemma_embed.publish"),
+    "gemma_embed.reformulate": TASKS + ("gemma_embed.loop", "gemma_embed.publish", "gemma_embed.bulk"),
+    "gemma_embed.bulk": TASKS + ("gemma_embed.loop", "gemma_embed.publish"),
 }
 
 

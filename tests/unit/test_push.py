@@ -7,7 +7,7 @@ from gemma_embed.publish.push import push_folder
 
 class FakeHub:
     def __init__(self, fail: bool = False):
-        self.calls, self.fail = [], fail
+        self.calls, self.fail, self.texts = [], fail, {}
 
     def create_repo(self, repo_id, private=False, exist_ok=False):
         self.calls.append(("create_repo", repo_id, private))
@@ -23,6 +23,7 @@ class FakeHub:
             if p.is_file() and not any(fnmatch.fnmatch(p.relative_to(folder_path).as_posix(), g) for g in ignore_patterns)
         )
         self.calls.append(("upload_folder", repo_id, sent))
+        self.texts = {n: (Path(folder_path) / n).read_text() for n in sent if n.endswith((".yaml", ".json", ".md"))}
 
 
 @pytest.fixture
@@ -91,3 +92,22 @@ def test_a_decoder_folder_is_pushed_with_its_card(tiny_backbone, tokenizer, tmp_
     (out / "README.md").unlink()  # and without a card or a training record to write one from: refused
     with pytest.raises(FileNotFoundError, match="no model card"):
         push_folder(out, "org/x", api=FakeHub())
+
+
+def test_the_training_records_go_up_without_the_trainers_paths(folder, tmp_path):
+    import json
+
+    import yaml
+
+    (folder / "train_config.yaml").write_text(yaml.safe_dump({"phase": "Phase3Config", "data": "/home/me/q.db",
+                                                              "output_dir": "runs/demo/phase3", "lr": 1e-4}))
+    (folder / "train_summary.json").write_text(json.dumps({"argv": ["train/phase3.py", "--data", "/home/me/q.db",
+                                                                    "--init_from=/srv/runs/phase2"], "steps": 3}))
+    before = digest(folder)
+    hub = FakeHub()
+    push_folder(folder, "org/gemma-embed", api=hub)
+    config, summary = yaml.safe_load(hub.texts["train_config.yaml"]), json.loads(hub.texts["train_summary.json"])
+    assert config == {"phase": "Phase3Config", "data": "q.db", "output_dir": "runs/demo/phase3", "lr": 1e-4}
+    assert summary["argv"] == ["train/phase3.py", "--data", "q.db", "--init_from=phase2"] and summary["steps"] == 3
+    assert not any("/home/" in text or "/srv/" in text for text in hub.texts.values())
+    assert digest(folder) == before and not list(tmp_path.glob(".push-*"))  # the local folder as it was

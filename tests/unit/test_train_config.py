@@ -24,6 +24,21 @@ def test_yaml_and_command_line_overrides(tmp_path):
         load_config(Phase3Config, ["--config", str(tmp_path / "resolved.yaml")])
 
 
+def test_a_model_override_merges_and_an_unknown_model_field_is_refused_naming_it(tmp_path):
+    from gemma_embed.config import DecoderConfig
+
+    path = write(tmp_path, "output_dir: out\ndata: text.txt\nmodel: {attention: bidirectional, lora_r: 8}\n")
+    cfg, _ = load_config(Phase1Config, ["--config", path, "--model", "{lora_r: 4}"])
+    assert cfg.model == {"attention": "bidirectional", "lora_r": 4}  # merged, not replaced
+    for argv in (["--model", "{lora_rr: 4}"], []):
+        text = "output_dir: out\ndata: text.txt\nmodel: {lora_rr: 4}\n" if not argv else None
+        with pytest.raises(ConfigError, match=r"field 'model' has unknown field\(s\) \['lora_rr'\]; GemmaEmbedConfig's"):
+            load_config(Phase1Config, ["--config", write(tmp_path, text) if text else path, *argv])
+    decoder = write(tmp_path, "output_dir: out\ndata: q.db\nencoder: minilm\nmodel: {prefix_lenght: 4}\n")
+    with pytest.raises(ConfigError, match=r"unknown field\(s\) \['prefix_lenght'\]; GemmaEmbedDecoderConfig's"):
+        load_config(DecoderConfig, ["--config", decoder])
+
+
 def test_phase3_fields(tmp_path):
     cfg, _ = load_config(Phase3Config, ["--output_dir", "o", "--data", "q.db", "--table", "t", "--column", "c"])
     assert (cfg.table, cfg.column) == ("t", "c")
@@ -70,7 +85,8 @@ def test_decoder_config_fields_and_checks(tmp_path):
 
     cfg, _ = load_config(DecoderConfig, ["--config", str(REPO / "train/configs/smoke/decoder.yaml"),
                                          "--model", "{prefix_length: 2, noise_std: 0.1}"])
-    assert cfg.encoder == "raw:tiny" and cfg.model == {"prefix_length": 2, "noise_std": 0.1}
+    # merged into the smoke config's model: {prefix_length: 4, lora_r: 4, lora_alpha: 8}
+    assert cfg.encoder == "raw:tiny" and cfg.model == {"prefix_length": 2, "lora_r": 4, "lora_alpha": 8, "noise_std": 0.1}
     assert not hasattr(cfg, "temperature") and not hasattr(cfg, "eval_sts")  # the phases' fields are theirs
     with pytest.raises(ConfigError, match="field 'encoder' is required"):
         load_config(DecoderConfig, ["--config", str(REPO / "train/configs/smoke/decoder.yaml"), "--encoder", ""])

@@ -1,0 +1,119 @@
+"""A trained query decoder loaded once, with everything that inverts vectors through it: its tokenizer, its encoder
+(checked against the fingerprint the decoder recorded), the queries it was trained on, and the corrector's bank of
+real queries with their cached vectors.
+
+    inverter = Inverter.from_pretrained("runs/demo/decoder")     # the encoder is the decoder's own
+    inverter.invert(inverter.embed(["cheap flights to rome"]))    # corrected at the measured recipe
+    inverter.fan_out("cheap flights to rome", "Budget airlines fly to Rome.", steps=6)
+    inverter.candidates(points, "rerank")                         # [(text, cosine)] per point, best first
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from gemma_embed.corrector import Correction, Corrector, CorrectorSettings
+from gemma_embed.precision import Decision, autocast_of, resolve
+
+MODES = ("greedy", "rerank", "correct")
+
+
+class Inverter:
+    def __init__(self, decoder, tokenizer, embed, encoder: str, training: list[str], bank: list[str] | None = None,
+                 cache: str | Path | None = None):
+        self.decoder, self.tokenizer, self.embed, self.encoder = decoder, tokenizer, embed, encoder
+        self.training = list(training)
+        self.bank = list(bank) if bank else self.training
+        self.cache = Path(cache) if cache else None
+        self._bank_vectors = None
+
+    @classmethod
+    def from_pretrained(cls, decoder_folder: str | Path, encoder: str | None = None, bank: Sequence[str] | None = None,
+                        precision: Decision | str = "auto", cache: str | Path | None = None,
+                        device: str = "cpu") -> "Inverter":
+        """Load a published decoder folder and its encoder (`encoder`: another path to the same weights, checked).
+        `bank`: real queries for the corrector to start from (default: the decoder's training queries); their
+        vectors are cached in `cache` (default: where the decoder's training kept its own)."""
+        from gemma_embed.backbones import load_tokenizer
+        from gemma_embed.data.decoder_queries import training_queries, training_vectors
+        from gemma_embed.encoder import encoder_fingerprint, load_embedder, recorded_encoder
+        from modeling_gemma_embed_decoder import GemmaEmbedDecoder
+
+        decoder = GemmaEmbedDecoder.from_pretrained(str(decoder_folder)).eval().to(device)
+        encoder = encoder or recorded_encoder(decoder_folder, decoder.config.encoder["name_or_path"])
+        decoder.verify_encoder(encoder_fingerprint(encoder), f"the encoder {encoder}")
+        precision = resolve(precision, device) if isinstance(precision, str) else precision
+        embed = load_embedder(encoder, precision=precision, quiet=True, device=device)
+        trained = (Path(decoder_folder) / "train_config.yaml").is_file()  # not for a folder saved by hand
+        return cls(decoder, load_tokenizer(decoder_folder), embed, encoder,
+                   training_queries(decoder_folder) if trained else [], bank,
+                   cache or (training_vectors(decoder_folder) if trained else None))
+
+    @property
+    def bank_vectors(self):
+        """The bank's vectors, computed once (and cached on disk where a cache folder is known); None without a
+        bank."""
+        if self._bank_vectors is None and self.bank:
+            from gemma_embed.encoder import cached_vectors
+
+            self._bank_vectors = (cached_vectors(self.encoder, self.bank, self.cache, embed=self.embed)
+                                  if self.cache else self.embed(self.bank))
+        return self._bank_vectors
+
+    def corrector(self, settings: CorrectorSettings, progress: bool = True) -> Corrector:
+        return Corrector(self.embed, self.bank, self.bank_vectors, self.decoder, self.tokenizer, settings, progress)
+
+    def invert(self, vectors: torch.Tensor, settings: CorrectorSettings | None = None) -> list[Correction]:
+        """Queries written back from `vectors` (of this inverter's encoder), corrected for `settings.rounds` rounds
+        (default: gemma_embed.recipes.CORRECTION): one Correction per vector, `.text` and `.cosine` its result."""
+        from gemma_embed.recipes import CORRECTION
+
+        return self.corrector(settings or CORRECTION, progress=False).correct(vectors)
+
+    def fan_out(self, query: str, document: str, steps: int = 6, mode: str = "rerank",
+                settings: CorrectorSettings | None = None) -> list[tuple[str, float]]:
+        """The walk from `query` toward `document`: each of `steps` points strictly between their vectors decoded
+        into a query by `mode` (greedy, rerank or correct), with its cosine to its point."""
+        from gemma_embed.fanout import interpolate
+
+        seed, target = self.embed([query, document])
+        return [group[0] for group in self.candidates(interpolate(seed, target, steps), mode, settings=settings)]
+
+    def decode(self, vectors: torch.Tensor, chunk: int = 64, **kwargs) -> list[list[str]]:
+        """The decoder's queries for `vectors`, `chunk` at a time, in the encoder's precision."""
+        out = []
+        with autocast_of(self.embed, self.decoder.device.type):
+            for i in range(0, len(vectors), chunk):
+                out += self.decoder.decode(vectors[i : i + chunk], self.tokenizer, **kwargs)
+        return out
+
+    def candidates(self, points: torch.Tensor, mode: str, samples: int = 8, settings: CorrectorSettings | None = None,
+                   shortlist: int = 8) -> list[list[tuple[str, float]]]:
+        """Per point, up to `shortlist` candidate queries with their cosine to it, closest first. greedy: the
+        decoder's greedy query; rerank: it and `samples` sampled ones; correct: the closest the corrector found
+        (`settings`)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        points = F.normalize(points.float(), dim=-1)
+        if mode == "correct":
+            from gemma_embed.recipes import CORRECTION
+            from dataclasses import replace
+
+            settings = replace(settings or CORRECTION, shortlist=shortlist)
+            return [c.shortlist for c in self.corrector(settings, progress=False).correct(points)]
+        groups = [[g] for [g] in self.decode(points)]
+        if mode == "rerank" and samples:
+            groups = [g + s for g, s in zip(groups, self.decode(points, mode="sample", num_candidates=samples))]
+        groups = [list(dict.fromkeys(c for c in g if c.strip())) or g[:1] for g in groups]
+        flat = [c for g in groups for c in g]
+        vectors = self.embed(flat).float()
+        out, at = [], 0
+        for g, p in zip(groups, points):
+            cos = (vectors[at : at + len(g)] @ p.to(vectors.device)).tolist()
+            at += len(g)
+            out.append(sorted(zip(g, cos), key=lambda x: -x[1])[:shortlist])
+        return out

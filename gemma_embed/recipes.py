@@ -1,0 +1,37 @@
+"""The measured recipes, each defined once: what the demo, the evaluation and the bulk fan-out use by default. How
+each was chosen is in docs/ (docs/corrector.md, docs/reformulations.md); this file holds no run's numbers.
+
+    from gemma_embed.recipes import CORRECTION, FAN_OUT
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gemma_embed.corrector import CorrectorSettings
+
+# inversion by correction: one hypothesis kept per query, no beam-search candidates or next-word proposals, one
+# steered greedy query a round and 8 gradient-ranked edits, 10 rounds (docs/corrector.md)
+CORRECTION = CorrectorSettings(rounds=10, beam=1, beams=0, proposals=0, steer=1, guided=8)
+
+
+@dataclass(frozen=True)
+class FanOutRecipe:
+    """The bulk fan-out's defaults (train/fan_out.py; docs/reformulations.md)."""
+
+    steps: int = 6  # points strictly between the seed query and the document
+    mode: str = "rerank"  # greedy | rerank | correct
+    samples: int = 8  # sampled candidates beside the greedy one (rerank)
+    rounds: int = CORRECTION.rounds  # correction rounds (correct)
+    # the final pick among a point's candidates: cosine to the point - fluency_weight x the language model's mean NLL
+    # per token (0: the closest)
+    fluency_weight: float = 0.0
+    # the keep rule: NLL within the real queries' quantile, cosine to the point, the document in the top k
+    nll_quantile: float = 0.9
+    min_cosine: float = 0.8
+    top_k: int = 10
+    batch_pairs: int = 16  # pairs decoded together (and flushed together)
+    lm: str = "gemma3-270m"  # the language model that scores fluency (gemma_embed/backbones.py; "none": skip)
+
+
+FAN_OUT = FanOutRecipe()
