@@ -1,5 +1,5 @@
 """What correction buys per second: the corrector (gemma_embed/corrector.py) under several settings, on the same
-held-out queries, with a trained decoder and its training queries (or --pool) as the bank.
+held-out queries, with a trained decoder and its training queries (or --bank) as the bank.
 
     python benchmarks/corrector_sweep.py --decoder runs/demo/decoder --heldout runs/demo/heldout_queries.tsv --n 30 \
         --setting beam=4,edits=24 --setting beam=2,edits=12 --setting beam=4,edits=24,proposals=0
@@ -41,7 +41,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--encoder", help="the encoder the decoder inverts, where it is not at the path its config records "
                     "(its weights must be the same)")
     ap.add_argument("--heldout", action="append", required=True, help="FILE or FILE@tag,tag (repeatable)")
-    ap.add_argument("--pool", help="a query file: the corrector's bank (default: the decoder's training queries); its "
+    ap.add_argument("--bank", help="a query file: the corrector's bank (default: the decoder's training queries); its "
                     "vectors are cached beside the decoder's training vectors. It must not hold the held-out queries")
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--setting", action="append", default=[], help="FIELD=VALUE,... (repeatable)")
@@ -65,7 +65,7 @@ def main(argv=None) -> dict:
     decoder.verify_encoder(encoder_fingerprint(spec), f"the encoder {spec}")  # not another model at the same path
     embed = load_embedder(spec, precision=precision)
     training = training_queries(args.decoder)
-    pool = read_queries(args.pool) if args.pool else training
+    pool = read_queries(args.bank) if args.bank else training
     cache = training_vectors(args.decoder)
     vectors = cached_vectors(spec, pool, cache, precision=precision) if cache else None
     sets = heldout_sets(args.heldout, args.n, exclude=set(pool) | set(training))

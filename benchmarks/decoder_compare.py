@@ -4,12 +4,12 @@ each evaluated in its own space on the same held-out queries, with each space's 
     python benchmarks/decoder_compare.py --encoder runs/demo/model --encoder raw:gemma3-270m --encoder minilm \
         --rounds 10 --n 60
     python benchmarks/decoder_compare.py --encoder runs/demo/model --max_steps 1500 --max_rows 0 \
-        --pool ../shared/data/web_queries_anserini/all_real_queries_dedup.tsv@msmarco-passage-dev-subset,nq-dev \
+        --more_queries ../shared/data/web_queries_anserini/all_real_queries_dedup.tsv@msmarco-passage-dev-subset,nq-dev \
         --out runs/decoder_long                                         # the longer CPU run
 
 Training queries: the bundled queries minus the held-out split (train/demo.py's: 3% by a hash of the query), plus
-any --pool files; held-out sets: that split, and TREC Million Query topics from ../shared/data when present (short
-keyword queries, in no training pool). Every decoder trains with --config (the demo's decoder recipe by default)
+any --more_queries files; held-out sets: that split, and TREC Million Query topics from ../shared/data when present
+(short keyword queries, in no training pool). Every decoder trains with --config (the demo's decoder recipe by default)
 and the same --max_steps, through train/decoder.py under accelerate. Round-trip cosine compares only within one
 space: each set prints its floor (random pairs of held-out queries) beside it; compare encoders by exact match,
 token F1 and BLEU. With --rounds, each decoder's queries are also corrected by gemma_embed.corrector, judged by
@@ -25,13 +25,14 @@ import json
 import os
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from gemma_embed.corrector import CorrectorSettings
 from gemma_embed.data.query_files import make_queries_db, read_queries, read_queries_tsv, split_heldout, write_queries_tsv
 from gemma_embed.data.decoder_queries import training_queries, training_vectors
 from gemma_embed.eval.inversion import evaluate_decoder, heldout_sets, print_report, result_rows
 from gemma_embed.precision import resolve
+from gemma_embed.recipes import CORRECTION
 from gemma_embed.runtime import launch_command
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout: train/, examples/data, ../shared/data
@@ -51,7 +52,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=str(REPO / "runs/decoder_compare"))
     ap.add_argument("--max_steps", type=int, default=0, help="override the config's steps (0: keep)")
     ap.add_argument("--max_rows", type=int, default=-1, help="override the config's max_rows (-1: keep, 0: all)")
-    ap.add_argument("--pool", action="append", default=[], help="more training queries: FILE or FILE@tag,tag")
+    ap.add_argument("--more_queries", action="append", default=[], help="more training queries: FILE or FILE@tag,tag")
     ap.add_argument("--n", type=int, default=200, help="held-out queries per set")
     ap.add_argument("--candidates", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=0, help="rounds of correction (0: none)")
@@ -68,7 +69,7 @@ def main(argv=None) -> dict:
     evaluation = heldout_sets(specs, args.n)
     kept_out = {q for texts in evaluation.values() for q in texts} | {q for q, _ in heldout}
     rows = list(bundled)
-    for spec in args.pool:
+    for spec in args.more_queries:
         path, _, tags = spec.partition("@")
         rows += [(q, None) for q in read_queries(path, tuple(filter(None, tags.split(","))))]
     rows = [r for r in dict.fromkeys(rows) if r[0] not in kept_out]
@@ -96,7 +97,7 @@ def main(argv=None) -> dict:
         pool = training_queries(folder)
         report = evaluate_decoder(folder, evaluation, pool=pool, candidates=args.candidates,
                                   precision=precision.precision, cache=training_vectors(folder),
-                                  corrector=CorrectorSettings(rounds=args.rounds), training=pool)
+                                  corrector=replace(CORRECTION, rounds=args.rounds), training=pool)
         report["train_seconds"], report["wall_seconds"] = summary["train_seconds"], time.time() - began
         report["seconds_per_step"], report["steps"] = summary["seconds_per_step"], summary["steps"]
         print_report(report)

@@ -50,6 +50,8 @@ def repair(out: Path, plan: list[list[Pair]], steps: int) -> dict[int, set[str]]
     rewritten whole, atomically, where anything is dropped); a batch whose pairs differ from this input's batch of
     the same number is refused (the input changed). Returns the finished batches' pair ids by batch number."""
     done: dict[int, set[str]] = {}
+    for stale in (out / "shards").glob("timing-*.json"):  # an earlier run's (its rate is not this run's)
+        stale.unlink()
     for path in shard_files(out):
         records = list(read_records(path))
         by_batch: dict[int, list[dict]] = {}

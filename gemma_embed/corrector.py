@@ -16,7 +16,9 @@ write from the target pushed away from the best hypothesis's vector (t + s (t - 
 past the target. All candidates of all targets are embedded together in batches; the `beam` closest to each target
 are kept; a target stops when its best cosine has not risen by `min_gain` for `patience` rounds. The beam always
 holds the best so far, so the best cosine never falls from one round to the next and, from round 1 on, is at
-least the nearest bank query's. Each result also carries its `shortlist`: the closest queries found, best first,
+least the nearest bank query's. With `word_edits=0` there are no edits at all: every candidate is the decoder's
+(greedy, beams, samples, steered) or a bank query, so every result is text a language model wrote, as vec2text's
+are. Each result also carries its `shortlist`: the closest queries found, best first,
 for a final pick by another measure (gemma_embed/reformulate.py weighs fluency under a language model against the
 cosine there).
 
@@ -55,6 +57,9 @@ class CorrectorSettings:
     # the decoder's greedy query from t + s (t - h), s = 1 .. steer, every round (0: none); t the target, h the best
     # hypothesis's vector
     steer: int = 0
+    # 0: no word-level edits at all (deletions, substitutions, insertions, the gradient's): every candidate is written
+    # by the decoder (greedy, beams, samples, steered) or is a bank query, as vec2text keeps only generated text
+    word_edits: int = 1
     patience: int = 2  # rounds without a gain of min_gain before a target stops
     min_gain: float = 1e-4
     shortlist: int = 8  # the closest queries found that each result lists, best first
@@ -62,7 +67,7 @@ class CorrectorSettings:
 
     def __post_init__(self):
         for name in ("rounds", "beam", "neighbours", "beams", "samples", "edits", "proposals", "guided", "steer",
-                     "patience"):
+                     "patience", "word_edits"):
             if getattr(self, name) < 0:
                 raise ValueError(f"corrector setting {name} must be >= 0, got {getattr(self, name)}")
         for name in ("beam", "shortlist"):
@@ -246,7 +251,7 @@ class Corrector:
             raise ValueError("a decoder needs its tokenizer")
         if decoder is None and not self.bank:
             raise ValueError("the corrector needs a decoder or a bank of queries to start from")
-        self.guide = GradientGuide.of(embed) if self.settings.guided else None
+        self.guide = GradientGuide.of(embed) if self.settings.guided and self.settings.word_edits else None
 
     # ----------------------------------------------------------------------------------------------- sources
     def _neighbours(self, targets: torch.Tensor, k: int) -> list[list[str]]:
@@ -392,7 +397,7 @@ class Corrector:
             random_edits = s.edits + (s.guided if self.guide is None else 0)
             for st, steered in zip(active, self._steered(active)):
                 group = (list(st.extra) if round_ == 1 else []) + steered
-                for text, _ in st.beam:
+                for text, _ in st.beam if s.word_edits else ():
                     group += edits(text.split(), st.words, random_edits, rng, st.proposals.get(text, ()))
                 candidates.append(group)
             if self.guide is not None:

@@ -128,23 +128,38 @@ class Fluency:
     @torch.no_grad()
     def nll(self, texts: list[str]) -> list[float | None]:
         out: dict[str, float | None] = {}
-        todo = sorted({t for t in texts if t.strip()}, key=len)
+        todo = sorted({t for t in texts if t.strip()}, key=len)  # batches of similar lengths pad little
         device = self.model.device
+        lm, head = self.model.model, self.model.lm_head
+        cap = self.model.config.final_logit_softcapping
         for i in range(0, len(todo), self.batch_size):
             chunk = todo[i : i + self.batch_size]
             enc = self.tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=64).to(device)
-            autocast = self.precision.autocast(device.type) if self.precision is not None else torch.autocast(
-                device.type, enabled=False)
             positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # left padding: count real tokens only
-            with autocast:
-                logits = self.model(**enc, position_ids=positions).logits.float()
-            ids, mask = enc["input_ids"][:, 1:], enc["attention_mask"][:, 1:].float()
-            # the first real token is <bos>, which is not predicted; a pad position is masked out
-            mask = mask * (ids != self.tokenizer.bos_token_id)
-            nll = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids, reduction="none") * mask
-            for text, total, count in zip(chunk, nll.sum(1).tolist(), mask.sum(1).tolist()):
-                out[text] = total / count if count else None
+            with self._autocast(device.type):
+                hidden = lm(**enc, position_ids=positions).last_hidden_state[:, :-1]
+            # each position predicts the next token; the first real token is <bos>, which nothing predicts, and a
+            # pad position predicts nothing
+            ids, mask = enc["input_ids"][:, 1:], enc["attention_mask"][:, 1:].bool()
+            mask &= ids != self.tokenizer.bos_token_id
+            rows, cols = mask.nonzero(as_tuple=True)
+            losses = torch.empty(len(rows), device=device)
+            for j in range(0, len(rows), 256):  # the vocabulary's logits a few hundred positions at a time
+                at = slice(j, j + 256)
+                with self._autocast(device.type):
+                    logits = head(hidden[rows[at], cols[at]]).float()
+                if cap:
+                    logits = torch.tanh(logits / cap) * cap
+                losses[at] = torch.logsumexp(logits, -1) - logits.gather(-1, ids[rows[at], cols[at], None])[:, 0]
+            total = torch.zeros(len(chunk), device=device).index_add_(0, rows, losses)
+            for text, t, n in zip(chunk, total.tolist(), mask.sum(1).tolist()):
+                out[text] = t / n if n else None
         return [out.get(t) for t in texts]
+
+    def _autocast(self, device_type: str):
+        if self.precision is None:
+            return torch.autocast(device_type, enabled=False)
+        return self.precision.autocast(device_type)
 
 
 # -------------------------------------------------------------------------------------------------------- records

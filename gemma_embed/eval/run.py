@@ -24,6 +24,7 @@ from gemma_embed.eval.metrics import label, sts_key
 from gemma_embed.eval.probe import probe_texts, token_probe
 from gemma_embed.eval.tasks import geometry, retrieval, sts_spearman, wikiqa
 from gemma_embed.precision import resolve
+from gemma_embed.recipes import CORRECTION
 
 SAMPLE = Path("examples/data")  # the bundled sample, relative to a checkout's root (override with --sample)
 
@@ -98,7 +99,7 @@ def decoder_main(args, corrector, on_write=None) -> dict:
 
     folder = Path(args.decoder)
     training = training_queries(folder)
-    pool = [] if args.pool == "none" else read_queries(args.pool) if args.pool else training
+    pool = [] if args.bank == "none" else read_queries(args.bank) if args.bank else training
     sets = heldout_sets(args.heldout, args.n, exclude=set(pool) | set(training))  # no leak into bank or decoder
     report = evaluate_decoder(folder, sets, encoder=args.encoder, pool=pool or None, candidates=args.candidates,
                               precision=args.precision, cache=training_vectors(folder),
@@ -126,18 +127,14 @@ def main(argv=None, on_write=None) -> dict:
     ap.add_argument("--n", type=int, default=200, help="held-out queries per set (0: all)")
     ap.add_argument("--candidates", type=int, default=8, help="sampled candidates for re-ranked decoding")
     ap.add_argument("--encoder", help="the decoder's encoder (default: the one named in its config)")
-    ap.add_argument("--pool", default="", help="a query file: the corrector's bank and the nearest-neighbour row "
+    ap.add_argument("--bank", default="", help="a query file: the corrector's bank and the nearest-neighbour row "
                                                "(default: the decoder's training queries; none: neither); its vectors "
                                                "are cached beside the decoder's training vectors")
-    ap.add_argument("--rounds", type=int, default=0, help="rounds of correction guided by the encoder (0: none); the "
-                                                          "round table reports rounds 0, 1, 3, 10 and the last")
-    ap.add_argument("--beam", type=int, default=2, help="corrector: hypotheses kept per query")
-    ap.add_argument("--neighbours", type=int, default=16, help="corrector: nearest pool queries added at round 1")
-    ap.add_argument("--edits", type=int, default=4, help="corrector: random word edits per hypothesis per round")
-    ap.add_argument("--guided", type=int, default=12, help="corrector: substitutions per hypothesis per round "
-                                                           "ranked by the encoder's gradient")
-    ap.add_argument("--corrector", default="", help="corrector: any other setting, FIELD=VALUE,... (gemma_embed/"
-                                                    "corrector.py, CorrectorSettings), e.g. beams=0,proposals=0,steer=1")
+    ap.add_argument("--rounds", type=int, default=CORRECTION.rounds,
+                    help="rounds of correction guided by the encoder (0: none); the round table reports rounds 0, 1, "
+                         "3, 10 and the last")
+    ap.add_argument("--corrector", default="", help="corrector settings over the measured recipe's (gemma_embed/"
+                                                    "recipes.py), FIELD=VALUE,... (CorrectorSettings), e.g. beam=2")
     ap.add_argument("--write", action="store_true", help="write decoder_eval.json into the folder (train/evaluate.py "
                                                          "also renders its card)")
     ap.add_argument("--sts", action="append", default=[], help="an STS file (repeatable)")
@@ -165,12 +162,10 @@ def main(argv=None, on_write=None) -> dict:
     if args.decoder:
         if not args.heldout:
             ap.error("--decoder needs at least one --heldout file")
-        from gemma_embed.corrector import CorrectorSettings
+        from dataclasses import replace
 
-        corrector = CorrectorSettings(rounds=args.rounds, beam=args.beam, neighbours=args.neighbours, edits=args.edits,
-                                      guided=args.guided)
         try:
-            corrector = corrector.update(args.corrector)
+            corrector = replace(CORRECTION, rounds=args.rounds).update(args.corrector)
         except ValueError as e:
             ap.error(f"--corrector: {e}")
         return decoder_main(args, corrector, on_write)

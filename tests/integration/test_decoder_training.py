@@ -102,7 +102,7 @@ def test_evaluate_and_fan_out_with_the_decoder(queries, trained, tmp_path):
     root, db, heldout = queries
     env = {"GEMMA_EMBED_CACHE": str(root / "cache"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
     run = subprocess.run([sys.executable, "train/evaluate.py", "--decoder", str(trained), "--heldout", str(heldout),
-                          "--n", "20", "--candidates", "2", "--rounds", "3", "--edits", "8", "--corrector", "steer=1",
+                          "--n", "20", "--candidates", "2", "--rounds", "3", "--corrector", "edits=8,steer=1",
                           "--write", "--json", str(tmp_path / "eval.json")],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -134,7 +134,7 @@ def test_evaluate_and_fan_out_with_the_decoder(queries, trained, tmp_path):
     one = tmp_path / "one.tsv"  # a set of one query: no floor (no pair), everything else as usual
     one.write_text("query\tsource\nwho wrote the song all about that bass\tnq-dev\n")
     small = subprocess.run([sys.executable, "train/evaluate.py", "--decoder", str(trained), "--heldout", str(one),
-                            "--candidates", "2", "--rounds", "1", "--edits", "4"],
+                            "--candidates", "2", "--rounds", "1", "--corrector", "edits=4"],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert small.returncode == 0, small.stderr[-3000:]
     assert "1 queries" in small.stdout and "floor cosine n/a (one query)" in small.stdout

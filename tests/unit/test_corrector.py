@@ -155,6 +155,20 @@ def test_steering_decodes_from_the_target_pushed_away_from_the_best_hypothesis()
     assert c.cosine < 0.99 and decoder.aims == [None]
 
 
+def test_without_word_edits_every_candidate_is_written_by_the_decoder_or_a_bank_query():
+    target = bag_of_words(["cheap flights to rome"])
+    settings = CorrectorSettings(rounds=3, beam=2, neighbours=1, beams=0, samples=0, edits=4, proposals=0, guided=0,
+                                 steer=1, word_edits=0, patience=5)
+    decoder = RecordingDecoder("cheap flights", "cheap rome")
+    [c] = Corrector(bag_of_words, ["flights to rome"], decoder=decoder, tokenizer=object(), settings=settings,
+                    progress=False).correct(target)
+    assert {t for t, _ in c.shortlist} == {"cheap flights", "cheap rome", "flights to rome"}
+    # with them, the edits of those hypotheses are candidates too
+    [c] = Corrector(bag_of_words, ["flights to rome"], decoder=RecordingDecoder("cheap flights", "cheap rome"),
+                    tokenizer=object(), settings=settings.update("word_edits=1"), progress=False).correct(target)
+    assert {t for t, _ in c.shortlist} - {"cheap flights", "cheap rome", "flights to rome"}
+
+
 def test_the_decoder_writes_in_the_embedders_precision():
     """bf16 autocast around every decoder call where the embedder computes in it (a CPU with native bf16), none
     where it computes in float32; the cosines themselves stay float32 either way."""
