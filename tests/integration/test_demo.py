@@ -112,7 +112,9 @@ def test_demo_writes_metrics_card_and_plots(chain, tmp_path, monkeypatch, capsys
     row = {t: i for i, t in enumerate(listed)}
     np.testing.assert_array_equal(np.load(cached[len(training)].with_suffix(".npy")),
                                   np.load(cached[len(pool)].with_suffix(".npy"))[[row[t] for t in training]])
-    assert "seed:     best running shoes for flat feet" in printed
+    # the summary prints the fan-out's quality table
+    assert f"reformulations of {planned['pairs']} bundled pairs x 6 steps" in printed
+    assert f"| {fanned['recipe']['mode']} |" in printed.split("] summary")[1]
 
 
 def test_demo_with_unbuilt_data_says_how_to_build_it_before_training(tmp_path):
