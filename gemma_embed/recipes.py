@@ -24,8 +24,8 @@ class FanOutRecipe:
     samples: int = 8  # sampled candidates beside the greedy one (rerank)
     rounds: int = CORRECTION.rounds  # correction rounds (correct)
     # the final pick among a point's candidates: cosine to the point - fluency_weight x the language model's mean NLL
-    # per token (0: the closest)
-    fluency_weight: float = 0.0
+    # per token (0: the closest; None: the mode's measured weight, FLUENCY_WEIGHTS)
+    fluency_weight: float | None = None
     # the keep rule: NLL within the real queries' quantile, cosine to the point, the document in the top k
     nll_quantile: float = 0.9
     min_cosine: float = 0.8
@@ -33,5 +33,11 @@ class FanOutRecipe:
     batch_pairs: int = 16  # pairs decoded together (and flushed together)
     lm: str = "gemma3-270m"  # the language model that scores fluency (gemma_embed/backbones.py; "none": skip)
 
+    def weight(self) -> float:
+        return FLUENCY_WEIGHTS[self.mode] if self.fluency_weight is None else self.fluency_weight
 
+
+# the measured weight of fluency in the final pick, by mode (docs/fan_out.md): greedy has one candidate; rerank's
+# are already as fluent as real queries; the corrector's closest are not
+FLUENCY_WEIGHTS = {"greedy": 0.0, "rerank": 0.0, "correct": 0.03}
 FAN_OUT = FanOutRecipe()

@@ -193,7 +193,7 @@ def reformulate_batch(inverter, lm: Fluency | None, pairs: list[Pair], documents
     targets = documents[[document_index[p.document] for p in pairs]]
     points = torch.cat([interpolate(s, d, recipe.steps) for s, d in zip(seeds, targets)])
     shortlists = inverter.candidates(points, recipe.mode, recipe.samples, settings, 8 if keep_candidates else (
-        8 if recipe.fluency_weight else 1))
+        8 if recipe.weight() else 1))
     texts = list(dict.fromkeys([c for group in shortlists for c, _ in group] + [p.query for p in pairs]))
     vectors = dict(zip(texts, F.normalize(embed(texts).float(), dim=-1)))
     nll = dict(zip(texts, lm.nll(texts))) if lm is not None else {}
@@ -213,7 +213,7 @@ def reformulate_batch(inverter, lm: Fluency | None, pairs: list[Pair], documents
         path = []
         for step in range(recipe.steps):
             group = [judged(text, i, cos) for text, cos in shortlists[i * recipe.steps + step]]
-            chosen = pick(group, recipe.fluency_weight)
+            chosen = pick(group, recipe.weight())
             record = {"id": pair.id, "step": step + 1, "t": (step + 1) / (recipe.steps + 1), **chosen,
                       "seed_cos_document": seed["cos_document"], "seed_rank": seed["rank"], "seed_nll": seed["nll"]}
             if keep_candidates:

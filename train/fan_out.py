@@ -44,7 +44,8 @@ def parse(argv=None):
     ap.add_argument("--repick", type=float, help="with --summarise: re-choose each step from its recorded "
                                                   "candidates at this fluency weight")
     for f in fields(FAN_OUT):
-        ap.add_argument(f"--{f.name}", type=type(f.default), default=f.default, help=f"(default {f.default})")
+        kind = float if f.name == "fluency_weight" else type(f.default)  # None: the mode's measured weight
+        ap.add_argument(f"--{f.name}", type=kind, default=f.default, help=f"(default {f.default})")
     args = ap.parse_args(argv)
     recipe = replace(FAN_OUT, **{f.name: getattr(args, f.name) for f in fields(FAN_OUT)})
     if recipe.mode not in ("greedy", "rerank", "correct"):

@@ -47,6 +47,11 @@ def test_the_pick_weighs_the_cosine_against_fluency():
     assert pick(group, 0.001)["text"] == "salad word"  # 0.95 - 0.009 > 0.93 - 0.005
     assert pick(group, 0.01)["text"] == "a query"  # with a weight, the empty text is never the pick
     assert pick(group[2:], 0.01)["text"] == ""  # unless there is nothing else
+    # the weight: the mode's measured one unless given
+    from gemma_embed.recipes import FLUENCY_WEIGHTS
+
+    assert FanOutRecipe(mode="correct").weight() == FLUENCY_WEIGHTS["correct"] > 0 == FanOutRecipe(mode="rerank").weight()
+    assert FanOutRecipe(mode="correct", fluency_weight=0.0).weight() == 0.0
 
 
 def test_a_step_repeating_the_seed_or_an_earlier_step_is_a_duplicate():
