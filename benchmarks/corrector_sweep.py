@@ -52,7 +52,7 @@ def main(argv=None) -> dict:
     from gemma_embed.corrector import Corrector
     from gemma_embed.data.decoder_queries import training_queries, training_vectors
     from gemma_embed.data.query_files import read_queries
-    from gemma_embed.encoder import cached_vectors, encoder_fingerprint, load_embedder, recorded_encoder
+    from gemma_embed.encoder import cached_vectors, decoders_encoder, load_embedder
     from gemma_embed.eval.inversion import correction_table, heldout_sets
     from gemma_embed.precision import describe_machine, resolve
     from modeling_gemma_embed_decoder import GemmaEmbedDecoder
@@ -61,8 +61,7 @@ def main(argv=None) -> dict:
     precision = resolve("auto", "cpu")
     decoder = GemmaEmbedDecoder.from_pretrained(args.decoder).eval()
     tokenizer = load_tokenizer(args.decoder)
-    spec = args.encoder or recorded_encoder(args.decoder, decoder.config.encoder["name_or_path"])
-    decoder.verify_encoder(encoder_fingerprint(spec), f"the encoder {spec}")  # not another model at the same path
+    spec = decoders_encoder(args.decoder, decoder, args.encoder)  # not another model at the same path
     embed = load_embedder(spec, precision=precision)
     training = training_queries(args.decoder)
     pool = read_queries(args.bank) if args.bank else training

@@ -204,9 +204,6 @@ def render(runs: Path) -> str:
 def reformulation_runs(runs: Path) -> str:
     """docs/reformulations.md: every bulk fan-out run under `runs` (train/fan_out.py's summary.json, a --repick's
     too), one table row each, grouped by what was fanned out."""
-    import sys
-
-    sys.path.insert(0, str(REPO))
     from gemma_embed.recipes import FLUENCY_WEIGHTS
     from gemma_embed.reformulate import TABLE_HEAD, table_row
 

@@ -136,6 +136,14 @@ def recorded_encoder(decoder_folder: str | Path, name: str) -> str:
     return str(beside) if name != "minilm" and not name.startswith("raw:") and beside.is_dir() else name
 
 
+def decoders_encoder(decoder_folder: str | Path, decoder, given: str | None = None) -> str:
+    """The spec of the encoder a loaded decoder inverts: `given`, or the one its config records; refused (naming
+    it) where its weights are not those the decoder was trained on (another model at the same path)."""
+    spec = given or recorded_encoder(decoder_folder, decoder.config.encoder["name_or_path"])
+    decoder.verify_encoder(encoder_fingerprint(spec), f"the encoder {spec}")
+    return spec
+
+
 def cached_vectors(spec: str, texts: list[str], cache: Path, batch_size: int = 128, precision: str = "auto",
                    chunk: int = 8192, embed: Embed | None = None) -> np.ndarray:
     """The encoder's vectors of `texts` (float32, one row per text), computed once and kept in `cache` (a folder),

@@ -40,12 +40,11 @@ class Inverter:
         vectors are cached in `cache` (default: where the decoder's training kept its own)."""
         from gemma_embed.backbones import load_tokenizer
         from gemma_embed.data.decoder_queries import training_queries, training_vectors
-        from gemma_embed.encoder import encoder_fingerprint, load_embedder, recorded_encoder
+        from gemma_embed.encoder import decoders_encoder, load_embedder
         from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
         decoder = GemmaEmbedDecoder.from_pretrained(str(decoder_folder)).eval().to(device)
-        encoder = encoder or recorded_encoder(decoder_folder, decoder.config.encoder["name_or_path"])
-        decoder.verify_encoder(encoder_fingerprint(encoder), f"the encoder {encoder}")
+        encoder = decoders_encoder(decoder_folder, decoder, encoder)
         precision = resolve(precision, device) if isinstance(precision, str) else precision
         embed = load_embedder(encoder, precision=precision, quiet=True, device=device)
         trained = (Path(decoder_folder) / "train_config.yaml").is_file()  # not for a folder saved by hand

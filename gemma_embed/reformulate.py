@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from gemma_embed.data.readers import DataError
 from gemma_embed.fanout import interpolate
+from gemma_embed.precision import autocast_of
 from gemma_embed.recipes import FanOutRecipe
 from gemma_embed.text_metrics import distinct_n, normalise, self_bleu
 
@@ -136,7 +137,7 @@ class Fluency:
             chunk = todo[i : i + self.batch_size]
             enc = self.tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=64).to(device)
             positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # left padding: count real tokens only
-            with self._autocast(device.type):
+            with autocast_of(self, device.type):
                 hidden = lm(**enc, position_ids=positions).last_hidden_state[:, :-1]
             # each position predicts the next token; the first real token is <bos>, which nothing predicts, and a
             # pad position predicts nothing
@@ -146,7 +147,7 @@ class Fluency:
             losses = torch.empty(len(rows), device=device)
             for j in range(0, len(rows), 256):  # the vocabulary's logits a few hundred positions at a time
                 at = slice(j, j + 256)
-                with self._autocast(device.type):
+                with autocast_of(self, device.type):
                     logits = head(hidden[rows[at], cols[at]]).float()
                 if cap:
                     logits = torch.tanh(logits / cap) * cap
@@ -155,11 +156,6 @@ class Fluency:
             for text, t, n in zip(chunk, total.tolist(), mask.sum(1).tolist()):
                 out[text] = t / n if n else None
         return [out.get(t) for t in texts]
-
-    def _autocast(self, device_type: str):
-        if self.precision is None:
-            return torch.autocast(device_type, enabled=False)
-        return self.precision.autocast(device_type)
 
 
 # -------------------------------------------------------------------------------------------------------- records

@@ -174,14 +174,13 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
     from gemma_embed.backbones import load_tokenizer
     from gemma_embed.corrector import Corrector
     from gemma_embed.data.decoder_queries import training_queries
-    from gemma_embed.encoder import cached_vectors, encoder_fingerprint, load_embedder, recorded_encoder
+    from gemma_embed.encoder import cached_vectors, decoders_encoder, load_embedder
     from gemma_embed.precision import resolve
     from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
     decoder = GemmaEmbedDecoder.from_pretrained(str(decoder_folder)).eval()
     tokenizer = load_tokenizer(decoder_folder)
-    spec = encoder or recorded_encoder(decoder_folder, decoder.config.encoder["name_or_path"])
-    decoder.verify_encoder(encoder_fingerprint(spec), f"the encoder {spec}")
+    spec = decoders_encoder(decoder_folder, decoder, encoder)
     check_no_leak(sets, pool or [], "the pool")
     try:
         training = training_queries(decoder_folder) if training is None else training
