@@ -137,4 +137,37 @@ class GemmaEmbedDecoderConfig(PretrainedConfig):
         super().__init__(bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id, **kwargs)
 
 
-__all__ = ["GemmaEmbedDecoderConfig"]
+class GemmaEmbedCorrectorConfig(GemmaEmbedDecoderConfig):
+    r"""
+    Configuration of a [`GemmaEmbedCorrector`]: a decoder's configuration, and the second conditioning path that
+    reads a hypothesis (vec2text's corrector).
+
+    Args:
+        hypothesis_prefix_length (`int`, *optional*, defaults to 0):
+            The soft tokens of the hypothesis's vector, and as many of the difference between the target and it; 0:
+            `prefix_length` (the hypothesis's MLP then starts as a copy of the decoder's prefix).
+        max_hypothesis_length (`int`, *optional*, defaults to 0):
+            Longest hypothesis read, in tokens; 0: `max_query_length`.
+        started_from (`dict`, *optional*):
+            The decoder the corrector was trained from: `name_or_path` and `fingerprint` (sha256 of its weights).
+        noise_std (`float`, *optional*, defaults to 0.0):
+            As the decoder's, on the target vector only; none by default (a corrector aims at the exact point).
+        kwargs:
+            Every other [`GemmaEmbedDecoderConfig`] field.
+    """
+
+    model_type = "gemma_embed_corrector"
+
+    def __init__(self, hypothesis_prefix_length: int = 0, max_hypothesis_length: int = 0,
+                 started_from: dict | None = None, noise_std: float = 0.0, **kwargs):
+        for name, value in (("hypothesis_prefix_length", hypothesis_prefix_length),
+                            ("max_hypothesis_length", max_hypothesis_length)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"GemmaEmbedCorrectorConfig: {name} must be an integer >= 0, got {value!r}")
+        self.max_hypothesis_length = max_hypothesis_length
+        self.started_from = dict(started_from or {})
+        super().__init__(noise_std=noise_std, **kwargs)
+        self.hypothesis_prefix_length = hypothesis_prefix_length or self.prefix_length
+
+
+__all__ = ["GemmaEmbedCorrectorConfig", "GemmaEmbedDecoderConfig"]

@@ -30,9 +30,9 @@ from transformers import AutoConfig, Gemma3ForCausalLM, GenerationConfig, PreTra
 from transformers.modeling_outputs import CausalLMOutput
 
 try:
-    from .configuration_gemma_embed_decoder import GemmaEmbedDecoderConfig
+    from .configuration_gemma_embed_decoder import GemmaEmbedCorrectorConfig, GemmaEmbedDecoderConfig
 except ImportError:  # imported as an installed top-level module rather than as Hub custom code
-    from configuration_gemma_embed_decoder import GemmaEmbedDecoderConfig
+    from configuration_gemma_embed_decoder import GemmaEmbedCorrectorConfig, GemmaEmbedDecoderConfig
 
 ACTIVATIONS = {"gelu": nn.GELU, "tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU}
 
@@ -67,13 +67,21 @@ class GemmaEmbedDecoder(PreTrainedModel):
         super().__init__(config)
         text = config.text_config
         self.lm = Gemma3ForCausalLM(text)
-        hidden = config.prefix_hidden_dim or text.hidden_size
-        self.prefix = nn.Sequential(
-            nn.Linear(config.embedding_dim, hidden), ACTIVATIONS[config.prefix_activation](),
-            nn.Linear(hidden, config.prefix_length * text.hidden_size),
-        )
+        self.prefix = self._mlp(config.prefix_length)
         self._set_generation_config()
         self.post_init()
+
+    def _mlp(self, k: int) -> nn.Sequential:
+        """The two-layer MLP turning a vector into k soft tokens."""
+        c = self.config
+        hidden = c.prefix_hidden_dim or c.text_config.hidden_size
+        return nn.Sequential(nn.Linear(c.embedding_dim, hidden), ACTIVATIONS[c.prefix_activation](),
+                             nn.Linear(hidden, k * c.text_config.hidden_size))
+
+    @property
+    def heads(self) -> tuple[nn.Module, ...]:
+        """The modules around the LM that turn vectors into soft tokens (they train in full)."""
+        return (self.prefix,)
 
     def _set_generation_config(self) -> None:
         c = self.config
@@ -150,7 +158,7 @@ class GemmaEmbedDecoder(PreTrainedModel):
                 nn.init.zeros_(layer.bias)
 
     def _init_weights(self, module):
-        if any(module is m for m in self.prefix.modules()):
+        if any(module is m for head in self.heads for m in head.modules()):
             self._init_weights_of(module) if isinstance(module, nn.Linear) else None
         else:
             self.lm._init_weights(module)  # Gemma 3's own initialisation for the LM's modules
@@ -181,39 +189,59 @@ class GemmaEmbedDecoder(PreTrainedModel):
         return local_ids if vocab is None else vocab.to(local_ids.device)[local_ids]
 
     # --------------------------------------------------------------------------------------------------- forward
-    def prefix_embeds(self, vectors: torch.Tensor) -> torch.Tensor:
-        """(B, embedding_dim) vectors -> (B, 1 + K, hidden): the `<bos>` embedding, then the K soft tokens. In
-        training mode the unit vectors get Gaussian noise and are renormalised first."""
+    def _unit(self, vectors: torch.Tensor) -> torch.Tensor:
+        """The input vectors, checked and L2-normalised; in training mode with Gaussian noise, renormalised."""
         c = self.config
         if vectors.dim() != 2 or vectors.shape[-1] != c.embedding_dim:
             encoder = (c.encoder or {}).get("name_or_path", "its encoder")
-            raise ValueError(f"this decoder writes queries from {c.embedding_dim}-dimensional vectors of {encoder}; got "
+            raise ValueError(f"this model writes queries from {c.embedding_dim}-dimensional vectors of {encoder}; got "
                              f"a tensor of shape {tuple(vectors.shape)}")
         v = F.normalize(vectors.float(), dim=-1)
         if self.training and c.noise_std > 0:  # noise of norm about noise_std, whatever the dimension
             v = F.normalize(v + c.noise_std / v.shape[-1] ** 0.5 * torch.randn_like(v), dim=-1)
-        dtype = self.prefix[0].weight.dtype
-        soft = self.prefix(v.to(dtype)).view(v.shape[0], c.prefix_length, -1)
-        if c.prefix_norm == "rms":  # the scale of the token rows beside them (Gemma scales its embeddings)
+        return v
+
+    def _soft_tokens(self, mlp: nn.Module, v: torch.Tensor, k: int) -> torch.Tensor:
+        """(B, d) -> (B, k, hidden) through `mlp`, each soft token at the scale of the token rows beside it with
+        prefix_norm rms (Gemma scales its embeddings)."""
+        soft = mlp(v.to(mlp[0].weight.dtype)).view(v.shape[0], k, -1)
+        if self.config.prefix_norm == "rms":
             soft = soft * torch.rsqrt(soft.float().pow(2).mean(-1, keepdim=True) + 1e-6).to(soft.dtype)
-        bos = torch.full((v.shape[0], 1), c.bos_token_id, dtype=torch.long, device=v.device)
+        return soft
+
+    def prefix_embeds(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(B, embedding_dim) vectors -> (B, 1 + K, hidden): the `<bos>` embedding, then the K soft tokens. In
+        training mode the unit vectors get Gaussian noise and are renormalised first."""
+        v = self._unit(vectors)
+        soft = self._soft_tokens(self.prefix, v, self.config.prefix_length)
+        bos = torch.full((v.shape[0], 1), self.config.bos_token_id, dtype=torch.long, device=v.device)
         return torch.cat([self.lm.get_input_embeddings()(bos).to(soft.dtype), soft], dim=1)
 
+    def context(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the query is written after: its (B, T, hidden) embeddings and their (B, T) mask (the corrector adds
+        a hypothesis to it)."""
+        embeds = self.prefix_embeds(vectors)
+        return embeds, torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+
     def forward(self, vectors: torch.Tensor, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None,
-                **kwargs) -> CausalLMOutput:
+                **conditioning) -> CausalLMOutput:
         """Teacher-forced cross-entropy of the queries `input_ids` (local ids, right-padded, each ending in
-        `<eos>`) given their vectors. `logits` are those of the query positions: (B, n, vocab)."""
+        `<eos>`) given their vectors (and the corrector's `conditioning`). `logits` are those of the query
+        positions: (B, n, vocab)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        prefix = self.prefix_embeds(vectors)
-        tokens = self.lm.get_input_embeddings()(input_ids).to(prefix.dtype)
-        embeds = torch.cat([prefix, tokens], dim=1)
-        mask = torch.cat([torch.ones(prefix.shape[:2], dtype=attention_mask.dtype, device=attention_mask.device),
-                          attention_mask], dim=1)
+        context, context_mask = self.context(vectors, **conditioning)
+        tokens = self.lm.get_input_embeddings()(input_ids).to(context.dtype)
+        embeds = torch.cat([context, tokens], dim=1)
+        mask = torch.cat([context_mask.to(attention_mask.dtype), attention_mask], dim=1)
+        # counted from the first real token, as generate numbers a left-padded context (right padding changes nothing)
+        leading = (mask.cumsum(-1) == 0).sum(-1, keepdim=True)
+        positions = (torch.arange(mask.shape[1], device=mask.device) - leading).clamp(min=0)
         lm = self.causal_lm
-        hidden = lm.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False, **kwargs).last_hidden_state
-        k = self.config.prefix_length
-        logits = lm.lm_head(hidden[:, k : k + input_ids.shape[1]])  # position k predicts the first token
+        hidden = lm.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                          use_cache=False).last_hidden_state
+        t = context.shape[1]
+        logits = lm.lm_head(hidden[:, t - 1 : t - 1 + input_ids.shape[1]])  # the context's last predicts the first
         cap = self.config.text_config.final_logit_softcapping
         if cap:
             logits = torch.tanh(logits / cap) * cap
@@ -223,19 +251,19 @@ class GemmaEmbedDecoder(PreTrainedModel):
 
     # -------------------------------------------------------------------------------------------------- decoding
     @torch.no_grad()
-    def generate_ids(self, vectors: torch.Tensor, **generate_kwargs) -> torch.Tensor:
+    def generate_ids(self, vectors: torch.Tensor, conditioning: dict | None = None, **generate_kwargs) -> torch.Tensor:
         """Local ids of generated queries (`<eos>` and padding after it included); `generate_kwargs` go to
         transformers' generate: num_beams, do_sample, top_p, temperature, num_return_sequences, max_new_tokens."""
         was_training = self.training
         self.eval()
-        embeds = self.prefix_embeds(vectors.to(self.device))
-        mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        conditioning = {k: v.to(self.device) for k, v in (conditioning or {}).items()}
+        embeds, mask = self.context(vectors.to(self.device), **conditioning)
         out = self.causal_lm.generate(inputs_embeds=embeds, attention_mask=mask, **generate_kwargs)
         self.train(was_training)
         return out
 
     def decode(self, vectors: torch.Tensor, tokenizer, mode: str = "greedy", num_candidates: int = 1,
-               **generate_kwargs) -> list[list[str]]:
+               conditioning: dict | None = None, **generate_kwargs) -> list[list[str]]:
         """Queries written from `vectors`: `num_candidates` per vector, by `mode` greedy (one), beam (the best
         `num_candidates` beams of max(4, num_candidates)) or sample (nucleus sampling, top_p 0.9 by default)."""
         kwargs = dict(generate_kwargs)
@@ -247,7 +275,7 @@ class GemmaEmbedDecoder(PreTrainedModel):
             kwargs.setdefault("top_p", 0.9)
         elif mode != "greedy" or num_candidates != 1:
             raise ValueError(f"mode must be greedy (one candidate), beam or sample, got {mode!r}")
-        local = self.generate_ids(vectors, **kwargs)
+        local = self.generate_ids(vectors, conditioning, **kwargs)
         eos, pad = self.config.eos_token_id, self.config.pad_token_id
         texts = []
         for row in local.tolist():
@@ -370,7 +398,7 @@ class GemmaEmbedDecoder(PreTrainedModel):
                                                          lora_dropout=c.lora_dropout,
                                                          target_modules=list(c.lora_target_modules)))
             self.train(self.training)
-        for p in self.prefix.parameters():
+        for p in (p for head in self.heads for p in head.parameters()):
             p.requires_grad_(True)
         return self
 
@@ -386,7 +414,103 @@ class GemmaEmbedDecoder(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
+class GemmaEmbedCorrector(GemmaEmbedDecoder):
+    """vec2text's corrector on a trained decoder: it writes the query of a target vector e from e, a hypothesis h
+    (a query written for e, whose vector is h_vec) and their difference, reading
+
+        [<pad>..] [<bos>] [h tokens] [<eos>]  [S(h_vec)] [S(e - h_vec)]  [P(e)]  [q_1 .. q_n] [<eos>]
+
+    S, S are two more soft-token MLPs (hypothesis_prefix, difference_prefix; RMS-normalised as the decoder's
+    prefix) and P(e) the decoder's own prefix, last, so that the query follows it as in the decoder. Hypotheses
+    of a batch are padded on the left. `from_decoder` starts it from a trained decoder's weights (the hypothesis's
+    MLP a copy of the decoder's prefix, the difference's fresh)."""
+
+    config: GemmaEmbedCorrectorConfig
+    config_class = GemmaEmbedCorrectorConfig
+
+    def __init__(self, config: GemmaEmbedCorrectorConfig):
+        super().__init__(config)
+        self.hypothesis_prefix = self._mlp(config.hypothesis_prefix_length)
+        self.difference_prefix = self._mlp(config.hypothesis_prefix_length)
+        for head in (self.hypothesis_prefix, self.difference_prefix):
+            self._init_weights_of(head)
+
+    @property
+    def heads(self) -> tuple[nn.Module, ...]:
+        extra = ("hypothesis_prefix", "difference_prefix")  # not there yet while the decoder's part initialises
+        return (self.prefix, *(self._modules[n] for n in extra if n in self._modules))
+
+    @classmethod
+    def from_decoder(cls, decoder: GemmaEmbedDecoder, started_from: dict | None = None,
+                     **config_kwargs) -> "GemmaEmbedCorrector":
+        """A corrector holding a copy of `decoder`'s weights (merged, without adapters); `config_kwargs`: the
+        corrector's own fields (hypothesis_prefix_length, ...) or any decoder field to change."""
+        if decoder.has_lora:
+            raise ValueError("from_decoder needs a decoder without adapters: call merge_lora() first")
+        fields = {k: v for k, v in decoder.config.to_dict().items()
+                  if k not in ("model_type", "architectures", "auto_map", "transformers_version", "dtype",
+                               "noise_std")}  # the corrector's own noise: none unless given
+        config = GemmaEmbedCorrectorConfig(**{**fields, "started_from": started_from or {}, **config_kwargs})
+        config._attn_implementation = decoder.config._attn_implementation
+        model = cls(config).to(decoder.dtype)
+        missing, unexpected = model.load_state_dict(decoder.state_dict(), strict=False)
+        if unexpected or any(not k.startswith(("hypothesis_prefix.", "difference_prefix.")) for k in missing):
+            raise ValueError(f"the decoder's weights do not fit the corrector: missing {missing[:3]}, unexpected "
+                             f"{unexpected[:3]}")
+        if config.hypothesis_prefix_length == config.prefix_length:  # the hypothesis read as the decoder reads a vector
+            model.hypothesis_prefix.load_state_dict(decoder.prefix.state_dict())
+        model._set_generation_config()
+        return model
+
+    def hypothesis_ids(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hypotheses as local ids (without <bos>/<eos>) -> `[<bos>] h [<eos>]` left-padded with <pad>, cut to
+        max_hypothesis_length tokens, and its mask."""
+        c = self.config
+        cap = c.max_hypothesis_length or c.max_query_length
+        rows = [[c.bos_token_id, *r[:cap], c.eos_token_id] for r in rows]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), c.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r) :], mask[i, width - len(r) :] = torch.tensor(r), 1
+        return ids, mask
+
+    def context(self, vectors: torch.Tensor, hypothesis_vectors: torch.Tensor, hypothesis_ids: torch.Tensor,
+                hypothesis_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.config
+        e, h = self._unit(vectors), self._unit_hypothesis(hypothesis_vectors)
+        soft = torch.cat([self._soft_tokens(self.hypothesis_prefix, h, c.hypothesis_prefix_length),
+                          self._soft_tokens(self.difference_prefix, e - h, c.hypothesis_prefix_length),
+                          self._soft_tokens(self.prefix, e, c.prefix_length)], dim=1)
+        text = self.lm.get_input_embeddings()(hypothesis_ids).to(soft.dtype)
+        ones = torch.ones(soft.shape[:2], dtype=hypothesis_mask.dtype, device=hypothesis_mask.device)
+        return torch.cat([text, soft], dim=1), torch.cat([hypothesis_mask, ones], dim=1)
+
+    def _unit_hypothesis(self, vectors: torch.Tensor) -> torch.Tensor:
+        if vectors.shape != (vectors.shape[0], self.config.embedding_dim):
+            raise ValueError(f"hypothesis vectors must be (B, {self.config.embedding_dim}), got {tuple(vectors.shape)}")
+        return F.normalize(vectors.float(), dim=-1)
+
+    def conditioning(self, hypotheses: list[str], hypothesis_vectors: torch.Tensor, tokenizer) -> dict:
+        """The keyword inputs of `forward`, `generate_ids` and `decode` for hypotheses given as text."""
+        rows = tokenizer(list(hypotheses), add_special_tokens=False)["input_ids"]
+        local = [self.to_local(torch.tensor(r, dtype=torch.long), unknown=self._unknown).tolist() for r in rows]
+        ids, mask = self.hypothesis_ids(local)
+        return {"hypothesis_vectors": torch.as_tensor(hypothesis_vectors), "hypothesis_ids": ids,
+                "hypothesis_mask": mask}
+
+    def correct(self, vectors: torch.Tensor, hypotheses: list[str], hypothesis_vectors: torch.Tensor, tokenizer,
+                mode: str = "greedy", num_candidates: int = 1, **generate_kwargs) -> list[list[str]]:
+        """Per target vector and hypothesis (its text and vector), `num_candidates` corrected queries (as
+        `decode`'s modes)."""
+        return self.decode(vectors, tokenizer, mode, num_candidates,
+                           conditioning=self.conditioning(hypotheses, hypothesis_vectors, tokenizer),
+                           **generate_kwargs)
+
+
 GemmaEmbedDecoderConfig.register_for_auto_class()
 GemmaEmbedDecoder.register_for_auto_class("AutoModel")
+GemmaEmbedCorrectorConfig.register_for_auto_class()
+GemmaEmbedCorrector.register_for_auto_class("AutoModel")
 
-__all__ = ["GemmaEmbedDecoder", "fingerprint"]
+__all__ = ["GemmaEmbedCorrector", "GemmaEmbedDecoder", "fingerprint"]

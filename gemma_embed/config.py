@@ -125,7 +125,8 @@ class TrainConfig:
         if self.model:
             import inspect
 
-            accepted = set(inspect.signature(model_class.__init__).parameters) - {"self", "kwargs"}
+            accepted = {name for cls in model_class.__mro__ if "__init__" in vars(cls) and cls.__module__.startswith(
+                "configuration_gemma_embed") for name in inspect.signature(cls.__init__).parameters} - {"self", "kwargs"}
             unknown = sorted(set(self.model) - accepted)
             if unknown:  # the config class takes **kwargs, so a typo would be stored beside the field it meant
                 raise ConfigError(f"{source}: field 'model' has unknown field(s) {unknown}; {model_class.__name__}'s "
@@ -245,6 +246,32 @@ class DecoderConfig(TrainConfig):
         if self.encode_batch_size <= 0:
             raise ConfigError(f"{source}: field 'encode_batch_size' must be a positive integer")
         self.check_fields(source, ("num_layers", "eval_queries"), GemmaEmbedDecoderConfig)
+
+
+@dataclass
+class CorrectorConfig(DecoderConfig):
+    """The trained corrector (train/corrector.py, vec2text's second model): a copy of the trained `decoder` that
+    also reads a hypothesis (its text and vector) learns to write the query, on the decoder's own hypotheses for
+    its training queries (`data`, read as the decoder read them); `model` holds GemmaEmbedCorrectorConfig fields
+    (hypothesis_prefix_length, lora_*, ...)."""
+
+    decoder: str = ""  # the trained decoder's folder: the corrector's weights and its hypotheses come from it
+    samples: int = 2  # sampled hypotheses per query beside the greedy one
+    hypotheses: str = ""  # where the hypotheses are kept (default: beside the vectors)
+
+    def validate(self, source: str = "config") -> None:
+        from configuration_gemma_embed_decoder import GemmaEmbedCorrectorConfig
+
+        TrainConfig.validate(self, source)
+        if not self.decoder:
+            raise ConfigError(f"{source}: field 'decoder' is required (a trained decoder's folder)")
+        if not (Path(self.decoder) / "config.json").is_file() and not self.init_from:
+            raise ConfigError(f"{source}: field 'decoder': {self.decoder} holds no trained decoder (no config.json)")
+        if not self.encoder:
+            raise ConfigError(f"{source}: field 'encoder' is required (the decoder's encoder)")
+        if self.encode_batch_size <= 0:
+            raise ConfigError(f"{source}: field 'encode_batch_size' must be a positive integer")
+        self.check_fields(source, ("eval_queries", "samples"), GemmaEmbedCorrectorConfig)
 
 
 def _coerce(name: str, value, annotation: str, source: str):

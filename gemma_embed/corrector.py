@@ -60,6 +60,9 @@ class CorrectorSettings:
     # 0: no word-level edits at all (deletions, substitutions, insertions, the gradient's): every candidate is written
     # by the decoder (greedy, beams, samples, steered) or is a bank query, as vec2text keeps only generated text
     word_edits: int = 1
+    # the trained corrector's rewrites of each hypothesis of the beam, every round (beam search; 0: none; needs a
+    # trained corrector): vec2text's sequence-level beam
+    generated: int = 0
     patience: int = 2  # rounds without a gain of min_gain before a target stops
     min_gain: float = 1e-4
     shortlist: int = 8  # the closest queries found that each result lists, best first
@@ -67,7 +70,7 @@ class CorrectorSettings:
 
     def __post_init__(self):
         for name in ("rounds", "beam", "neighbours", "beams", "samples", "edits", "proposals", "guided", "steer",
-                     "patience", "word_edits"):
+                     "patience", "word_edits", "generated"):
             if getattr(self, name) < 0:
                 raise ValueError(f"corrector setting {name} must be >= 0, got {getattr(self, name)}")
         for name in ("beam", "shortlist"):
@@ -124,6 +127,7 @@ class _Target:
     proposals: dict = field(default_factory=dict)  # hypothesis -> next-word proposals per position
     guided: dict = field(default_factory=dict)  # hypothesis -> the gradient's substitutions
     vectors: dict = field(default_factory=dict)  # beam hypothesis -> its vector
+    rewritten: set = field(default_factory=set)  # hypotheses the trained corrector has rewritten already
     stopped: bool = False
     top: list = field(default_factory=list)  # the `shortlist` closest (text, cosine) found
 
@@ -236,8 +240,8 @@ class Corrector:
     (`embed.precision` from gemma_embed.encoder.load_embedder: bf16 autocast where the CPU has native bf16)."""
 
     def __init__(self, embed: Embed, bank: Sequence[str] = (), bank_vectors=None, decoder=None, tokenizer=None,
-                 settings: CorrectorSettings | None = None, progress: bool = True):
-        self.embed, self.decoder, self.tokenizer = embed, decoder, tokenizer
+                 settings: CorrectorSettings | None = None, progress: bool = True, trained=None):
+        self.embed, self.decoder, self.tokenizer, self.trained = embed, decoder, tokenizer, trained
         self.settings = settings or CorrectorSettings()
         self.progress = progress
         self.bank = list(bank)
@@ -251,6 +255,8 @@ class Corrector:
             raise ValueError("a decoder needs its tokenizer")
         if decoder is None and not self.bank:
             raise ValueError("the corrector needs a decoder or a bank of queries to start from")
+        if self.settings.generated and trained is None:
+            raise ValueError("corrector setting generated needs a trained corrector (train/corrector.py)")
         self.guide = GradientGuide.of(embed) if self.settings.guided and self.settings.word_edits else None
 
     # ----------------------------------------------------------------------------------------------- sources
@@ -324,6 +330,26 @@ class Corrector:
                      for c in self.decoder.decode(torch.stack(aims[i : i + 32]), self.tokenizer)]
         return [texts[i * k : (i + 1) * k] for i in range(len(states))]
 
+    def _rewritten(self, states: list[_Target]) -> list[list[str]]:
+        """Per target, the trained corrector's `generated` rewrites (beam search) of each beam hypothesis it has not
+        rewritten yet, given the target, the hypothesis and the hypothesis's vector."""
+        k = self.settings.generated
+        if self.trained is None or not k:
+            return [[] for _ in states]
+        todo = [(n, st, text) for n, st in enumerate(states) for text, _ in st.beam if text not in st.rewritten]
+        out = [[] for _ in states]
+        for i in range(0, len(todo), 32):
+            chunk = todo[i : i + 32]
+            with autocast_of(self.embed):
+                written = self.trained.correct(
+                    torch.stack([st.vector for _, st, _ in chunk]), [t for _, _, t in chunk],
+                    torch.stack([st.vectors[t] for _, st, t in chunk]), self.tokenizer,
+                    mode="beam" if k > 1 else "greedy", num_candidates=k)
+            for (n, st, text), group in zip(chunk, written):
+                st.rewritten.add(text)
+                out[n] += group
+        return out
+
     @staticmethod
     def _guide_words(st: _Target, text: str) -> list[str]:
         proposed = [w for position in st.proposals.get(text, ()) for w in position]
@@ -395,8 +421,8 @@ class Corrector:
             self._proposals(active)
             candidates = []
             random_edits = s.edits + (s.guided if self.guide is None else 0)
-            for st, steered in zip(active, self._steered(active)):
-                group = (list(st.extra) if round_ == 1 else []) + steered
+            for st, steered, rewritten in zip(active, self._steered(active), self._rewritten(active)):
+                group = (list(st.extra) if round_ == 1 else []) + steered + rewritten
                 for text, _ in st.beam if s.word_edits else ():
                     group += edits(text.split(), st.words, random_edits, rng, st.proposals.get(text, ()))
                 candidates.append(group)

@@ -6,6 +6,9 @@ real queries with their cached vectors.
     inverter.invert(inverter.embed(["cheap flights to rome"]))    # corrected at the measured recipe
     inverter.fan_out("cheap flights to rome", "Budget airlines fly to Rome.", steps=6)
     inverter.candidates(points, "rerank")                         # [(text, cosine)] per point, best first
+
+With `corrector=FOLDER` (a trained corrector, train/corrector.py), `invert` rewrites the hypotheses with it
+(gemma_embed.recipes.TRAINED_CORRECTION) instead of editing words.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ MODES = ("greedy", "rerank", "correct")
 
 class Inverter:
     def __init__(self, decoder, tokenizer, embed, encoder: str, training: list[str], bank: list[str] | None = None,
-                 cache: str | Path | None = None):
+                 cache: str | Path | None = None, trained=None):
         self.decoder, self.tokenizer, self.embed, self.encoder = decoder, tokenizer, embed, encoder
+        self.trained = trained  # a GemmaEmbedCorrector, or None
         self.training = list(training)
         self.bank = list(bank) if bank else self.training
         self.cache = Path(cache) if cache else None
@@ -34,10 +38,11 @@ class Inverter:
     @classmethod
     def from_pretrained(cls, decoder_folder: str | Path, encoder: str | None = None, bank: Sequence[str] | None = None,
                         precision: Decision | str = "auto", cache: str | Path | None = None,
-                        device: str = "cpu") -> "Inverter":
+                        device: str = "cpu", corrector: str | Path | None = None) -> "Inverter":
         """Load a published decoder folder and its encoder (`encoder`: another path to the same weights, checked).
         `bank`: real queries for the corrector to start from (default: the decoder's training queries); their
-        vectors are cached in `cache` (default: where the decoder's training kept its own)."""
+        vectors are cached in `cache` (default: where the decoder's training kept its own). `corrector`: a trained
+        corrector's folder (of the same encoder, checked)."""
         from gemma_embed.backbones import load_tokenizer
         from gemma_embed.data.decoder_queries import training_queries, training_vectors
         from gemma_embed.encoder import decoders_encoder, load_embedder
@@ -47,10 +52,11 @@ class Inverter:
         encoder = decoders_encoder(decoder_folder, decoder, encoder)
         precision = resolve(precision, device) if isinstance(precision, str) else precision
         embed = load_embedder(encoder, precision=precision, quiet=True, device=device)
+        model = load_corrector(corrector, decoder, device) if corrector else None
         trained = (Path(decoder_folder) / "train_config.yaml").is_file()  # not for a folder saved by hand
         return cls(decoder, load_tokenizer(decoder_folder), embed, encoder,
                    training_queries(decoder_folder) if trained else [], bank,
-                   cache or (training_vectors(decoder_folder) if trained else None))
+                   cache or (training_vectors(decoder_folder) if trained else None), model)
 
     @property
     def bank_vectors(self):
@@ -63,15 +69,22 @@ class Inverter:
                                   if self.cache else self.embed(self.bank))
         return self._bank_vectors
 
+    @property
+    def recipe(self) -> CorrectorSettings:
+        """The measured correction recipe for what this inverter holds (with or without a trained corrector)."""
+        from gemma_embed.recipes import CORRECTION, TRAINED_CORRECTION
+
+        return TRAINED_CORRECTION if self.trained is not None else CORRECTION
+
     def corrector(self, settings: CorrectorSettings, progress: bool = True) -> Corrector:
-        return Corrector(self.embed, self.bank, self.bank_vectors, self.decoder, self.tokenizer, settings, progress)
+        needs_bank = settings.neighbours or settings.word_edits or self.trained is None
+        bank, vectors = (self.bank, self.bank_vectors) if needs_bank else ((), None)
+        return Corrector(self.embed, bank, vectors, self.decoder, self.tokenizer, settings, progress, self.trained)
 
     def invert(self, vectors: torch.Tensor, settings: CorrectorSettings | None = None) -> list[Correction]:
         """Queries written back from `vectors` (of this inverter's encoder), corrected for `settings.rounds` rounds
-        (default: gemma_embed.recipes.CORRECTION): one Correction per vector, `.text` and `.cosine` its result."""
-        from gemma_embed.recipes import CORRECTION
-
-        return self.corrector(settings or CORRECTION, progress=False).correct(vectors)
+        (default: `recipe`): one Correction per vector, `.text` and `.cosine` its result."""
+        return self.corrector(settings or self.recipe, progress=False).correct(vectors)
 
     def fan_out(self, query: str, document: str, steps: int = 6, mode: str = "rerank",
                 settings: CorrectorSettings | None = None) -> list[tuple[str, float]]:
@@ -99,10 +112,9 @@ class Inverter:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         points = F.normalize(points.float(), dim=-1)
         if mode == "correct":
-            from gemma_embed.recipes import CORRECTION
             from dataclasses import replace
 
-            settings = replace(settings or CORRECTION, shortlist=shortlist)
+            settings = replace(settings or self.recipe, shortlist=shortlist)
             return [c.shortlist for c in self.corrector(settings, progress=False).correct(points)]
         groups = [[g] for [g] in self.decode(points)]
         if mode == "rerank" and samples:
@@ -116,3 +128,15 @@ class Inverter:
             at += len(g)
             out.append(sorted(zip(g, cos), key=lambda x: -x[1])[:shortlist])
         return out
+
+
+def load_corrector(folder: str | Path, decoder, device: str = "cpu"):
+    """A trained corrector's folder, refused unless it inverts the same encoder as `decoder`."""
+    from modeling_gemma_embed_decoder import GemmaEmbedCorrector
+
+    model = GemmaEmbedCorrector.from_pretrained(str(folder)).eval().to(device)
+    mine, theirs = (decoder.config.encoder or {}).get("fingerprint"), (model.config.encoder or {}).get("fingerprint")
+    if mine != theirs:
+        raise ValueError(f"the corrector {folder} was trained for another encoder (weights sha256 "
+                         f"{str(theirs)[:12]}) than the decoder's ({str(mine)[:12]})")
+    return model

@@ -1,7 +1,7 @@
 """The measured recipes, each defined once: what the demo, the evaluation and the bulk fan-out use by default. How
 each was chosen is in docs/ (docs/corrector.md, docs/reformulations.md); this file holds no run's numbers.
 
-    from gemma_embed.recipes import CORRECTION, FAN_OUT
+    from gemma_embed.recipes import CORRECTION, FAN_OUT, TRAINED_CORRECTION
 """
 
 from __future__ import annotations
@@ -13,6 +13,11 @@ from gemma_embed.corrector import CorrectorSettings
 # inversion by correction: one hypothesis kept per query, no beam-search candidates or next-word proposals, one
 # steered greedy query a round and 8 gradient-ranked edits, 10 rounds (docs/corrector.md)
 CORRECTION = CorrectorSettings(rounds=10, beam=1, beams=0, proposals=0, steer=1, guided=8)
+
+# inversion with a trained corrector (train/corrector.py): vec2text's sequence-level beam, every candidate written by
+# a language model (no word edits, no bank); the beam's width and the rewrites per hypothesis (docs/corrector.md)
+TRAINED_CORRECTION = CorrectorSettings(rounds=10, beam=4, neighbours=0, beams=0, samples=0, proposals=0, guided=0,
+                                       word_edits=0, generated=4)
 
 
 @dataclass(frozen=True)

@@ -94,3 +94,18 @@ def trained(queries):
     run = train_smoke_decoder(root, db, heldout, root / "decoder")
     assert run.returncode == 0, run.stderr[-3000:]
     return root / "decoder"
+
+
+def train_smoke_corrector(root, db, heldout, decoder, out, *extra, env=None):
+    args = ["--config", "train/configs/smoke/corrector.yaml", "--data", str(db), "--heldout", str(heldout),
+            "--decoder", str(decoder), "--output_dir", str(out), *extra]
+    return accelerate_launch("train/corrector.py", *args,
+                             env={"GEMMA_EMBED_CACHE": str(root / "cache"), **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def trained_corrector(queries, trained):
+    root, db, heldout = queries
+    run = train_smoke_corrector(root, db, heldout, trained, root / "corrector")
+    assert run.returncode == 0, run.stderr[-3000:]
+    return root / "corrector"

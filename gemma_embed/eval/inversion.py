@@ -65,12 +65,19 @@ def scores(decoded: list[str], references: list[str], vectors: torch.Tensor, emb
     import sacrebleu
 
     cos = F.cosine_similarity(embed(decoded).float(), vectors.float()).mean().item() if decoded else None
+    exact = [100.0 * (normalise(d) == normalise(r)) for d, r in zip(decoded, references)]
+    f1 = [100 * token_f1(d, r) for d, r in zip(decoded, references)]
     return {
-        "exact_match": 100 * sum(normalise(d) == normalise(r) for d, r in zip(decoded, references)) / len(references),
-        "token_f1": 100 * sum(token_f1(d, r) for d, r in zip(decoded, references)) / len(references),
+        "exact_match": float(np.mean(exact)), "exact_match_se": standard_error(exact),
+        "token_f1": float(np.mean(f1)), "token_f1_se": standard_error(f1),
         "bleu": sacrebleu.corpus_bleu(decoded, [references], lowercase=True).score,
         "roundtrip_cosine": cos,
     }
+
+
+def standard_error(values: list[float]) -> float | None:
+    """The standard error of the mean of `values` (None for fewer than two)."""
+    return float(np.std(values, ddof=1) / len(values) ** 0.5) if len(values) > 1 else None
 
 
 def floor_cosine(vectors: torch.Tensor, seed: int = 0) -> float | None:
@@ -160,7 +167,7 @@ def bank_inversion(embed: Embed, sets: dict[str, list[str]], bank: list[str], se
 def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], encoder: str | None = None,
                      pool: list[str] | None = None, candidates: int = 8, precision: str = "auto",
                      examples: int = 10, cache: str | Path | None = None, corrector=None,
-                     training: list[str] | None = None) -> dict:
+                     training: list[str] | None = None, trained: str | Path | None = None) -> dict:
     """Every metric of the decoder in `decoder_folder` on each named set of held-out queries: greedy, re-ranked
     (`candidates` sampled + greedy) and, given a `pool` of existing queries (the training pool), the nearest one;
     with `corrector` (CorrectorSettings with rounds > 0), the round table of correction guided by the encoder, the
@@ -168,7 +175,8 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
     whatever its own `samples` setting; their decoding counts in its seconds per query). The encoder is the one
     named in the decoder's config (or `encoder`), and must be the one it was trained on. `cache`: a vector cache
     (gemma_embed.encoder.cached_vectors) for the pool's vectors.
-    `training`: the decoder's training queries, where the caller has read them (else they are read here)."""
+    `training`: the decoder's training queries, where the caller has read them (else they are read here).
+    `trained`: a trained corrector's folder (train/corrector.py) for the correction to use."""
     import time
 
     from gemma_embed.backbones import load_tokenizer
@@ -190,6 +198,10 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
               "the pool only", flush=True)
     decision = resolve(precision, "cpu") if isinstance(precision, str) else precision
     embed = load_embedder(spec, precision=decision)
+    if trained:
+        from gemma_embed.inverter import load_corrector
+
+        trained = load_corrector(trained, decoder)
     pool_vectors = None
     if pool:
         pool_vectors = (torch.from_numpy(np.array(cached_vectors(spec, pool, Path(cache), precision=precision, embed=embed)))
@@ -221,14 +233,15 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
         corrected = None
         if corrector is not None and corrector.rounds > 0:
             began = time.perf_counter()
-            corrected = Corrector(embed, pool or [], pool_vectors, decoder, tokenizer, corrector).correct(
-                targets, decoded=(greedy, sampled))
+            corrected = Corrector(embed, pool or [], pool_vectors, decoder, tokenizer, corrector,
+                                  trained=trained or None).correct(targets, decoded=(greedy, sampled))
             seconds = time.perf_counter() - began + decoding
             result["correction"] = {
                 "rounds": correction_table(corrected, texts, targets, embed, corrector.rounds),
                 "seconds_per_query": seconds / len(texts),
                 "encodes_per_query": sum(c.encodes for c in corrected) / len(texts),
                 "settings": corrector.to_dict(), "cpu": decision.cpu, "precision": decision.name,
+                "trained": str(trained.name_or_path) if trained else None,
             }
         result["examples"] = [
             {"query": t, "greedy": g, "reranked": r, **({"nearest": n} if pool else {}),
@@ -245,9 +258,14 @@ def print_report(report: dict) -> None:
 
     keys = ("exact_match", "token_f1", "bleu", "roundtrip_cosine")
 
+    def cell(m: dict, k: str) -> str:
+        if k == "roundtrip_cosine":
+            return f"{m[k]:>18.3f}"
+        se = m.get(f"{k}_se")
+        return f"{m[k]:>18.2f}" if se is None else f"{m[k]:>11.2f} ±{se:>5.2f}"
+
     def row(name: str, m: dict) -> str:
-        return f"{name:<44}" + "".join(f"{m[k]:>18.3f}" if k == "roundtrip_cosine" else f"{m[k]:>18.2f}"
-                                       for k in keys)
+        return f"{name:<44}" + "".join(cell(m, k) for k in keys)
 
     for name, result in report["sets"].items():
         floor = "n/a (one query)" if result["floor_cosine"] is None else f"{result['floor_cosine']:.3f}"
@@ -261,7 +279,8 @@ def print_report(report: dict) -> None:
             print(row(mode, m))
         if "correction" in result:
             c = result["correction"]
-            print(f"correction: {c['seconds_per_query']:.2f} s and {c['encodes_per_query']:.0f} encodes per query "
+            print(f"correction{' with the trained corrector ' + c['trained'] if c.get('trained') else ''}: "
+                  f"{c['seconds_per_query']:.2f} s and {c['encodes_per_query']:.0f} encodes per query "
                   f"({c['cpu'] or 'CPU'}, {c['precision']}; beam {c['settings']['beam']}, "
                   f"{c['settings']['neighbours']} neighbours from a bank of {report.get('pool', 0):,} queries)")
         for e in result["examples"]:

@@ -24,7 +24,7 @@ from gemma_embed.eval.metrics import label, sts_key
 from gemma_embed.eval.probe import probe_texts, token_probe
 from gemma_embed.eval.tasks import geometry, retrieval, sts_spearman, wikiqa
 from gemma_embed.precision import resolve
-from gemma_embed.recipes import CORRECTION
+from gemma_embed.recipes import CORRECTION, TRAINED_CORRECTION
 
 SAMPLE = Path("examples/data")  # the bundled sample, relative to a checkout's root (override with --sample)
 
@@ -103,7 +103,7 @@ def decoder_main(args, corrector, on_write=None) -> dict:
     sets = heldout_sets(args.heldout, args.n, exclude=set(pool) | set(training))  # no leak into bank or decoder
     report = evaluate_decoder(folder, sets, encoder=args.encoder, pool=pool or None, candidates=args.candidates,
                               precision=args.precision, cache=training_vectors(folder),
-                              corrector=corrector, training=training)
+                              corrector=corrector, training=training, trained=args.corrector_model)
     report["command"] = "python train/evaluate.py " + " ".join(args.argv)
     print_report(report)
     if args.json:
@@ -135,6 +135,8 @@ def main(argv=None, on_write=None) -> dict:
                          "3, 10 and the last")
     ap.add_argument("--corrector", default="", help="corrector settings over the measured recipe's (gemma_embed/"
                                                     "recipes.py), FIELD=VALUE,... (CorrectorSettings), e.g. beam=2")
+    ap.add_argument("--corrector_model", help="a trained corrector's folder (train/corrector.py): the correction "
+                                              "rewrites hypotheses with it (default settings: the trained recipe)")
     ap.add_argument("--write", action="store_true", help="write decoder_eval.json into the folder (train/evaluate.py "
                                                          "also renders its card)")
     ap.add_argument("--sts", action="append", default=[], help="an STS file (repeatable)")
@@ -165,7 +167,8 @@ def main(argv=None, on_write=None) -> dict:
         from dataclasses import replace
 
         try:
-            corrector = replace(CORRECTION, rounds=args.rounds).update(args.corrector)
+            recipe = TRAINED_CORRECTION if args.corrector_model else CORRECTION
+            corrector = replace(recipe, rounds=args.rounds).update(args.corrector)
         except ValueError as e:
             ap.error(f"--corrector: {e}")
         return decoder_main(args, corrector, on_write)

@@ -255,6 +255,50 @@ def write_decoder_card(folder: str | Path, repo_id: str = "", sources: list[str]
     return path
 
 
+CORRECTOR_TEMPLATE = Path(__file__).with_name("corrector_card_template.md")
+
+
+def write_corrector_card(folder: str | Path, repo_id: str = "") -> Path:
+    """The card of a published corrector folder: the decoder it started from, its conditioning and its training."""
+    from huggingface_hub import ModelCardData
+
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    cfg, summary = load_phase(folder)
+    encoder, started = config.get("encoder") or {}, config.get("started_from") or {}
+    decoder_cfg = Path(cfg.get("decoder", "")) / "train_config.yaml"  # the backbone is the decoder's
+    backbone = (yaml.safe_load(decoder_cfg.read_text()) or {}).get("backbone") if decoder_cfg.is_file() else "?"
+    base = BASE_MODELS.get(backbone, backbone)
+    k, kh = config["prefix_length"], config["hypothesis_prefix_length"]
+    architecture = "\n".join([
+        f"- The decoder's Gemma 3 causal LM ({config['text_config']['num_hidden_layers']} layers, a vocabulary of "
+        f"{config['text_config']['vocab_size']:,} tokens) reads `<bos>`, the hypothesis's tokens (up to "
+        f"{config['max_hypothesis_length'] or config['max_query_length']}) and `<eos>`, then {kh} soft tokens of the "
+        f"hypothesis's vector, {kh} of the target minus it, and the decoder's {k} soft tokens of the target, and "
+        "writes the query.",
+        f"- LoRA during training: rank {config['lora_r']}, alpha {config['lora_alpha']}, on "
+        f"{', '.join(config['lora_target_modules']) or 'nothing'}; merged into these weights.",
+    ])
+    params = ", ".join(f"{k}={_shown(cfg[k])}" for k in ("max_rows", "samples", *HYPER[7:], "model")
+                       if cfg.get(k, "") not in ("", {}))
+    training = (f"{summary['steps']} steps on {summary['rows']:,} (query, hypothesis) pairs, {summary['train_seconds']} "
+                f"s ({summary['seconds_per_step']} s/step{_hardware(summary)}); loss "
+                f"{_fmt(summary.get('first_loss'), '.4g')} -> {_fmt(summary.get('last_loss'), '.4g')}; held-out token "
+                f"F1 after one greedy correction of the decoder's greedy query {_fmt(summary.get('heldout_f1_before'))} "
+                f"-> {_fmt(summary.get('heldout_f1_after'))}.\nResolved settings: {params}.")
+    front = ModelCardData(library_name="transformers", base_model=base, license="gemma", language=["en"],
+                          tags=["gemma3", "embedding-inversion", "vec2text", "query-decoder"])
+    card = Template(CORRECTOR_TEMPLATE.read_text(encoding="utf-8")).substitute(
+        front_matter=front.to_yaml(), title=repo_id or folder.name, repo_id=repo_id or folder.name, base_model=base,
+        encoder_name=_shown(encoder.get("name_or_path", "?")), encoder_dim=config["embedding_dim"],
+        encoder_fingerprint=encoder.get("fingerprint", "?"), decoder_name=_shown(started.get("name_or_path", "?")),
+        decoder_fingerprint=started.get("fingerprint", "?"), architecture=architecture, training=training,
+        data=_shown(cfg.get("data")))
+    path = folder / "README.md"
+    path.write_text(card, encoding="utf-8")
+    return path
+
+
 def render_decoder_eval(ev: dict) -> str:
     """The evaluation table of a decoder_eval.json: each held-out set, greedy and re-ranked decoding and the
     nearest existing query, with the space's floor (the mean cosine between random pairs of held-out queries)."""

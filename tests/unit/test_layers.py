@@ -1,5 +1,5 @@
 """The package's layers: each module imports only from layers below it (every import, at the top or inside a
-function). text_metrics < data < encoder, losses < loop < tasks (contrastive, decoder_task) < scripts; evaluation
+function). text_metrics < data < encoder, losses < loop < tasks (contrastive, decoder_task, corrector_task) < scripts; evaluation
 below training and publishing; corrector < inverter < reformulate < bulk, beside training; nothing in the library
 imports a script of train/."""
 
@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 
 PACKAGE = REPO / "gemma_embed"
-TASKS = ("gemma_embed.contrastive", "gemma_embed.decoder_task")
+TASKS = ("gemma_embed.contrastive", "gemma_embed.decoder_task", "gemma_embed.corrector_task")
 # module (or package) -> what it must never import
 FORBIDDEN = {
     # the loop pushes a published folder (publish.push) but renders no card: each task brings its own
