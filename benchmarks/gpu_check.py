@@ -196,18 +196,20 @@ def throughput(text_config, device, precision, batch_sizes, steps: int, lengths:
     return out
 
 
-def decoder_speed(text_config, device, precision, rows: int, steps: int, lengths: list[int], vocab: int) -> float:
-    """Queries per second of the decoder's training step (forward, backward, AdamW) under autocast."""
-    from configuration_gemma_embed_decoder import GemmaEmbedDecoderConfig
-    from modeling_gemma_embed_decoder import GemmaEmbedDecoder
+def decoder_speed(text_config, device, precision, rows: int, steps: int, lengths: list[int], vocab: int,
+                  corrector: bool = False) -> float:
+    """Queries per second of the decoder's training step (forward, backward, AdamW) under autocast; with
+    `corrector`, of the trained corrector's (a hypothesis of a query's length read before the query)."""
+    from configuration_gemma_embed_decoder import GemmaEmbedCorrectorConfig, GemmaEmbedDecoderConfig
+    from modeling_gemma_embed_decoder import GemmaEmbedCorrector, GemmaEmbedDecoder
 
-    config = GemmaEmbedDecoderConfig(text_config=text_config.to_dict(), vocab_ids=list(range(vocab)), prefix_length=16,
-                                     prefix_norm="rms", noise_std=0.0, lora_r=32, lora_alpha=64,
-                                     lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                                          "up_proj", "down_proj"])
+    config = (GemmaEmbedCorrectorConfig if corrector else GemmaEmbedDecoderConfig)(
+        text_config=text_config.to_dict(), vocab_ids=list(range(vocab)), prefix_length=16, prefix_norm="rms",
+        noise_std=0.0, lora_r=32, lora_alpha=64,
+        lora_target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     torch.manual_seed(0)
     with torch.device(device):
-        model = GemmaEmbedDecoder(config)
+        model = (GemmaEmbedCorrector if corrector else GemmaEmbedDecoder)(config)
     model.attach_lora().train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     g = torch.Generator().manual_seed(0)
@@ -216,10 +218,15 @@ def decoder_speed(text_config, device, precision, rows: int, steps: int, lengths
         width = max(lengths[int(i)] for i in torch.randint(len(lengths), (rows,), generator=g))
         ids = torch.randint(3, vocab, (rows, width), generator=g).to(device)
         vectors = torch.nn.functional.normalize(torch.randn(rows, config.embedding_dim, generator=g), dim=-1).to(device)
+        conditioning = {}
+        if corrector:
+            hypotheses, mask = model.hypothesis_ids(ids.tolist())
+            conditioning = {"hypothesis_ids": hypotheses.to(device), "hypothesis_mask": mask.to(device),
+                            "hypothesis_vectors": vectors.roll(1, 0)}
 
         def forward_backward():
             with precision.autocast(device.type):
-                loss = model(vectors=vectors, input_ids=ids, attention_mask=torch.ones_like(ids)).loss
+                loss = model(vectors=vectors, input_ids=ids, attention_mask=torch.ones_like(ids), **conditioning).loss
             loss.backward()
 
         took = timed_step(device, optimizer, forward_backward)
@@ -316,6 +323,10 @@ def main(argv=None) -> None:
                                   vocab=1000 if args.reduced else 32768)
     print(f"6. query-decoder step ({'tiny' if args.reduced else 'gemma-3-1b-pt'}, 16 scaled soft tokens, LoRA r=32 on "
           f"every projection, batch {decoder_rows}): {queries_per_s:,.0f} queries/s", flush=True)
+    pairs_per_s = decoder_speed(big, device, precision, decoder_rows, args.steps, lengths,
+                                vocab=1000 if args.reduced else 32768, corrector=True)
+    print(f"6b. trained-corrector step (the same, reading a hypothesis and 2 x 16 more soft tokens): "
+          f"{pairs_per_s:,.0f} (query, hypothesis) pairs/s", flush=True)
     fanned = fan_out_speed(big, device, precision, pairs=4 if args.reduced else 256,
                            batch_pairs=2 if args.reduced else 64)
     print(f"7. bulk fan-out ({'tiny' if args.reduced else 'gemma-3-1b-pt'} decoder and encoder, random weights, 6 "
@@ -326,7 +337,7 @@ def main(argv=None) -> None:
     mfu = ",".join(f"{b}:{r['mfu']:.3f}" for b, r in speed.items()) if peak else "n/a"
     print(f"device={device.type}:{name.replace(' ', '_')} precision={precision.precision} "
           f"gradcache_max_diff={max(diffs.values()):.2e} resume={resume} tokens_per_s={tokens} mfu={mfu} "
-          f"decoder_queries_per_s={queries_per_s:.0f} fanout_greedy_per_s={fanned['greedy']:.1f} "
+          f"decoder_queries_per_s={queries_per_s:.0f} corrector_pairs_per_s={pairs_per_s:.0f} fanout_greedy_per_s={fanned['greedy']:.1f} "
           f"fanout_correct_per_s={fanned['correct']:.1f}")
 
 

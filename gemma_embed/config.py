@@ -265,8 +265,6 @@ class CorrectorConfig(DecoderConfig):
         TrainConfig.validate(self, source)
         if not self.decoder:
             raise ConfigError(f"{source}: field 'decoder' is required (a trained decoder's folder)")
-        if not (Path(self.decoder) / "config.json").is_file() and not self.init_from:
-            raise ConfigError(f"{source}: field 'decoder': {self.decoder} holds no trained decoder (no config.json)")
         if not self.encoder:
             raise ConfigError(f"{source}: field 'encoder' is required (the decoder's encoder)")
         if self.encode_batch_size <= 0:

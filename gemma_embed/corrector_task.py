@@ -7,10 +7,12 @@ queries (gemma_embed/data/hypotheses.py). train/corrector.py runs it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
-from gemma_embed.config import CorrectorConfig
+from gemma_embed.config import ConfigError, CorrectorConfig
 from gemma_embed.data.batches import ShuffledBatches
 from gemma_embed.data.hypotheses import CorrectorCollator, read_corrector_rows
 from gemma_embed.decoder_task import decoder_forward_backward
@@ -46,6 +48,9 @@ def corrector_start(cfg: CorrectorConfig):
     if cfg.init_from:
         return (lambda rows: GemmaEmbedCorrector.from_pretrained(cfg.init_from)), load_tokenizer(
             cfg.init_from), read_previous_config(cfg.init_from)
+    if not (Path(cfg.decoder) / "config.json").is_file():
+        raise ConfigError(f"field 'decoder': {cfg.decoder} holds no trained decoder (no config.json); train one with "
+                          "train/decoder.py")
     tokenizer = load_tokenizer(cfg.decoder)
 
     def build(rows):

@@ -3,6 +3,7 @@ merged safetensors weights, code, tokenizer and model card. Training state (chec
 
     python train/push.py runs/demo/model org/gemma-embed [--dry_run] [--private]
     python train/push.py runs/demo/decoder org/gemma-embed-query-decoder
+    python train/push.py runs/demo/corrector org/gemma-embed-corrector
 """
 
 import argparse

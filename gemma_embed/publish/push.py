@@ -1,6 +1,6 @@
-"""Publish a published folder to the Hugging Face Hub: an encoder (a phase's output) or a query decoder, with its
-merged safetensors weights, code, tokenizer and model card. Training state (checkpoints/, logs/) stays local, and the
-training records (train_config.yaml, train_summary.json) go up with every absolute path cut to its last part: the
+"""Publish a published folder to the Hugging Face Hub: an encoder (a phase's output), a query decoder or a trained
+corrector, with its merged safetensors weights, code, tokenizer and model card. Training state (checkpoints/, logs/)
+stays local, and the training records (train_config.yaml, train_summary.json) go up with every absolute path cut to its last part: the
 trainer's folders are nobody's business. The command is train/push.py.
 """
 
@@ -60,16 +60,17 @@ def staged(folder: Path, files: list[str]) -> Path:
 
 
 def folder_kind(folder: Path) -> str:
-    """"encoder" or "decoder": what a published folder holds (its config's model_type and the files it needs)."""
+    """"encoder", "decoder" or "corrector": what a published folder holds (its config's model_type and the files it
+    needs)."""
     config = folder / "config.json"
     model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type") if config.is_file() else None
-    if model_type == "gemma_embed_decoder" and (folder / "model.safetensors").is_file():
-        return "decoder"
+    if model_type in ("gemma_embed_decoder", "gemma_embed_corrector") and (folder / "model.safetensors").is_file():
+        return model_type.removeprefix("gemma_embed_")
     if model_type == "gemma_embed" and (folder / "modules.json").is_file():
         return "encoder"
     raise FileNotFoundError(f"{folder} is not a published Gemma-Embed folder: an encoder (config.json with model_type "
-                            "gemma_embed, and modules.json) or a query decoder (config.json with model_type "
-                            "gemma_embed_decoder, and model.safetensors)")
+                            "gemma_embed, and modules.json), a query decoder or a trained corrector (config.json with "
+                            "model_type gemma_embed_decoder or gemma_embed_corrector, and model.safetensors)")
 
 
 def ensure_card(folder: Path, repo_id: str, kind: str) -> None:
@@ -80,9 +81,9 @@ def ensure_card(folder: Path, repo_id: str, kind: str) -> None:
     if not ((folder / "train_summary.json").is_file() and (folder / "train_config.yaml").is_file()):
         raise FileNotFoundError(f"{folder} has no model card (README.md) and no train_summary.json to write one from; "
                                 "add a card before pushing")
-    from gemma_embed.publish.card import write_decoder_card, write_phase_card
+    from gemma_embed.publish.card import write_corrector_card, write_decoder_card, write_phase_card
 
-    write = write_decoder_card if kind == "decoder" else write_phase_card
+    write = {"decoder": write_decoder_card, "corrector": write_corrector_card}.get(kind, write_phase_card)
     print(f"wrote the model card {write(folder, repo_id)}", flush=True)
 
 
@@ -103,7 +104,8 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, dry_run
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         api.upload_folder(folder_path=str(stage), repo_id=repo_id, ignore_patterns=IGNORE,
-                          commit_message="Upload Gemma-Embed" + (" query decoder" if kind == "decoder" else ""))
+                          commit_message="Upload Gemma-Embed" + {"decoder": " query decoder",
+                                                                 "corrector": " corrector"}.get(kind, ""))
     except Exception as e:  # noqa: BLE001 - any upload failure gets the same advice
         raise RuntimeError(
             f"upload of {folder} to {repo_id} failed ({type(e).__name__}: {e}). The local folder is unchanged; "

@@ -37,6 +37,19 @@ def test_the_smoke_config_trains_and_publishes_a_corrector_with_its_card(trained
     assert [r["hypothesis_token_f1"] for r in logged if "heldout_token_f1" in r][0] >= 0
 
 
+def test_a_corrector_folder_is_pushed_with_a_card_written_from_its_record(trained_corrector, tmp_path):
+    from gemma_embed.publish.push import folder_kind, push_folder
+
+    folder = tmp_path / "corrector"
+    shutil.copytree(trained_corrector, folder)
+    (folder / "README.md").unlink()
+    assert folder_kind(folder) == "corrector"
+    sent = push_folder(folder, "org/gemma-embed-corrector", dry_run=True)
+    assert {"model.safetensors", "config.json", "modeling_gemma_embed_decoder.py", "README.md"} <= set(sent)
+    assert "org/gemma-embed-corrector" in (folder / "README.md").read_text()
+    assert not any(n.startswith(("checkpoints/", "logs/")) for n in sent)
+
+
 @pytest.mark.precision
 def test_killed_and_resumed_equals_uninterrupted(queries, trained, trained_corrector):
     """Bit for bit, in either precision."""
@@ -118,3 +131,15 @@ def test_evaluate_with_the_trained_corrector_reports_its_rounds_with_standard_er
         assert metrics["token_f1_se"] >= 0 and metrics["exact_match_se"] >= 0
     means = [table[r]["roundtrip_cosine"] for r in table]
     assert means == sorted(means)
+
+
+def test_a_missing_decoder_is_refused_naming_the_field(queries, tmp_path):
+    root, db, heldout = queries
+    run = subprocess.run([sys.executable, "train/corrector.py", "--config", "train/configs/smoke/corrector.yaml",
+                          "--data", str(db), "--heldout", str(heldout), "--decoder", str(tmp_path / "none"),
+                          "--output_dir", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "GEMMA_EMBED_CACHE": str(root / "cache")})
+    assert run.returncode != 0
+    last = (run.stdout + run.stderr).strip().splitlines()[-1]
+    assert last == f"error: field 'decoder': {tmp_path / 'none'} holds no trained decoder (no config.json); train one " \
+                   "with train/decoder.py"

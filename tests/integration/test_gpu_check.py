@@ -20,8 +20,9 @@ def test_gpu_check_reduced_mode_on_cpu(tmp_path):
     last = run.stdout.strip().splitlines()[-1]
     fields = dict(part.split("=", 1) for part in last.split())
     assert list(fields) == ["device", "precision", "gradcache_max_diff", "resume", "tokens_per_s", "mfu",
-                            "decoder_queries_per_s", "fanout_greedy_per_s", "fanout_correct_per_s"]
-    assert float(fields["decoder_queries_per_s"]) > 0
+                            "decoder_queries_per_s", "corrector_pairs_per_s", "fanout_greedy_per_s",
+                            "fanout_correct_per_s"]
+    assert float(fields["decoder_queries_per_s"]) > 0 and float(fields["corrector_pairs_per_s"]) > 0
     assert float(fields["fanout_greedy_per_s"]) > float(fields["fanout_correct_per_s"]) > 0
     assert fields["device"].startswith("cpu:") and fields["precision"] in ("bf16", "no") and fields["mfu"] == "n/a"
     assert float(fields["gradcache_max_diff"]) < (1e-2 if fields["precision"] == "bf16" else 1e-4)

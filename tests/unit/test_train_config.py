@@ -72,9 +72,10 @@ def test_unknown_command_line_option():
 
 @pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "train/configs").rglob("*.yaml")))
 def test_shipped_configs_load(path):
-    from gemma_embed.config import DecoderConfig, Phase2Config
+    from gemma_embed.config import CorrectorConfig, DecoderConfig, Phase2Config
 
-    kinds = {"phase1": Phase1Config, "phase2": Phase2Config, "phase3": Phase3Config, "decoder": DecoderConfig}
+    kinds = {"phase1": Phase1Config, "phase2": Phase2Config, "phase3": Phase3Config, "decoder": DecoderConfig,
+             "corrector": CorrectorConfig}
     cls = kinds[next(k for k in kinds if Path(path).stem.startswith(k))]  # decoder_long.yaml is a decoder's
     cfg, _ = load_config(cls, ["--config", str(REPO / path)])
     assert cfg.output_dir.startswith("runs/")
