@@ -18,7 +18,11 @@ are kept; a target stops when its best cosine has not risen by `min_gain` for `p
 holds the best so far, so the best cosine never falls from one round to the next and, from round 1 on, is at
 least the nearest bank query's. With `word_edits=0` there are no edits at all: every candidate is the decoder's
 (greedy, beams, samples, steered) or a bank query, so every result is text a language model wrote, as vec2text's
-are. Each result also carries its `shortlist`: the closest queries found, best first,
+are. With a trained corrector (`trained`, a GemmaEmbedCorrector from train/corrector.py) and `generated`, every
+round also has it rewrite each hypothesis of the beam it has not rewritten yet, reading the target, the hypothesis
+and the hypothesis's vector, into `generated` beam-search candidates: vec2text's sequence-level beam
+(gemma_embed.recipes.TRAINED_CORRECTION keeps only those). Each result also carries its `shortlist`: the closest
+queries found, best first,
 for a final pick by another measure (gemma_embed/reformulate.py weighs fluency under a language model against the
 cosine there).
 

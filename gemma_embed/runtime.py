@@ -63,11 +63,26 @@ def check_cpu_launch(launcher_argv: list[str] | None, world_size: int) -> None:
             "--device cpu")
 
 
-def _launcher_argv() -> list[str] | None:
+def cpu_threads(launcher: dict | None, local_processes: int) -> int | None:
+    """The threads each CPU process should use when `accelerate launch` chose for the user: without `--cpu` (or
+    `--num_cpu_threads_per_process`, or OMP_NUM_THREADS in the launcher's environment) it gives each process one
+    thread, half of a 2-core machine. `launcher`: the parent process's {"argv", "env"} (None if unknown); None:
+    leave the threads as they are."""
+    if not launcher or not any("accelerate" in a for a in launcher["argv"][:3]):
+        return None
+    argv, env = launcher["argv"], launcher["env"]
+    if "--cpu" in argv or any(a.startswith("--num_cpu_threads_per_process") for a in argv) or "OMP_NUM_THREADS" in env:
+        return None
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, available // max(1, local_processes))
+
+
+def _launcher() -> dict | None:
     try:
         import psutil
 
-        return psutil.Process(os.getppid()).cmdline()
+        parent = psutil.Process(os.getppid())
+        return {"argv": parent.cmdline(), "env": parent.environ()}
     except Exception:  # noqa: BLE001 - no parent to read: nothing to check
         return None
 
@@ -80,7 +95,11 @@ def make_accelerator(cfg, **kwargs):
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = choose_device(cfg.device, world, torch.cuda.is_available())
-    check_cpu_launch(_launcher_argv(), world)
+    launcher = _launcher()
+    check_cpu_launch(launcher and launcher["argv"], world)
+    threads = cpu_threads(launcher, int(os.environ.get("LOCAL_WORLD_SIZE", world))) if device == "cpu" else None
+    if threads and threads > torch.get_num_threads():
+        torch.set_num_threads(threads)
     precision = resolve(cfg.mixed_precision, device)
     accelerator = Accelerator(
         cpu=device == "cpu",  # several CPU processes then form one gloo group, not separate runs

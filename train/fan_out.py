@@ -20,7 +20,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 from types import SimpleNamespace
 
-from gemma_embed.recipes import CORRECTION, FAN_OUT
+from gemma_embed.recipes import CORRECTION, FAN_OUT, TRAINED_CORRECTION
 
 
 def parse(argv=None):
@@ -36,6 +36,8 @@ def parse(argv=None):
     ap.add_argument("--candidates", action="store_true", help="record each point's shortlist (for --repick)")
     ap.add_argument("--corrector", default="", help="corrector settings over the recipe's, FIELD=VALUE,... "
                                                      "(gemma_embed/corrector.py, CorrectorSettings)")
+    ap.add_argument("--corrector_model", help="a trained corrector's folder (train/corrector.py): the correct mode "
+                                              "rewrites hypotheses with it (default settings: the trained recipe)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
     ap.add_argument("--mixed_precision", default="auto", choices=["auto", "bf16", "no"])
@@ -55,7 +57,8 @@ def parse(argv=None):
     if not args.summarise and not (args.decoder and args.pairs):
         ap.error("give --decoder and --pairs (or --summarise an earlier --out)")
     try:
-        settings = replace(CORRECTION, rounds=recipe.rounds).update(args.corrector)
+        base = TRAINED_CORRECTION if args.corrector_model else CORRECTION
+        settings = replace(base, rounds=recipe.rounds).update(args.corrector)
     except ValueError as e:
         ap.error(f"--corrector: {e}")
     return args, recipe, settings
@@ -105,7 +108,8 @@ def main(argv=None):
     run_settings = {"decoder": str(Path(args.decoder).resolve()), "pairs": str(args.pairs), "limit": args.limit,
                     "skip_bad": args.skip_bad, "bank": args.bank, "seed": args.seed, "candidates": args.candidates,
                     **{k: v for k, v in asdict(recipe).items() if k not in ("nll_quantile", "min_cosine", "top_k")},
-                    **({"corrector": settings.to_dict()} if recipe.mode == "correct" else {})}
+                    **({"corrector": settings.to_dict(), "corrector_model": args.corrector_model}
+                       if recipe.mode == "correct" else {})}
     if accelerator.is_main_process:
         check_run(out, run_settings)
     accelerator.wait_for_everyone()  # at the start only: no process has work of its own yet
@@ -113,7 +117,8 @@ def main(argv=None):
 
     device = str(accelerator.device)
     inverter = Inverter.from_pretrained(args.decoder, bank=read_queries(args.bank) if args.bank else None,
-                                        precision=precision, cache=args.cache or out / "cache", device=device)
+                                        precision=precision, cache=args.cache or out / "cache", device=device,
+                                        corrector=args.corrector_model)
     if accelerator.is_main_process:
         (out / "training.json").write_text(json.dumps(inverter.training) + "\n")
     lm = None if recipe.lm == "none" else Fluency(recipe.lm, precision, device)

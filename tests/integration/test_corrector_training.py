@@ -131,6 +131,16 @@ def test_evaluate_with_the_trained_corrector_reports_its_rounds_with_standard_er
         assert metrics["token_f1_se"] >= 0 and metrics["exact_match_se"] >= 0
     means = [table[r]["roundtrip_cosine"] for r in table]
     assert means == sorted(means)
+    # benchmarks/report.py renders the round table from the report, standard errors beside the means
+    from launch import load_script
+
+    (tmp_path / "runs/inversion").mkdir(parents=True)
+    shutil.copy(tmp_path / "eval.json", tmp_path / "runs/inversion/trained.json")
+    page = load_script("report", "benchmarks").inversion_runs(tmp_path / "runs")
+    m = table["3"]
+    assert "trained corrector, 4 rewrite(s) per hypothesis (beam search), beam of 2" in page
+    assert f"| corrected | 3 | {m['exact_match']:.1f} ± {m['exact_match_se']:.1f} | {m['token_f1']:.1f} ± " \
+           f"{m['token_f1_se']:.1f} |" in page
 
 
 def test_a_missing_decoder_is_refused_naming_the_field(queries, tmp_path):

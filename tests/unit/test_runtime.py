@@ -9,7 +9,7 @@ import torch
 
 from gemma_embed import checkpoint
 from gemma_embed.config import ConfigError
-from gemma_embed.runtime import check_cpu_launch, choose_device, wait_for
+from gemma_embed.runtime import check_cpu_launch, choose_device, cpu_threads, wait_for
 
 
 @pytest.mark.parametrize("requested,processes,cuda,expected", [
@@ -66,3 +66,18 @@ def test_checkpoints_hold_and_restore_only_this_process_device_rng(monkeypatch):
     restored.clear()
     checkpoint.set_rng_state({**state, "cuda": eight}, torch.device("cpu"))  # resumed on CPU: no device state
     assert restored == []
+
+
+def test_accelerates_one_thread_default_is_raised_to_the_processes_share_of_the_cpus():
+    """`accelerate launch train/...` without --cpu gives each CPU process one thread (OMP_NUM_THREADS=1); the
+    user's own choice (--cpu, --num_cpu_threads_per_process, OMP_NUM_THREADS) is left alone."""
+    import os
+
+    available = len(os.sched_getaffinity(0))
+    launcher = ["/venv/bin/python", "/venv/bin/accelerate", "launch", "train/decoder.py", "--config", "x.yaml"]
+    assert cpu_threads({"argv": launcher, "env": {}}, 1) == available
+    assert cpu_threads({"argv": launcher, "env": {}}, 2) == max(1, available // 2)
+    assert cpu_threads({"argv": launcher[:3] + ["--cpu"] + launcher[3:], "env": {}}, 1) is None
+    assert cpu_threads({"argv": launcher[:3] + ["--num_cpu_threads_per_process", "1"] + launcher[3:], "env": {}}, 1) is None
+    assert cpu_threads({"argv": launcher, "env": {"OMP_NUM_THREADS": "1"}}, 1) is None
+    assert cpu_threads({"argv": ["bash"], "env": {}}, 1) is None and cpu_threads(None, 1) is None
