@@ -36,7 +36,7 @@ class GemmaEmbedDecoderConfig(PretrainedConfig):
             hidden size.
         prefix_activation (`str`, *optional*, defaults to `"gelu"`):
             Activation of the prefix MLP: one of `gelu`, `tanh`, `relu`, `silu`.
-        prefix_norm (`str`, *optional*, defaults to `"none"`):
+        prefix_norm (`str`, *optional*, defaults to `"rms"`):
             `rms`: each soft token is rescaled to a per-element RMS of 1, the scale of Gemma's (scaled) token
             embeddings beside it, so that the residual stream carries the vector; `none`: the MLP's raw output (about
             200 times smaller than a token row at initialisation).
@@ -72,7 +72,7 @@ class GemmaEmbedDecoderConfig(PretrainedConfig):
         prefix_length: int = 8,
         prefix_hidden_dim: int = 0,
         prefix_activation: str = "gelu",
-        prefix_norm: str = "none",
+        prefix_norm: str = "rms",
         noise_std: float = 0.3,
         max_query_length: int = 32,
         lora_r: int = 16,

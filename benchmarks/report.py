@@ -229,7 +229,8 @@ def reformulation_runs(runs: Path) -> str:
                f"{summary.get('cpu') or 'CPU'}, {summary.get('precision')}")
         weight = FLUENCY_WEIGHTS[recipe["mode"]] if recipe["fluency_weight"] is None else recipe["fluency_weight"]
         corrector = settings.get("corrector") or {}
-        name = recipe["mode"] + (f", rounds {settings['rounds']}" if recipe["mode"] == "correct" else "") + (
+        rounds = corrector.get("rounds", settings.get("rounds"))
+        name = recipe["mode"] + (f", rounds {rounds}" if recipe["mode"] == "correct" else "") + (
             ", trained corrector" if settings.get("corrector_model") else
             ", decoder-written candidates only" if corrector.get("word_edits") == 0 else "") + (
             f", fluency {weight:g}" if weight else "")

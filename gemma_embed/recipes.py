@@ -15,8 +15,9 @@ from gemma_embed.corrector import CorrectorSettings
 CORRECTION = CorrectorSettings(rounds=10, beam=1, beams=0, proposals=0, steer=1, guided=8)
 
 # inversion with a trained corrector (train/corrector.py): vec2text's sequence-level beam, every candidate written by
-# a language model (no word edits, no bank); the beam's width and the rewrites per hypothesis (docs/corrector.md)
-TRAINED_CORRECTION = CorrectorSettings(rounds=10, beam=4, neighbours=0, beams=0, samples=0, proposals=0, guided=0,
+# a language model (no word edits, no bank): 4 hypotheses kept, each rewritten into 4 by beam search, 3 rounds
+# (docs/trained_corrector.md)
+TRAINED_CORRECTION = CorrectorSettings(rounds=3, beam=4, neighbours=0, beams=0, samples=0, proposals=0, guided=0,
                                        word_edits=0, generated=4)
 
 
@@ -27,7 +28,7 @@ class FanOutRecipe:
     steps: int = 6  # points strictly between the seed query and the document
     mode: str = "rerank"  # greedy | rerank | correct
     samples: int = 8  # sampled candidates beside the greedy one (rerank)
-    rounds: int = CORRECTION.rounds  # correction rounds (correct)
+    rounds: int | None = None  # correction rounds (correct; None: the correction recipe's)
     # the final pick among a point's candidates: cosine to the point - fluency_weight x the language model's mean NLL
     # per token (0: the closest; None: the mode's measured weight, FLUENCY_WEIGHTS)
     fluency_weight: float | None = None

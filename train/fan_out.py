@@ -46,19 +46,19 @@ def parse(argv=None):
     ap.add_argument("--repick", type=float, help="with --summarise: re-choose each step from its recorded "
                                                   "candidates at this fluency weight")
     for f in fields(FAN_OUT):
-        kind = float if f.name == "fluency_weight" else type(f.default)  # None: the mode's measured weight
+        kind = {"fluency_weight": float, "rounds": int}.get(f.name, type(f.default))  # None: the recipe's
         ap.add_argument(f"--{f.name}", type=kind, default=f.default, help=f"(default {f.default})")
     args = ap.parse_args(argv)
     recipe = replace(FAN_OUT, **{f.name: getattr(args, f.name) for f in fields(FAN_OUT)})
     if recipe.mode not in ("greedy", "rerank", "correct"):
         ap.error(f"--mode must be greedy, rerank or correct, got {recipe.mode!r}")
-    if recipe.steps < 1 or recipe.batch_pairs < 1 or recipe.rounds < 0 or recipe.samples < 0 or recipe.top_k < 1:
+    if recipe.steps < 1 or recipe.batch_pairs < 1 or (recipe.rounds or 0) < 0 or recipe.samples < 0 or recipe.top_k < 1:
         ap.error("--steps, --batch_pairs and --top_k must be >= 1, --rounds and --samples >= 0")
     if not args.summarise and not (args.decoder and args.pairs):
         ap.error("give --decoder and --pairs (or --summarise an earlier --out)")
     try:
         base = TRAINED_CORRECTION if args.corrector_model else CORRECTION
-        settings = replace(base, rounds=recipe.rounds).update(args.corrector)
+        settings = replace(base, rounds=base.rounds if recipe.rounds is None else recipe.rounds).update(args.corrector)
     except ValueError as e:
         ap.error(f"--corrector: {e}")
     return args, recipe, settings

@@ -160,7 +160,8 @@ def bank_inversion(embed: Embed, sets: dict[str, list[str]], bank: list[str], se
         targets = embed(texts).float()
         corrected = Corrector(embed, bank, bank_vectors, settings=settings).correct(targets)
         for tag, picked in (("nearest", [c.at(0)[0] for c in corrected]), ("corrected", [c.text for c in corrected])):
-            out.update({f"invert_{name}_{k}_{tag}": v for k, v in scores(picked, texts, targets, embed).items()})
+            out.update({f"invert_{name}_{k}_{tag}": v for k, v in scores(picked, texts, targets, embed).items()
+                        if not k.endswith("_se")})
     return out
 
 

@@ -130,9 +130,8 @@ def main(argv=None, on_write=None) -> dict:
     ap.add_argument("--bank", default="", help="a query file: the corrector's bank and the nearest-neighbour row "
                                                "(default: the decoder's training queries; none: neither); its vectors "
                                                "are cached beside the decoder's training vectors")
-    ap.add_argument("--rounds", type=int, default=CORRECTION.rounds,
-                    help="rounds of correction guided by the encoder (0: none); the round table reports rounds 0, 1, "
-                         "3, 10 and the last")
+    ap.add_argument("--rounds", type=int, help="rounds of correction guided by the encoder (0: none; default: the "
+                                               "recipe's); the round table reports rounds 0, 1, 3, 10 and the last")
     ap.add_argument("--corrector", default="", help="corrector settings over the measured recipe's (gemma_embed/"
                                                     "recipes.py), FIELD=VALUE,... (CorrectorSettings), e.g. beam=2")
     ap.add_argument("--corrector_model", help="a trained corrector's folder (train/corrector.py): the correction "
@@ -168,7 +167,8 @@ def main(argv=None, on_write=None) -> dict:
 
         try:
             recipe = TRAINED_CORRECTION if args.corrector_model else CORRECTION
-            corrector = replace(recipe, rounds=args.rounds).update(args.corrector)
+            corrector = replace(recipe, rounds=recipe.rounds if args.rounds is None else args.rounds).update(
+                args.corrector)
         except ValueError as e:
             ap.error(f"--corrector: {e}")
         return decoder_main(args, corrector, on_write)

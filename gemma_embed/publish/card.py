@@ -324,9 +324,12 @@ def render_decoder_eval(ev: dict) -> str:
         correction = result.get("correction")
         if correction:
             settings = correction["settings"]
-            lines += ["", f"Correction guided by the encoder (`gemma_embed.corrector`: beam {settings['beam']}, "
-                          f"{settings['neighbours']} nearest training queries, {settings['edits']} word edits per "
-                          f"hypothesis and round): {correction['seconds_per_query']:.2f} s and "
+            how = (f"by the trained corrector `{_shown(correction['trained'])}` (beam {settings['beam']}, "
+                   f"{settings['generated']} rewrites per hypothesis and round)" if correction.get("trained") else
+                   f"guided by the encoder (`gemma_embed.corrector`: beam {settings['beam']}, "
+                   f"{settings['neighbours']} nearest training queries, {settings['edits']} word edits per "
+                   "hypothesis and round)")
+            lines += ["", f"Correction {how}: {correction['seconds_per_query']:.2f} s and "
                           f"{correction['encodes_per_query']:.0f} encodes per query on {correction['cpu'] or 'a CPU'} "
                           f"({correction['precision']})."]
         lines.append("")

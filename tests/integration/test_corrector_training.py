@@ -131,6 +131,9 @@ def test_evaluate_with_the_trained_corrector_reports_its_rounds_with_standard_er
         assert metrics["token_f1_se"] >= 0 and metrics["exact_match_se"] >= 0
     means = [table[r]["roundtrip_cosine"] for r in table]
     assert means == sorted(means)
+    from gemma_embed.publish.card import render_decoder_eval
+
+    assert "Correction by the trained corrector" in render_decoder_eval(json.loads((tmp_path / "eval.json").read_text()))
     # benchmarks/report.py renders the round table from the report, standard errors beside the means
     from launch import load_script
 

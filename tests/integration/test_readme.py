@@ -1,5 +1,6 @@
 """The README's code, run exactly as written, as a script or notebook runs it: no terminal to answer a prompt.
-The Python blocks run against tiny published folders at the paths they name (runs/demo/model, runs/demo/decoder);
+The Python blocks run against tiny published folders at the paths they name (runs/demo/model, runs/demo/decoder,
+runs/demo/corrector);
 the smoke decoder's block runs from a fresh working folder, its preparation line included."""
 
 import os
@@ -31,7 +32,7 @@ def environment(tmp_path: Path) -> dict:
 
 
 def test_the_python_blocks_run_as_written_and_print_nothing_of_ours(tmp_path, make_model, tiny_backbone, tokenizer):
-    from modeling_gemma_embed_decoder import GemmaEmbedDecoder, fingerprint
+    from modeling_gemma_embed_decoder import GemmaEmbedCorrector, GemmaEmbedDecoder, fingerprint
 
     encoder = tmp_path / "runs/demo/model"
     model = make_model(projection_dim=16)
@@ -44,6 +45,7 @@ def test_the_python_blocks_run_as_written_and_print_nothing_of_ours(tmp_path, ma
                                                     "fingerprint": fingerprint(encoder)})
     decoder.save_pretrained(tmp_path / "runs/demo/decoder")
     tokenizer.save_pretrained(tmp_path / "runs/demo/decoder")
+    GemmaEmbedCorrector.from_decoder(decoder).save_pretrained(tmp_path / "runs/demo/corrector")
 
     blocks = [code for kind, code in BLOCKS if kind == "python"]
     assert len(blocks) >= 3 and all("runs/demo/" in code for code in blocks)
