@@ -264,7 +264,9 @@ def inversion_runs(runs: Path) -> str:
              "cosine is the encoder's between the written query and the target. Round 0 is the decoder's greedy "
              "query; from round 1 the correction also judges the decoder's 8 sampled queries. Seconds per query "
              "include the decoder's greedy and sampled decoding.", ""]
-    reports = {path.stem: json.loads(path.read_text()) for path in sorted((runs / "inversion").glob("*.json"))}
+    folder = runs / "inversion"
+    reports = {path.relative_to(folder).with_suffix("").as_posix(): json.loads(path.read_text())
+               for path in sorted(folder.rglob("*.json"))}
     reports = {k: r for k, r in reports.items() if "sets" in r}
     head = "| correction | round | exact match | token F1 | BLEU | cosine |"
     for set_name in dict.fromkeys(n for r in reports.values() for n in r["sets"]):
@@ -276,15 +278,21 @@ def inversion_runs(runs: Path) -> str:
             c = result["correction"]
             lines.append(f"**{inversion_label(report)}** (`{report['command']}`; {result['queries']} queries, "
                          f"{c['seconds_per_query']:.2f} s a query on {c['cpu'] or 'a CPU'}, {c['precision']}; "
-                         f"{name}.json, {date_of(runs / 'inversion' / (name + '.json'))})")
+                         f"{name}.json, {date_of(folder / (name + '.json'))})")
             lines += ["", head, "|---|---|---|---|---|---|"]
             for r, m in c["rounds"].items():
                 lines.append(f"| {'decoder, greedy' if r == '0' else 'corrected'} | {r} | "
                              f"{number(m['exact_match'], 1)} ± {number(m.get('exact_match_se'), 1)} | "
                              f"{number(m['token_f1'], 1)} ± {number(m.get('token_f1_se'), 1)} | "
                              f"{number(m['bleu'], 1)} | {number(m['roundtrip_cosine'], 3)} |")
+            f = result.get("fluency")
+            if f:
+                lines += ["", f"Fluency (mean NLL per token under {f['lm']}; the share above the held-out queries' "
+                              f"90th percentile, {f['limit']:.2f}): real queries {f['real_mean_nll']:.2f}; " +
+                          "; ".join(f"{k} {f[k]['mean_nll']:.2f}, {f[k]['above_limit']:.1f} ± "
+                                    f"{f[k]['above_limit_se']:.1f}%" for k in ("greedy", "corrected") if k in f)]
             lines.append("")
-            examples[inversion_label(report)] = result["examples"]
+            examples.setdefault(inversion_label(report), result["examples"])
         if not lines:
             continue
         parts += [f"## {set_name}", "", *lines]

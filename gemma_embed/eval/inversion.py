@@ -80,6 +80,22 @@ def standard_error(values: list[float]) -> float | None:
     return float(np.std(values, ddof=1) / len(values) ** 0.5) if len(values) > 1 else None
 
 
+def fluency_report(fluency, real: list[str], written: dict[str, list[str]], quantile: float = 0.9) -> dict:
+    """How readable written queries are: each one's mean NLL per token under `fluency`'s language model, against
+    the `quantile` of the real queries' own (`limit`); per kind of output, the mean NLL and the share above the
+    limit (x 100; the real queries score 10 by definition), with standard errors."""
+    own = [x for x in fluency.nll(real) if x is not None]
+    limit = float(np.quantile(own, quantile))
+    out = {"lm": fluency.name, "limit": limit, "real_mean_nll": float(np.mean(own))}
+    for kind, texts in written.items():
+        nll = [x if x is not None else float("inf") for x in fluency.nll(texts)]  # an empty query reads worst
+        above = [100.0 * (x > limit) for x in nll]
+        finite = [x for x in nll if x != float("inf")]
+        out[kind] = {"mean_nll": float(np.mean(finite)) if finite else None, "above_limit": float(np.mean(above)),
+                     "above_limit_se": standard_error(above)}
+    return out
+
+
 def floor_cosine(vectors: torch.Tensor, seed: int = 0) -> float | None:
     """Mean cosine between each vector and another chosen at random: what an unrelated query scores (None for a
     set of one query, which has no pair)."""
@@ -168,7 +184,8 @@ def bank_inversion(embed: Embed, sets: dict[str, list[str]], bank: list[str], se
 def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], encoder: str | None = None,
                      pool: list[str] | None = None, candidates: int = 8, precision: str = "auto",
                      examples: int = 10, cache: str | Path | None = None, corrector=None,
-                     training: list[str] | None = None, trained: str | Path | None = None) -> dict:
+                     training: list[str] | None = None, trained: str | Path | None = None,
+                     fluency=None) -> dict:
     """Every metric of the decoder in `decoder_folder` on each named set of held-out queries: greedy, re-ranked
     (`candidates` sampled + greedy) and, given a `pool` of existing queries (the training pool), the nearest one;
     with `corrector` (CorrectorSettings with rounds > 0), the round table of correction guided by the encoder, the
@@ -177,7 +194,9 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
     named in the decoder's config (or `encoder`), and must be the one it was trained on. `cache`: a vector cache
     (gemma_embed.encoder.cached_vectors) for the pool's vectors.
     `training`: the decoder's training queries, where the caller has read them (else they are read here).
-    `trained`: a trained corrector's folder (train/corrector.py) for the correction to use."""
+    `trained`: a trained corrector's folder (train/corrector.py) for the correction to use. `fluency`: a
+    gemma_embed.reformulate.Fluency, to judge the greedy and corrected queries against the real ones
+    (`fluency_report`)."""
     import time
 
     from gemma_embed.backbones import load_tokenizer
@@ -244,6 +263,9 @@ def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], enc
                 "settings": corrector.to_dict(), "cpu": decision.cpu, "precision": decision.name,
                 "trained": str(trained.name_or_path) if trained else None,
             }
+        if fluency is not None:
+            written = {"greedy": greedy, **({"corrected": [c.text for c in corrected]} if corrected else {})}
+            result["fluency"] = fluency_report(fluency, texts, written)
         result["examples"] = [
             {"query": t, "greedy": g, "reranked": r, **({"nearest": n} if pool else {}),
              **({"corrected": c.text, "corrected_cosine": c.cosine, "cosine_by_round": [x for _, x in c.rounds]}
@@ -284,6 +306,12 @@ def print_report(report: dict) -> None:
                   f"{c['seconds_per_query']:.2f} s and {c['encodes_per_query']:.0f} encodes per query "
                   f"({c['cpu'] or 'CPU'}, {c['precision']}; beam {c['settings']['beam']}, "
                   f"{c['settings']['neighbours']} neighbours from a bank of {report.get('pool', 0):,} queries)")
+        if "fluency" in result:
+            f = result["fluency"]
+            print(f"fluency (mean NLL per token under {f['lm']}; share above the real queries' 90th percentile, "
+                  f"{f['limit']:.2f}): real {f['real_mean_nll']:.2f}, " + ", ".join(
+                      f"{k} {f[k]['mean_nll']:.2f} ({f[k]['above_limit']:.1f} ± {f[k]['above_limit_se']:.1f}%)"
+                      for k in ("greedy", "corrected") if k in f))
         for e in result["examples"]:
             print(f"  {e['query']!r:<40} -> greedy {e['greedy']!r}; re-ranked {e['reranked']!r}"
                   + (f"; nearest {e['nearest']!r}" if "nearest" in e else "")

@@ -99,11 +99,17 @@ def decoder_main(args, corrector, on_write=None) -> dict:
 
     folder = Path(args.decoder)
     training = training_queries(folder)
+    fluency = None
+    if args.fluency:
+        from gemma_embed.reformulate import Fluency
+
+        fluency = Fluency(args.fluency, resolve(args.precision, "cpu"))
     pool = [] if args.bank == "none" else read_queries(args.bank) if args.bank else training
     sets = heldout_sets(args.heldout, args.n, exclude=set(pool) | set(training))  # no leak into bank or decoder
     report = evaluate_decoder(folder, sets, encoder=args.encoder, pool=pool or None, candidates=args.candidates,
                               precision=args.precision, cache=training_vectors(folder),
-                              corrector=corrector, training=training, trained=args.corrector_model)
+                              corrector=corrector, training=training, trained=args.corrector_model,
+                              fluency=fluency)
     report["command"] = "python train/evaluate.py " + " ".join(args.argv)
     print_report(report)
     if args.json:
@@ -136,6 +142,8 @@ def main(argv=None, on_write=None) -> dict:
                                                     "recipes.py), FIELD=VALUE,... (CorrectorSettings), e.g. beam=2")
     ap.add_argument("--corrector_model", help="a trained corrector's folder (train/corrector.py): the correction "
                                               "rewrites hypotheses with it (default settings: the trained recipe)")
+    ap.add_argument("--fluency", help="a Gemma 3 backbone (e.g. gemma3-270m): the greedy and corrected queries' NLL "
+                                      "per token under it, against the held-out queries' own")
     ap.add_argument("--write", action="store_true", help="write decoder_eval.json into the folder (train/evaluate.py "
                                                          "also renders its card)")
     ap.add_argument("--sts", action="append", default=[], help="an STS file (repeatable)")
