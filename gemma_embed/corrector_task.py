@@ -15,9 +15,8 @@ import torch
 from gemma_embed.config import ConfigError, CorrectorConfig
 from gemma_embed.data.batches import ShuffledBatches
 from gemma_embed.data.hypotheses import CorrectorCollator, read_corrector_rows
-from gemma_embed.decoder_task import decoder_forward_backward
+from gemma_embed.decoder_task import HeldoutScore, decoder_forward_backward
 from gemma_embed.loop import Task, adapter_and_head_groups
-from gemma_embed.text_metrics import token_f1
 
 
 def corrector_task() -> Task:
@@ -62,25 +61,16 @@ def corrector_start(cfg: CorrectorConfig):
     return build, tokenizer, {}
 
 
-class OneStepScore:
+class OneStepScore(HeldoutScore):
     """The score during training on the first `eval_queries` held-out queries: the decoder's greedy hypothesis,
     then one greedy step of the corrector; its token F1 x 100, logged beside the hypothesis's."""
 
-    def __init__(self):
-        self.texts = None
-
     def __call__(self, cfg: CorrectorConfig, model, tokenizer) -> dict | None:
         from gemma_embed.data.decoder_queries import vector_cache
-        from gemma_embed.data.query_files import read_queries
         from gemma_embed.encoder import cached_vectors
         from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
-        if not cfg.heldout or not cfg.eval_queries:
-            return None
-        if self.texts is None:
-            self.texts = read_queries(cfg.heldout)[: cfg.eval_queries]
-            self.vectors = torch.from_numpy(np.array(cached_vectors(cfg.encoder, self.texts, vector_cache(cfg),
-                                                                      cfg.encode_batch_size)))
+        if self.texts is None and self.load(cfg):  # the hypotheses of the held-out vectors, once
             decoder = GemmaEmbedDecoder.from_pretrained(cfg.decoder).eval()
             self.hypotheses = [c[0] for i in range(0, len(self.texts), 64)
                                for c in decoder.decode(self.vectors[i : i + 64], tokenizer)]
@@ -88,8 +78,9 @@ class OneStepScore:
                 cfg.encoder, list(dict.fromkeys(self.hypotheses)), vector_cache(cfg), cfg.encode_batch_size)))
             index = {h: i for i, h in enumerate(dict.fromkeys(self.hypotheses))}
             self.hypothesis_vectors = self.hypothesis_vectors[[index[h] for h in self.hypotheses]]
+        if self.texts is None:
+            return None
         corrected = [c[0] for i in range(0, len(self.texts), 64)
                      for c in model.correct(self.vectors[i : i + 64], self.hypotheses[i : i + 64],
                                             self.hypothesis_vectors[i : i + 64], tokenizer)]
-        f1 = lambda texts: 100 * sum(token_f1(d, t) for d, t in zip(texts, self.texts)) / len(self.texts)
-        return {"heldout_token_f1": f1(corrected), "hypothesis_token_f1": f1(self.hypotheses)}
+        return {"heldout_token_f1": self.f1(corrected), "hypothesis_token_f1": self.f1(self.hypotheses)}

@@ -60,18 +60,27 @@ class HeldoutScore:
     def __init__(self):
         self.texts, self.vectors = None, None
 
-    def __call__(self, cfg: DecoderConfig, model, tokenizer) -> dict | None:
+    def load(self, cfg: DecoderConfig) -> bool:
+        """Read the held-out queries and their vectors once; False where the config asks for no score."""
         if not cfg.heldout or not cfg.eval_queries:
-            return None
+            return False
         if self.texts is None:
             self.texts = read_queries(cfg.heldout)[: cfg.eval_queries]
             self.vectors = torch.from_numpy(np.array(cached_vectors(cfg.encoder, self.texts, vector_cache(cfg),
                                                                       cfg.encode_batch_size)))
+        return True
+
+    def f1(self, written: list[str]) -> float:
+        """Token F1 x 100 of `written` against the held-out queries."""
+        return 100 * sum(token_f1(d, t) for d, t in zip(written, self.texts)) / len(self.texts)
+
+    def __call__(self, cfg: DecoderConfig, model, tokenizer) -> dict | None:
+        if not self.load(cfg):
+            return None
         decoded = [c[0] for batch in range(0, len(self.texts), 64)
                    for c in model.decode(self.vectors[batch : batch + 64], tokenizer)]
-        f1 = 100 * sum(token_f1(d, t) for d, t in zip(decoded, self.texts)) / len(self.texts)
-        return {"heldout_token_f1": f1, "conditioning_gap": conditioning_gap(model, tokenizer, self.texts,
-                                                                             self.vectors)["gap"]}
+        return {"heldout_token_f1": self.f1(decoded), "conditioning_gap": conditioning_gap(
+            model, tokenizer, self.texts, self.vectors)["gap"]}
 
 
 def decoder_start(cfg: DecoderConfig):
