@@ -87,28 +87,15 @@ class GemmaEmbedConfig(PretrainedConfig):
         _check_choice("head", head, HEAD_TYPES)
         _check_choice("head_activation", head_activation, HEAD_ACTIVATIONS)
         _check_choice("attention", attention, ATTENTION_MODES)
-        for name, value in (
-            ("projection_dim", projection_dim),
-            ("head_hidden_dim", head_hidden_dim),
-            ("lora_r", lora_r),
-            ("lora_alpha", lora_alpha),
-            ("max_seq_length", max_seq_length),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"GemmaEmbedConfig: {name} must be a positive integer, got {value!r}")
+        _check_positive_ints("GemmaEmbedConfig", projection_dim=projection_dim, head_hidden_dim=head_hidden_dim,
+                             lora_r=lora_r, lora_alpha=lora_alpha, max_seq_length=max_seq_length)
         for name, value in (("view_dropout", view_dropout), ("lora_dropout", lora_dropout)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"GemmaEmbedConfig: {name} must be a number in [0, 1), got {value!r}")
         for name, value in (("normalize", normalize), ("head_bias", head_bias)):
             if not isinstance(value, bool):
                 raise ValueError(f"GemmaEmbedConfig: {name} must be true or false, got {value!r}")
-        if isinstance(lora_target_modules, str) or not lora_target_modules or not all(
-            isinstance(m, str) and m for m in lora_target_modules
-        ):
-            raise ValueError(
-                "GemmaEmbedConfig: lora_target_modules must be a non-empty list of module names such as "
-                f"['q_proj', 'v_proj'], got {lora_target_modules!r}"
-            )
+        _check_module_names(lora_target_modules)
         for name, value in (("query_prompt", query_prompt), ("document_prompt", document_prompt)):
             if value is not None and not isinstance(value, str):
                 raise ValueError(f"GemmaEmbedConfig: {name} must be a string or null, got {value!r}")
@@ -158,6 +145,20 @@ class GemmaEmbedConfig(PretrainedConfig):
 def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"GemmaEmbedConfig: {name} must be one of {list(choices)}, got {value!r}")
+
+
+def _check_positive_ints(owner: str, **values) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+
+
+def _check_module_names(modules) -> None:
+    if isinstance(modules, str) or not modules or not all(isinstance(m, str) and m for m in modules):
+        raise ValueError(
+            "GemmaEmbedConfig: lora_target_modules must be a non-empty list of module names such as "
+            f"['q_proj', 'v_proj'], got {modules!r}"
+        )
 
 
 __all__ = ["GemmaEmbedConfig"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from transformers import Gemma3TextConfig, PretrainedConfig
 
-PREFIX_ACTIVATIONS = ("gelu", "tanh", "relu", "silu")
+
+RETIRED = {"prefix_hidden_dim": 0, "prefix_activation": "gelu"}  # removed fields, at the only values built
 
 
 class GemmaEmbedDecoderConfig(PretrainedConfig):
@@ -31,11 +32,6 @@ class GemmaEmbedDecoderConfig(PretrainedConfig):
             Size of the vectors the decoder reads (the encoder's output dimension).
         prefix_length (`int`, *optional*, defaults to 8):
             K: the vector becomes K soft tokens placed after `<bos>` and before the query.
-        prefix_hidden_dim (`int`, *optional*, defaults to 0):
-            Width of the hidden layer of the two-layer prefix MLP (vector -> hidden -> K x hidden_size); 0: the LM's
-            hidden size.
-        prefix_activation (`str`, *optional*, defaults to `"gelu"`):
-            Activation of the prefix MLP: one of `gelu`, `tanh`, `relu`, `silu`.
         prefix_norm (`str`, *optional*, defaults to `"rms"`):
             `rms`: each soft token is rescaled to a per-element RMS of 1, the scale of Gemma's (scaled) token
             embeddings beside it, so that the residual stream carries the vector; `none`: the MLP's raw output (about
@@ -70,8 +66,6 @@ class GemmaEmbedDecoderConfig(PretrainedConfig):
         unk_token_id: int | None = None,
         embedding_dim: int = 256,
         prefix_length: int = 8,
-        prefix_hidden_dim: int = 0,
-        prefix_activation: str = "gelu",
         prefix_norm: str = "rms",
         noise_std: float = 0.3,
         max_query_length: int = 32,
@@ -82,26 +76,12 @@ class GemmaEmbedDecoderConfig(PretrainedConfig):
         encoder: dict | None = None,
         **kwargs,
     ):
-        if isinstance(text_config, Gemma3TextConfig):
-            text_config = text_config.to_dict()
-        if text_config is not None and not isinstance(text_config, dict):
-            raise ValueError(f"GemmaEmbedDecoderConfig: text_config must be a dict or a Gemma3TextConfig, got "
-                             f"{type(text_config).__name__}")
-        text_config = {k: v for k, v in (text_config or {}).items() if k not in ("model_type", "transformers_version")}
+        for name, kept in RETIRED.items():  # a folder saved before these were removed holds them at these values
+            if kwargs.pop(name, kept) != kept:
+                raise ValueError(f"GemmaEmbedDecoderConfig: {name} was removed; this code builds only {name}={kept!r}")
         vocab_ids = [int(i) for i in (vocab_ids or [])]
-        if vocab_ids:
-            if len(set(vocab_ids)) != len(vocab_ids):
-                raise ValueError("GemmaEmbedDecoderConfig: vocab_ids repeats a token id")
-            text_config["vocab_size"] = len(vocab_ids)
-        for name, value in (("embedding_dim", embedding_dim), ("prefix_length", prefix_length),
-                            ("max_query_length", max_query_length), ("lora_r", lora_r), ("lora_alpha", lora_alpha)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"GemmaEmbedDecoderConfig: {name} must be a positive integer, got {value!r}")
-        if isinstance(prefix_hidden_dim, bool) or not isinstance(prefix_hidden_dim, int) or prefix_hidden_dim < 0:
-            raise ValueError(f"GemmaEmbedDecoderConfig: prefix_hidden_dim must be >= 0, got {prefix_hidden_dim!r}")
-        if prefix_activation not in PREFIX_ACTIVATIONS:
-            raise ValueError(f"GemmaEmbedDecoderConfig: prefix_activation must be one of {list(PREFIX_ACTIVATIONS)}, "
-                             f"got {prefix_activation!r}")
+        _check_positive_ints("GemmaEmbedDecoderConfig", embedding_dim=embedding_dim, prefix_length=prefix_length,
+                             max_query_length=max_query_length, lora_r=lora_r, lora_alpha=lora_alpha)
         if prefix_norm not in ("none", "rms"):
             raise ValueError(f"GemmaEmbedDecoderConfig: prefix_norm must be none or rms, got {prefix_norm!r}")
         for name, value, top in (("noise_std", noise_std, 10.0), ("lora_dropout", lora_dropout, 1.0)):
@@ -114,17 +94,12 @@ class GemmaEmbedDecoderConfig(PretrainedConfig):
         if encoder and encoder.get("dim") not in (None, embedding_dim):
             raise ValueError(f"GemmaEmbedDecoderConfig: the encoder's dim ({encoder['dim']}) is not embedding_dim "
                              f"({embedding_dim})")
-        self.text_config = Gemma3TextConfig(**text_config)
+        self.text_config = _build_text_config(text_config, vocab_ids)
         self.vocab_ids = vocab_ids
-        for name, value in (("bos_token_id", bos_token_id), ("eos_token_id", eos_token_id),
-                            ("pad_token_id", pad_token_id), ("unk_token_id", unk_token_id)):
-            if value is not None and not 0 <= value < self.text_config.vocab_size:
-                raise ValueError(f"GemmaEmbedDecoderConfig: {name} {value} is outside the vocabulary "
-                                 f"(0..{self.text_config.vocab_size - 1})")
+        _check_in_vocabulary(self.text_config.vocab_size, bos_token_id=bos_token_id, eos_token_id=eos_token_id,
+                             pad_token_id=pad_token_id, unk_token_id=unk_token_id)
         self.embedding_dim = embedding_dim
         self.prefix_length = prefix_length
-        self.prefix_hidden_dim = prefix_hidden_dim
-        self.prefix_activation = prefix_activation
         self.prefix_norm = prefix_norm
         self.noise_std = float(noise_std)
         self.max_query_length = max_query_length
@@ -168,6 +143,34 @@ class GemmaEmbedCorrectorConfig(GemmaEmbedDecoderConfig):
         self.started_from = dict(started_from or {})
         super().__init__(noise_std=noise_std, **kwargs)
         self.hypothesis_prefix_length = hypothesis_prefix_length or self.prefix_length
+
+
+def _build_text_config(text_config: dict | Gemma3TextConfig | None, vocab_ids: list[int]) -> Gemma3TextConfig:
+    """The LM's config; with `vocab_ids`, its vocabulary is theirs."""
+    if isinstance(text_config, Gemma3TextConfig):
+        text_config = text_config.to_dict()
+    if text_config is not None and not isinstance(text_config, dict):
+        raise ValueError(f"GemmaEmbedDecoderConfig: text_config must be a dict or a Gemma3TextConfig, got "
+                         f"{type(text_config).__name__}")
+    text_config = {k: v for k, v in (text_config or {}).items() if k not in ("model_type", "transformers_version")}
+    if vocab_ids:
+        if len(set(vocab_ids)) != len(vocab_ids):
+            raise ValueError("GemmaEmbedDecoderConfig: vocab_ids repeats a token id")
+        text_config["vocab_size"] = len(vocab_ids)
+    return Gemma3TextConfig(**text_config)
+
+
+def _check_in_vocabulary(vocab_size: int, **token_ids) -> None:
+    for name, value in token_ids.items():
+        if value is not None and not 0 <= value < vocab_size:
+            raise ValueError(f"GemmaEmbedDecoderConfig: {name} {value} is outside the vocabulary (0..{vocab_size - 1})")
+
+
+# Copied from configuration_gemma_embed._check_positive_ints
+def _check_positive_ints(owner: str, **values) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
 
 
 __all__ = ["GemmaEmbedCorrectorConfig", "GemmaEmbedDecoderConfig"]

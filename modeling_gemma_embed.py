@@ -44,6 +44,28 @@ def refuse_fp16(dtype: torch.dtype | None) -> None:
         raise ValueError(FP16_MESSAGE)
 
 
+def wrap_with_lora(module: nn.Module, config) -> nn.Module:
+    """`module` inside peft's wrapper, its weights frozen, with LoRA adapters (rank `config.lora_r`, scale
+    `lora_alpha / lora_r`, dropout `lora_dropout`) on its linear layers named in `config.lora_target_modules`."""
+    try:  # inside try, so that transformers' import check for Hub custom code does not demand peft
+        from peft import LoraConfig, get_peft_model
+    except ImportError as e:
+        raise ImportError("attach_lora needs peft (training only): pip install peft") from e
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=list(config.lora_target_modules), bias="none")
+    return get_peft_model(module, lora)
+
+
+def init_linear_layers(module: nn.Module, std: float) -> None:
+    """The fresh heads' initialisation: every linear layer in `module` (itself included) gets weights drawn from
+    N(0, std) and zero biases."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, std=std)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
 def batches_by_length(texts: list[str], batch_size: int) -> list[list[int]]:
     """Indices of `texts` in batches of similar length (sorted by characters), so that padding is small; callers
     write each batch's results back at its indices."""
@@ -136,10 +158,7 @@ class GemmaEmbedModel(Gemma3PreTrainedModel):
             model = cls(config)
         model.model = backbone
         model.head.to_empty(device=backbone.device)
-        for layer in model.head:
-            nn.init.normal_(layer.weight, std=config.text_config.initializer_range)
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
+        init_linear_layers(model.head, config.text_config.initializer_range)
         model.head.to(dtype)
         model.config._attn_implementation = backbone.config._attn_implementation
         return model
@@ -215,21 +234,9 @@ class GemmaEmbedModel(Gemma3PreTrainedModel):
 
     def attach_lora(self) -> "GemmaEmbedModel":
         """Wrap the backbone with LoRA adapters from the config; the backbone freezes, adapters and head train."""
-        try:  # inside try, so that transformers' import check for Hub custom code does not demand peft
-            from peft import LoraConfig, get_peft_model
-        except ImportError as e:
-            raise ImportError("attach_lora needs peft (training only): pip install peft") from e
-
         if self.has_lora:
             raise RuntimeError("LoRA adapters are already attached; call merge_lora() before attaching new ones")
-        lora = LoraConfig(
-            r=self.config.lora_r,
-            lora_alpha=self.config.lora_alpha,
-            lora_dropout=self.config.lora_dropout,
-            target_modules=list(self.config.lora_target_modules),
-            bias="none",
-        )
-        self.model = get_peft_model(self.model, lora)
+        self.model = wrap_with_lora(self.model, self.config)
         self.train(self.training)  # peft's new dropout modules start in training mode; follow the model's mode
         for p in self.head.parameters():
             p.requires_grad_(True)
@@ -269,15 +276,25 @@ class GemmaEmbedModel(Gemma3PreTrainedModel):
         return result
 
     def _save_sentence_transformers_files(self, folder: str) -> None:
-        from safetensors.torch import save_file
+        """The stock sentence-transformers layout, saved module by module as sentence-transformers saves its own:
+        each writes its files and returns its modules.json entry (path, type)."""
+        modules = [self._save_transformer_module(folder), self._save_pooling_module(folder)]
+        for i, (layer, path) in enumerate(zip(self.head, self._head_folders())):
+            activation = nn.Identity if i == len(self.head) - 1 else type(self.head_activation)
+            modules.append(_save_dense_module(folder, path, layer, activation))
+        if self.config.normalize:
+            modules.append(_save_normalize_module(folder, f"{len(modules)}_Normalize"))
+        _save_modules_json(folder, modules)
+        self._save_sentence_transformers_config(folder)
 
-        config = self.config
+    def _save_transformer_module(self, folder: str) -> tuple[str, str]:
+        """The backbone module: it reads model.safetensors at the root, with the stock Gemma 3 config."""
         self.config.text_config.to_json_file(os.path.join(folder, BACKBONE_CONFIG_NAME))
         _write_json(
             folder,
             "sentence_bert_config.json",
             {
-                "max_seq_length": config.max_seq_length,
+                "max_seq_length": self.config.max_seq_length,
                 "transformer_task": "feature-extraction",
                 "modality_config": {"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
                 "module_output_name": "token_embeddings",
@@ -286,46 +303,19 @@ class GemmaEmbedModel(Gemma3PreTrainedModel):
                 "processor_kwargs": {"_configuration_file": BACKBONE_CONFIG_NAME},
             },
         )
-        modules = [("", "sentence_transformers.base.modules.transformer.Transformer")]
-        pooling_mode = {"mean": "mean", "last": "lasttoken"}[config.pooling]
-        modules.append(("1_Pooling", "sentence_transformers.sentence_transformer.modules.pooling.Pooling"))
+        return "", "sentence_transformers.base.modules.transformer.Transformer"
+
+    def _save_pooling_module(self, folder: str) -> tuple[str, str]:
+        pooling_mode = {"mean": "mean", "last": "lasttoken"}[self.config.pooling]
         _write_json(
             folder,
             "1_Pooling/config.json",
-            {"embedding_dimension": config.text_config.hidden_size, "pooling_mode": pooling_mode, "include_prompt": True},
+            {"embedding_dimension": self.config.text_config.hidden_size, "pooling_mode": pooling_mode,
+             "include_prompt": True},
         )
-        activation = type(self.head_activation)
-        for i, (layer, path) in enumerate(zip(self.head, self._head_folders())):
-            last = i == len(self.head) - 1
-            modules.append((path, "sentence_transformers.base.modules.dense.Dense"))
-            act = nn.Identity if last else activation
-            _write_json(
-                folder,
-                f"{path}/config.json",
-                {
-                    "in_features": layer.in_features,
-                    "out_features": layer.out_features,
-                    "bias": layer.bias is not None,
-                    "activation_function": f"{act.__module__}.{act.__name__}",
-                    "module_input_name": "sentence_embedding",
-                    "module_output_name": "sentence_embedding",
-                },
-            )
-            tensors = {f"linear.{k}": v.detach().contiguous().cpu() for k, v in layer.state_dict().items()}
-            save_file(tensors, os.path.join(folder, path, "model.safetensors"), metadata={"format": "pt"})
-        if config.normalize:
-            path = f"{len(modules)}_Normalize"
-            modules.append((path, "sentence_transformers.base.modules.normalize.Normalize"))
-            _write_json(
-                folder,
-                f"{path}/config.json",
-                {"module_input_name": "sentence_embedding", "module_output_name": "sentence_embedding"},
-            )
-        _write_json(
-            folder,
-            "modules.json",
-            [{"idx": i, "name": str(i), "path": p, "type": t} for i, (p, t) in enumerate(modules)],
-        )
+        return "1_Pooling", "sentence_transformers.sentence_transformer.modules.pooling.Pooling"
+
+    def _save_sentence_transformers_config(self, folder: str) -> None:
         import transformers
 
         _write_json(
@@ -334,11 +324,47 @@ class GemmaEmbedModel(Gemma3PreTrainedModel):
             {
                 "__version__": {"pytorch": torch.__version__, "transformers": transformers.__version__},
                 "model_type": "SentenceTransformer",
-                "prompts": {"query": config.query_prompt or "", "document": config.document_prompt or ""},
+                "prompts": {"query": self.config.query_prompt or "", "document": self.config.document_prompt or ""},
                 "default_prompt_name": None,
                 "similarity_fn_name": "cosine",
             },
         )
+
+
+def _save_dense_module(folder: str, path: str, layer: nn.Linear, activation: type[nn.Module]) -> tuple[str, str]:
+    """One layer of the head, followed by `activation`: its config and its weights (under `linear.`)."""
+    from safetensors.torch import save_file
+
+    _write_json(
+        folder,
+        f"{path}/config.json",
+        {
+            "in_features": layer.in_features,
+            "out_features": layer.out_features,
+            "bias": layer.bias is not None,
+            "activation_function": f"{activation.__module__}.{activation.__name__}",
+            "module_input_name": "sentence_embedding",
+            "module_output_name": "sentence_embedding",
+        },
+    )
+    tensors = {f"linear.{k}": v.detach().contiguous().cpu() for k, v in layer.state_dict().items()}
+    save_file(tensors, os.path.join(folder, path, "model.safetensors"), metadata={"format": "pt"})
+    return path, "sentence_transformers.base.modules.dense.Dense"
+
+
+def _save_normalize_module(folder: str, path: str) -> tuple[str, str]:
+    _write_json(
+        folder,
+        f"{path}/config.json",
+        {"module_input_name": "sentence_embedding", "module_output_name": "sentence_embedding"},
+    )
+    return path, "sentence_transformers.base.modules.normalize.Normalize"
+
+
+def _save_modules_json(folder: str, modules: list[tuple[str, str]]) -> None:
+    """The pipeline: the modules in order, each as its (path, type)."""
+    entries = [{"idx": i, "name": str(i), "path": p, "type": t} for i, (p, t) in enumerate(modules)]
+    _write_json(folder, "modules.json", entries)
 
 
 def _write_json(folder: str, name: str, obj) -> None:

@@ -34,7 +34,41 @@ try:
 except ImportError:  # imported as an installed top-level module rather than as Hub custom code
     from configuration_gemma_embed_decoder import GemmaEmbedCorrectorConfig, GemmaEmbedDecoderConfig
 
-ACTIVATIONS = {"gelu": nn.GELU, "tanh": nn.Tanh, "relu": nn.ReLU, "silu": nn.SiLU}
+# Copied from modeling_gemma_embed.FP16_MESSAGE
+FP16_MESSAGE = (
+    "Gemma-Embed refuses float16: Gemma 3's activations overflow in float16 and the embeddings become inf/NaN. "
+    "Use torch.bfloat16 or torch.float32."
+)
+
+
+# Copied from modeling_gemma_embed.refuse_fp16
+def refuse_fp16(dtype: torch.dtype | None) -> None:
+    if dtype == torch.float16:
+        raise ValueError(FP16_MESSAGE)
+
+
+# Copied from modeling_gemma_embed.wrap_with_lora
+def wrap_with_lora(module: nn.Module, config) -> nn.Module:
+    """`module` inside peft's wrapper, its weights frozen, with LoRA adapters (rank `config.lora_r`, scale
+    `lora_alpha / lora_r`, dropout `lora_dropout`) on its linear layers named in `config.lora_target_modules`."""
+    try:  # inside try, so that transformers' import check for Hub custom code does not demand peft
+        from peft import LoraConfig, get_peft_model
+    except ImportError as e:
+        raise ImportError("attach_lora needs peft (training only): pip install peft") from e
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=list(config.lora_target_modules), bias="none")
+    return get_peft_model(module, lora)
+
+
+# Copied from modeling_gemma_embed.init_linear_layers
+def init_linear_layers(module: nn.Module, std: float) -> None:
+    """The fresh heads' initialisation: every linear layer in `module` (itself included) gets weights drawn from
+    N(0, std) and zero biases."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, std=std)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
 
 def fingerprint(folder: str | os.PathLike) -> str:
@@ -72,11 +106,10 @@ class GemmaEmbedDecoder(PreTrainedModel):
         self.post_init()
 
     def _mlp(self, k: int) -> nn.Sequential:
-        """The two-layer MLP turning a vector into k soft tokens."""
-        c = self.config
-        hidden = c.prefix_hidden_dim or c.text_config.hidden_size
-        return nn.Sequential(nn.Linear(c.embedding_dim, hidden), ACTIVATIONS[c.prefix_activation](),
-                             nn.Linear(hidden, k * c.text_config.hidden_size))
+        """The two-layer MLP turning a vector into k soft tokens: embedding_dim -> hidden_size, GELU,
+        -> k x hidden_size."""
+        hidden = self.config.text_config.hidden_size
+        return nn.Sequential(nn.Linear(self.config.embedding_dim, hidden), nn.GELU(), nn.Linear(hidden, k * hidden))
 
     @property
     def heads(self) -> tuple[nn.Module, ...]:
@@ -92,15 +125,13 @@ class GemmaEmbedDecoder(PreTrainedModel):
     # ----------------------------------------------------------------------------------------------- construction
     @classmethod
     def from_gemma(cls, name_or_path: str, vocab_ids: list[int] | None = None, *, tokenizer=None, num_layers: int = 0,
-                   keep_last: int = 0, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa",
+                   dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa",
                    **config_kwargs) -> "GemmaEmbedDecoder":
         """A decoder with a fresh prefix MLP on a pretrained Gemma 3 text checkpoint (a folder or Hub id holding a
         `Gemma3ForCausalLM`), its vocabulary restricted to `vocab_ids` (tokenizer ids; the special tokens must be
-        among them) and, with `num_layers`, only that many of its layers kept: its first ones, and with `keep_last`
-        that many of its last ones (the middle ones dropped). The special tokens are the `tokenizer`'s (else the
+        among them) and, with `num_layers`, only its first that many layers kept. The special tokens are the `tokenizer`'s (else the
         checkpoint config's). `config_kwargs`: any other config field."""
-        if dtype == torch.float16:
-            raise ValueError("Gemma 3 overflows in float16: use torch.bfloat16 or torch.float32")
+        refuse_fp16(dtype)
         base = AutoConfig.from_pretrained(name_or_path)
         if base.model_type != "gemma3_text":
             raise ValueError(f"{name_or_path}: needs a Gemma 3 text checkpoint, got model_type {base.model_type!r}")
@@ -110,16 +141,12 @@ class GemmaEmbedDecoder(PreTrainedModel):
             total = base.num_hidden_layers
             if not 0 < num_layers <= total:
                 raise ValueError(f"num_layers must be in 1..{total}, got {num_layers}")
-            if not 0 <= keep_last <= num_layers:
-                raise ValueError(f"keep_last must be in 0..num_layers ({num_layers}), got {keep_last}")
-            kept = [*range(num_layers - keep_last), *range(total - keep_last, total)]
+            kept = range(num_layers)
             lm.model.layers = nn.ModuleList(lm.model.layers[i] for i in kept)
             for index, layer in enumerate(lm.model.layers):  # the cache's slot of each kept layer
                 layer.layer_idx = layer.self_attn.layer_idx = index
             text["num_hidden_layers"] = num_layers
             text["layer_types"] = [text["layer_types"][i] for i in kept]
-        elif keep_last:
-            raise ValueError("keep_last needs num_layers (the layers kept in all)")
         vocab_ids = list(vocab_ids or [])
         source = tokenizer if tokenizer is not None else base
         specials = {name: getattr(source, name, None) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}
@@ -145,23 +172,17 @@ class GemmaEmbedDecoder(PreTrainedModel):
         lm.config.layer_types = config.text_config.layer_types
         model.lm = lm
         model.prefix.to_empty(device=lm.device)
-        model._init_weights_of(model.prefix)
+        init_linear_layers(model.prefix, config.text_config.initializer_range)
         model.prefix.to(dtype)
         model._set_generation_config()
         model.config._attn_implementation = lm.config._attn_implementation
         return model
 
-    def _init_weights_of(self, module: nn.Module) -> None:
-        for layer in module.modules():
-            if isinstance(layer, nn.Linear):
-                nn.init.normal_(layer.weight, std=self.config.text_config.initializer_range)
-                nn.init.zeros_(layer.bias)
-
     def _init_weights(self, module):
-        if any(module is m for head in self.heads for m in head.modules()):
-            self._init_weights_of(module) if isinstance(module, nn.Linear) else None
-        else:
+        if not any(module is m for head in self.heads for m in head.modules()):
             self.lm._init_weights(module)  # Gemma 3's own initialisation for the LM's modules
+        elif isinstance(module, nn.Linear):
+            init_linear_layers(module, self.config.text_config.initializer_range)
 
     # ---------------------------------------------------------------------------------------------------- ids
     @property
@@ -387,16 +408,9 @@ class GemmaEmbedDecoder(PreTrainedModel):
         for p in self.lm.parameters():
             p.requires_grad_(False)
         if self.config.lora_target_modules:
-            try:
-                from peft import LoraConfig, get_peft_model
-            except ImportError as e:
-                raise ImportError("attach_lora needs peft (training only): pip install peft") from e
             if self.has_lora:
                 raise RuntimeError("LoRA adapters are already attached; call merge_lora() first")
-            c = self.config
-            self.lm = get_peft_model(self.lm, LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, bias="none",
-                                                         lora_dropout=c.lora_dropout,
-                                                         target_modules=list(c.lora_target_modules)))
+            self.lm = wrap_with_lora(self.lm, self.config)
             self.train(self.training)
         for p in (p for head in self.heads for p in head.parameters()):
             p.requires_grad_(True)
@@ -433,7 +447,7 @@ class GemmaEmbedCorrector(GemmaEmbedDecoder):
         self.hypothesis_prefix = self._mlp(config.hypothesis_prefix_length)
         self.difference_prefix = self._mlp(config.hypothesis_prefix_length)
         for head in (self.hypothesis_prefix, self.difference_prefix):
-            self._init_weights_of(head)
+            init_linear_layers(head, config.text_config.initializer_range)
 
     @property
     def heads(self) -> tuple[nn.Module, ...]:

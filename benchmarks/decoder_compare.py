@@ -23,14 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from gemma_embed.data.query_files import make_queries_db, read_queries, read_queries_tsv, split_heldout, write_queries_tsv
-from gemma_embed.data.decoder_queries import training_queries, training_vectors
-from gemma_embed.eval.inversion import evaluate_decoder, heldout_sets, print_report, result_rows
+from gemma_embed.eval.inversion import evaluate_decoder, heldout_sets
+from gemma_embed.eval.inversion_report import print_report, result_rows
+from gemma_embed.inverter import Inverter
 from gemma_embed.precision import resolve
 from gemma_embed.recipes import CORRECTION
 from gemma_embed.runtime import launch_command
@@ -73,6 +75,7 @@ def main(argv=None) -> dict:
         path, _, tags = spec.partition("@")
         rows += [(q, None) for q in read_queries(path, tuple(filter(None, tags.split(","))))]
     rows = [r for r in dict.fromkeys(rows) if r[0] not in kept_out]
+    random.Random(0).shuffle(rows)  # any first N rows (a corrector's max_rows) draw from every source
     db = make_queries_db(rows, out / "queries.db")
     print(f"{len(rows):,} training queries; held-out sets: " + ", ".join(f"{k} ({len(v)})" for k, v in evaluation.items()),
           flush=True)
@@ -94,10 +97,8 @@ def main(argv=None) -> dict:
             print(" ".join(cmd[2:]), flush=True)
             subprocess.run(cmd, cwd=REPO, check=True)
         summary = json.loads((folder / "train_summary.json").read_text())
-        pool = training_queries(folder)
-        report = evaluate_decoder(folder, evaluation, pool=pool, candidates=args.candidates,
-                                  precision=precision.precision, cache=training_vectors(folder),
-                                  corrector=replace(CORRECTION, rounds=args.rounds), training=pool)
+        inverter = Inverter.from_pretrained(folder, precision=precision)  # the training queries as the bank
+        report = evaluate_decoder(inverter, evaluation, args.candidates, replace(CORRECTION, rounds=args.rounds))
         report["train_seconds"], report["wall_seconds"] = summary["train_seconds"], time.time() - began
         report["seconds_per_step"], report["steps"] = summary["seconds_per_step"], summary["steps"]
         print_report(report)

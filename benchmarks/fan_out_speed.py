@@ -39,7 +39,7 @@ def main(argv=None):
     from gemma_embed.inverter import Inverter
     from gemma_embed.precision import resolve
     from gemma_embed.recipes import CORRECTION, FAN_OUT
-    from gemma_embed.reformulate import Fluency, batches, read_pairs, reformulate_batch
+    from gemma_embed.reformulate import Fluency, Reformulator, batches, read_pairs, reformulate_batch
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--decoder", required=True)
@@ -72,9 +72,10 @@ def main(argv=None):
         matrix = embed(documents)
         index = {d: i for i, d in enumerate(documents)}
         embed.forget()
+        reformulator = Reformulator(inverter, lm, recipe, settings)
         began = time.time()
         for batch in batches(chosen, recipe.batch_pairs):
-            reformulate_batch(inverter, lm, batch, matrix, index, recipe, settings)
+            reformulate_batch(reformulator, batch, matrix, index)
         seconds = time.time() - began
         points = len(chosen) * args.steps
         rates[name] = points / seconds

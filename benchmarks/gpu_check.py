@@ -244,7 +244,7 @@ def fan_out_speed(text_config, device, precision, pairs: int, batch_pairs: int) 
     from gemma_embed.encoder import memoize
     from gemma_embed.inverter import Inverter
     from gemma_embed.recipes import CORRECTION, FAN_OUT
-    from gemma_embed.reformulate import batches, read_pairs, reformulate_batch
+    from gemma_embed.reformulate import Reformulator, batches, read_pairs, reformulate_batch
     from modeling_gemma_embed_decoder import GemmaEmbedDecoder
 
     queries = read_queries(REPO / "examples/data/queries.tsv")
@@ -273,9 +273,10 @@ def fan_out_speed(text_config, device, precision, pairs: int, batch_pairs: int) 
     rates = {}
     for mode, settings in (("greedy", None), ("correct", replace(CORRECTION, rounds=2, guided=0))):
         recipe = replace(FAN_OUT, mode=mode, batch_pairs=batch_pairs)
+        reformulator = Reformulator(inverter, None, recipe, settings)
         began = time.time()
         for batch in batches(chosen, batch_pairs):
-            reformulate_batch(inverter, None, batch, matrix, index, recipe, settings)
+            reformulate_batch(reformulator, batch, matrix, index)
             embed.forget()
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -94,11 +94,11 @@ def synthetic_queries_db(real: list[str], n: int, target: Path, seed: int, chunk
 def _build_in_child(db: str, folder: str, tokenizer_dir: str, max_length: int, out) -> None:
     from transformers import AutoTokenizer
 
-    from gemma_embed.data.store import build_from_sqlite
+    from gemma_embed.data.store import QueryTable, build_from_sqlite
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     t0 = time.time()
-    store = build_from_sqlite(db, "queries", "query", tokenizer, folder, max_length)
+    store = build_from_sqlite(QueryTable(db), tokenizer, folder, max_length)
     out.put({"seconds": time.time() - t0, "peak_rss_mb": peak_rss_mb(), "rows": len(store), "bytes": store.nbytes})
 
 

@@ -56,7 +56,7 @@ def train(name: str, settings: list[str], start: str, configs: Path, out: Path) 
 def main(argv=None) -> dict:
     from gemma_embed.eval.inversion import bank_without, heldout_sets
     from gemma_embed.eval.metrics import label
-    from gemma_embed.eval.run import evaluate_model
+    from gemma_embed.eval.run import Tasks, evaluate_model
     from gemma_embed.precision import resolve
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -95,10 +95,10 @@ def main(argv=None) -> dict:
     for name, spec in models.items():
         if name not in results:
             print(f"== evaluating {name}", flush=True)
+            tasks = Tasks((str(REPO / "examples/data/sts-test.csv"),), probe=True, sample=REPO / "examples/data",
+                          invert=sets, invert_bank=bank, invert_rounds=args.rounds)
             results[name] = {"model": spec, **evaluate_model(
-                spec, [str(REPO / "examples/data/sts-test.csv")], probe=True, sample=REPO / "examples/data",
-                dims=tuple(int(d) for d in args.dims.split(",") if d), invert=sets, invert_bank=bank,
-                invert_rounds=args.rounds)}
+                spec, tasks, dims=tuple(int(d) for d in args.dims.split(",") if d))}
             results[name]["precision"] = decision.name
             results[name]["cpu"] = decision.cpu
             path.write_text(json.dumps(results, indent=2) + "\n")

@@ -21,7 +21,8 @@ import torch
 from gemma_embed import faults
 from gemma_embed.data.readers import DataError
 from gemma_embed.recipes import FanOutRecipe
-from gemma_embed.reformulate import Pair, batches, print_summary, read_records, reformulate_batch, summarise
+from gemma_embed.reformulate import (Pair, Reformulator, batches, print_summary, read_records, reformulate_batch,
+                                     summarise)
 
 
 def check_run(out: Path, settings: dict) -> None:
@@ -107,8 +108,8 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def run(inverter, lm, pairs: list[Pair], out: Path, recipe: FanOutRecipe, settings, accelerator, facts: dict,
-        keep_candidates: bool = False, seed: int = 0) -> dict | None:
+def run(reformulator: Reformulator, pairs: list[Pair], out: Path, accelerator, facts: dict,
+        seed: int = 0) -> dict | None:
     """Decode this process's share of the batches not yet written; on the main process, merge and summarise once
     every process is done (returns the summary there, None elsewhere)."""
     from tqdm.auto import tqdm
@@ -117,6 +118,7 @@ def run(inverter, lm, pairs: list[Pair], out: Path, recipe: FanOutRecipe, settin
     from gemma_embed.runtime import MainOnly, wait_for
     from gemma_embed.text_metrics import normalise
 
+    inverter, recipe = reformulator.inverter, reformulator.recipe
     rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
     plan = batches(pairs, recipe.batch_pairs)
     sync = MainOnly(accelerator, out)
@@ -135,8 +137,7 @@ def run(inverter, lm, pairs: list[Pair], out: Path, recipe: FanOutRecipe, settin
         for b in mine:
             with torch.random.fork_rng():
                 torch.manual_seed(seed * 1_000_003 + b)  # the same batch samples the same, in any process
-                records = reformulate_batch(inverter, lm, plan[b], matrix, index, recipe, settings, training,
-                                            keep_candidates)
+                records = reformulate_batch(reformulator, plan[b], matrix, index, training)
             append(shard, [{"batch": b, **r} for r in records], b)
             forget = getattr(inverter.embed, "forget", None)
             if forget:

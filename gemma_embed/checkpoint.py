@@ -84,7 +84,8 @@ def save(accelerator, folder: str | Path, step: int, model, optimizer, scheduler
     error = None
     if accelerator.is_main_process:
         try:
-            _write(accelerator, folder, tmp, final, step, model, optimizer, scheduler, keep, rng_states)
+            state = _training_state(accelerator, step, model, optimizer, scheduler)
+            _write(folder, tmp, final, state, rng_states, keep)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             last = latest(folder)
@@ -96,21 +97,28 @@ def save(accelerator, folder: str | Path, step: int, model, optimizer, scheduler
     return final
 
 
-def _write(accelerator, folder, tmp, final, step, model, optimizer, scheduler, keep, rng_states) -> None:
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for rank, state in enumerate(rng_states):
-        _atomic_torch_save(state, tmp / f"rng-{rank}.pt")
-    state = {
+def _training_state(accelerator, step: int, model, optimizer, scheduler) -> dict:
+    """What state.pt holds: the steps done, the trainable weights, the optimizer and scheduler states and the
+    number of processes that wrote it."""
+    return {
         "step": step,
         "trainable": trainable_state(accelerator.unwrap_model(model)),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "num_processes": accelerator.num_processes,
     }
+
+
+def _write(folder: Path, tmp: Path, final: Path, state: dict, rng_states: list, keep: int) -> None:
+    """Write `state` and every process's RNG states into `tmp`, rename it to `final`, then remove all but the
+    `keep` newest checkpoints in `folder`."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for rank, rng in enumerate(rng_states):
+        _atomic_torch_save(rng, tmp / f"rng-{rank}.pt")
     _atomic_torch_save(state, tmp / "state.pt")
     _fsync_dir(tmp)
-    faults.point("IN_CHECKPOINT", step)  # the crash tests die here, before the rename
+    faults.point("IN_CHECKPOINT", state["step"])  # the crash tests die here, before the rename
     os.replace(tmp, final)
     _fsync_dir(folder)
     for old in _complete(folder)[:-keep]:

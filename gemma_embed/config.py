@@ -224,17 +224,17 @@ class DecoderConfig(TrainConfig):
     (queries.db or pretokenized_queries.pt, as phase 3 reads them) back from a frozen encoder's vectors; `model`
     holds GemmaEmbedDecoderConfig fields (prefix_length, noise_std, lora_*, ...)."""
 
+    # fields measured not to help and removed (docs/decoder_recipes.md): a saved train_config.yaml may still hold
+    # them at the value every run used, and is read; any other value is refused
+    retired: typing.ClassVar[dict] = {"keep_last_layers": 0, "restrict_vocab": True, "batch_by_length": False}
     encoder: str = ""  # the encoder to invert: a published folder, minilm, or raw:BACKBONE
     table: str = "queries"
     column: str = "query"
     store: str = ""  # a token-store folder, as phase 3's (the vectors are cached beside the store's files)
     vectors: str = ""  # where the vectors are cached without a store (default: <output_dir>/../vector_cache)
-    num_layers: int = 0  # keep only N of the LM's layers (0: all): its first ones ...
-    keep_last_layers: int = 0  # ... and, of those N, this many of its last ones (the middle dropped)
-    restrict_vocab: bool = True  # the decoder's vocabulary: the training queries' tokens only
+    num_layers: int = 0  # keep only N of the LM's layers (0: all), its first ones
     heldout: str = ""  # a query file (query<TAB>source lines) scored during training; training rows in it are dropped
     eval_queries: int = 64  # held-out queries decoded greedily for the score during training (token F1)
-    batch_by_length: bool = False  # batches of queries of one length (little padding), else shuffled batches
     encode_batch_size: int = 128  # texts per batch when the vectors are computed
 
     def validate(self, source: str = "config") -> None:
@@ -329,6 +329,10 @@ def load_config(cls: type[TrainConfig], argv: list[str] | None = None) -> tuple[
         if phase != cls.__name__:
             raise ConfigError(f"{path}: written for {phase}, but this script runs {cls.__name__}")
         values.update(loaded)
+        for name, kept in getattr(cls, "retired", {}).items():
+            if name in values and values.pop(name) != kept:
+                raise ConfigError(f"{path}: field {name!r} was removed (measured not to help; docs/decoder_recipes.md)"
+                                  "; delete it")
     hints = typing.get_type_hints(cls)
     overrides = {name: getattr(args, f"override_{name}") for name in known}
     overrides = {name: _override(raw, hints[name]) for name, raw in overrides.items() if raw is not None}

@@ -75,7 +75,7 @@ def encoder_param_groups(cfg: PhaseConfig, model) -> list[dict]:
 
 
 def sts_score(cfg: PhaseConfig, model, tokenizer) -> float | None:
-    from gemma_embed.eval.tasks import sts_spearman
+    from gemma_embed.scores import sts_spearman
 
     if not cfg.eval_sts:
         return None

@@ -2,7 +2,7 @@
 (gemma_embed/data/decoder_queries.py), which parameters train at which rate, the loss, the score during training
 and the card. train/decoder.py runs it.
 
-    run_task(cfg, resume, decoder_task(by_length=cfg.batch_by_length))
+    run_task(cfg, resume, decoder_task())
 """
 
 from __future__ import annotations
@@ -11,18 +11,17 @@ import numpy as np
 import torch
 
 from gemma_embed.config import DecoderConfig
-from gemma_embed.data.batches import LengthBucketedBatches, ShuffledBatches
+from gemma_embed.data.batches import ShuffledBatches
 from gemma_embed.data.query_files import read_queries
 from gemma_embed.data.decoder_queries import DecoderCollator, DecoderRows, read_decoder_rows, vector_cache
 from gemma_embed.encoder import cached_vectors
-from gemma_embed.eval.inversion import conditioning_gap
+from gemma_embed.scores import conditioning_gap
 from gemma_embed.text_metrics import token_f1
 from gemma_embed.loop import NonFiniteLoss, Task, adapter_and_head_groups
 
 
-def decoder_task(by_length: bool = False) -> Task:
-    """What the decoder brings to the loop: its rows, batches, loss, score during training, start and card.
-    `by_length`: batches of queries of one length (little padding), else shuffled batches."""
+def decoder_task() -> Task:
+    """What the decoder brings to the loop: its rows, batches, loss, score during training, start and card."""
     from gemma_embed.publish.card import write_decoder_card
 
     return Task(
@@ -35,7 +34,7 @@ def decoder_task(by_length: bool = False) -> Task:
         metric="heldout_f1",
         log_key="heldout_token_f1",
         evaluate=HeldoutScore(),
-        batch_order=LengthBucketedBatches if by_length else ShuffledBatches,
+        batch_order=ShuffledBatches,
     )
 
 
@@ -99,7 +98,6 @@ def decoder_start(cfg: DecoderConfig):
 
     def build(rows: DecoderRows):
         return GemmaEmbedDecoder.from_gemma(path, rows.vocab, tokenizer=tokenizer, num_layers=cfg.num_layers,
-                                            keep_last=cfg.keep_last_layers,
                                             embedding_dim=rows.dim,
                                             encoder=rows.encoder, max_query_length=cfg.max_length, **cfg.model)
 

@@ -31,7 +31,7 @@ class Inverter:
         self.decoder, self.tokenizer, self.embed, self.encoder = decoder, tokenizer, embed, encoder
         self.trained = trained  # a GemmaEmbedCorrector, or None
         self.training = list(training)
-        self.bank = list(bank) if bank else self.training
+        self.bank = self.training if bank is None else list(bank)  # [] for none
         self.cache = Path(cache) if cache else None
         self._bank_vectors = None
 
@@ -40,8 +40,8 @@ class Inverter:
                         precision: Decision | str = "auto", cache: str | Path | None = None,
                         device: str = "cpu", corrector: str | Path | None = None) -> "Inverter":
         """Load a published decoder folder and its encoder (`encoder`: another path to the same weights, checked).
-        `bank`: real queries for the corrector to start from (default: the decoder's training queries); their
-        vectors are cached in `cache` (default: where the decoder's training kept its own). `corrector`: a trained
+        `bank`: real queries for the corrector to start from (default: the decoder's training queries; [] for
+        none); their vectors are cached in `cache` (default: where the decoder's training kept its own). `corrector`: a trained
         corrector's folder (of the same encoder, checked)."""
         from gemma_embed.backbones import load_tokenizer
         from gemma_embed.data.decoder_queries import training_queries, training_vectors
@@ -81,9 +81,25 @@ class Inverter:
         bank, vectors = (self.bank, self.bank_vectors) if needs_bank else ((), None)
         return Corrector(self.embed, bank, vectors, self.decoder, self.tokenizer, settings, progress, self.trained)
 
-    def invert(self, vectors: torch.Tensor, settings: CorrectorSettings | None = None) -> list[Correction]:
-        """Queries written back from `vectors` (of this inverter's encoder), corrected for `settings.rounds` rounds
-        (default: `recipe`): one Correction per vector, `.text` and `.cosine` its result."""
+    def check(self, vectors: torch.Tensor, fingerprint: str | None = None) -> None:
+        """Refuse vectors this inverter cannot write back: of another width, or (given `fingerprint`, the sha256 of
+        the weights of the encoder that made them, gemma_embed.encoder.fingerprint) of another encoder. Vectors carry
+        nothing else to check: the safe way is `inverter.embed`, this inverter's own encoder."""
+        dim = self.decoder.config.embedding_dim
+        if vectors.dim() != 2 or vectors.shape[-1] != dim:
+            raise ValueError(f"this inverter writes queries from {dim}-dimensional vectors of {self.encoder}; got a "
+                             f"tensor of shape {tuple(vectors.shape)}")
+        mine = (self.decoder.config.encoder or {}).get("fingerprint")
+        if fingerprint is not None and mine is not None and fingerprint != mine:
+            raise ValueError(f"these vectors come from another encoder (weights sha256 {fingerprint[:12]}) than the "
+                             f"one this decoder inverts ({self.encoder}, {mine[:12]})")
+
+    def invert(self, vectors: torch.Tensor, settings: CorrectorSettings | None = None,
+               fingerprint: str | None = None) -> list[Correction]:
+        """Queries written back from `vectors` (of this inverter's encoder: `check`ed, with `fingerprint` where
+        given), corrected for `settings.rounds` rounds (default: `recipe`): one Correction per vector, `.text` and
+        `.cosine` its result."""
+        self.check(vectors, fingerprint)
         return self.corrector(settings or self.recipe, progress=False).correct(vectors)
 
     def fan_out(self, query: str, document: str, steps: int = 6, mode: str = "rerank",

@@ -4,8 +4,8 @@
     decision = resolve("auto", "cpu")    # Decision(precision="no", reason="CPU AVX2 has no native bf16 ...")
     decision.autocast("cpu")             # the context manager to compute under
 
-On a CPU without native bf16 (AVX2 only), bf16 autocast is emulated and several times slower than float32 (a 32 x
-32 forward of the 270M: 2.35 s float32, 13.97 s bf16 on an AMD EPYC). Where the CPU's report is not conclusive
+On a CPU without native bf16 (AVX2 only), bf16 autocast is emulated and several times slower than float32
+(docs/embedded_default.md has the measurements). Where the CPU's report is not conclusive
 (another architecture, or torch reports nothing), a one-off micro-benchmark decides, and its answer is cached for the
 machine. `decide` is the pure rule; `resolve` gathers the facts. Explicit "bf16" and "no" are obeyed; "fp16" is
 refused, since Gemma 3 overflows in it.

@@ -47,3 +47,13 @@ class FanOutRecipe:
 # are already as fluent as real queries; the corrector's closest are not
 FLUENCY_WEIGHTS = {"greedy": 0.0, "rerank": 0.0, "correct": 0.03}
 FAN_OUT = FanOutRecipe()
+
+
+def correction_recipe(trained: bool = False, rounds: int | None = None, overrides: str = "") -> CorrectorSettings:
+    """The correction every script runs unless told otherwise: TRAINED_CORRECTION with a trained corrector, else
+    CORRECTION; `rounds` (None: the recipe's) and `overrides` (`--corrector FIELD=VALUE,...`) over it. A ValueError
+    names a bad field."""
+    from dataclasses import replace
+
+    base = TRAINED_CORRECTION if trained else CORRECTION
+    return replace(base, rounds=base.rounds if rounds is None else rounds).update(overrides)

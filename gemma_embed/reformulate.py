@@ -2,7 +2,7 @@
 query, and judge each one as a reformulation. The engine of train/fan_out.py.
 
     pairs = read_pairs("pairs.jsonl")                     # Pair(id, query, document); TSV, a WikiQA folder, bundled
-    records = reformulate_batch(inverter, lm, batch, documents, recipe)   # one record per step
+    records = reformulate_batch(Reformulator(inverter, lm, recipe), batch, documents, index)   # one record a step
     summary = summarise(records, recipe)                  # the keep rule and the quality table's row
 
 Each record: the pair id, the step and its interpolation weight `t`, the text, its cosine to its point, to the seed
@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,10 @@ from gemma_embed.fanout import interpolate
 from gemma_embed.precision import autocast_of
 from gemma_embed.recipes import FanOutRecipe
 from gemma_embed.text_metrics import distinct_n, normalise, self_bleu
+
+if TYPE_CHECKING:
+    from gemma_embed.corrector import CorrectorSettings
+    from gemma_embed.inverter import Inverter
 
 BUNDLED = Path(__file__).resolve().parents[1] / "examples" / "data" / "pairs.jsonl"
 
@@ -179,11 +184,26 @@ def annotate_path(steps: list[dict], seed: str, training: set[str]) -> None:
         seen.add(key)
 
 
-def reformulate_batch(inverter, lm: Fluency | None, pairs: list[Pair], documents: torch.Tensor,
-                      document_index: dict[str, int], recipe: FanOutRecipe, settings=None, training: set[str] = frozenset(),
-                      keep_candidates: bool = False) -> list[dict]:
+@dataclass(frozen=True)
+class Reformulator:
+    """What decodes and judges a run's reformulations: the inverter (decoder and encoder), the language model that
+    scores fluency (None: no NLL), the recipe, the correction settings of mode `correct` (None: the inverter's) and
+    whether each record keeps its point's candidates (for `repick`)."""
+
+    inverter: Inverter
+    lm: Fluency | None
+    recipe: FanOutRecipe
+    settings: CorrectorSettings | None = None
+    keep_candidates: bool = False
+
+
+def reformulate_batch(reformulator: Reformulator, pairs: list[Pair], documents: torch.Tensor,
+                      document_index: dict[str, int], training: set[str] = frozenset()) -> list[dict]:
     """Every step of every pair of a batch, decoded together: `documents` are the run's document vectors (rows of
-    `document_index`), against which each text's document is ranked."""
+    `document_index`), against which each text's document is ranked; `training` the decoder's training queries
+    (normalised), which each record says whether it repeats."""
+    inverter, lm, recipe = reformulator.inverter, reformulator.lm, reformulator.recipe
+    settings, keep_candidates = reformulator.settings, reformulator.keep_candidates
     embed = inverter.embed
     seeds = F.normalize(embed([p.query for p in pairs]).float(), dim=-1)
     targets = documents[[document_index[p.document] for p in pairs]]

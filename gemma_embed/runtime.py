@@ -201,10 +201,11 @@ def leave_process_group() -> None:
 def launch_command(script: str | Path, *args: str, processes: int = 1) -> list[str]:
     """The `accelerate launch` command for a training script on CPU processes: one process (`--cpu`), or several
     through accelerate's multi-process launcher (`--multi_gpu ... --device cpu` is the script's to pass); the
-    precision is the config's (`mixed_precision: auto`), so accelerate's own flag stays "no"."""
+    precision is the config's (`mixed_precision: auto`), so accelerate's own flag stays "no". `--quiet`: a failed
+    run ends with the script's own last line (its one-line error), not the launcher's traceback."""
     dist = ["--multi_gpu", "--num_processes", str(processes)] if processes > 1 else ["--cpu", "--num_processes", "1"]
-    return [sys.executable, "-m", "accelerate.commands.launch", *dist, "--num_machines", "1", "--mixed_precision", "no",
-            "--dynamo_backend", "no", str(script), *args]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--quiet", *dist, "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", str(script), *args]
 
 
 def script_main(main: Callable[[], object]) -> None:

@@ -11,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "data"
 sys.path.insert(0, str(REPO / "tests" / "helpers"))  # the tests' own helpers: launch, dist_equivalence, audit_writes
+sys.path.append(str(REPO / "train"))  # demo_lib/, the demo's own modules beside train/demo.py (last: no shadowing)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 

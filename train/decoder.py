@@ -17,7 +17,7 @@ from gemma_embed.loop import run_task
 
 def main(argv=None):
     cfg, args = load_config(DecoderConfig, argv)
-    return run_task(cfg, args.resume, decoder_task(by_length=cfg.batch_by_length))
+    return run_task(cfg, args.resume, decoder_task())
 
 
 if __name__ == "__main__":

@@ -23,24 +23,27 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from transformers import AutoConfig
 
 from gemma_embed.backbones import load_tokenizer, resolve_backbone
-from gemma_embed.clock import Clock
-from gemma_embed.config import DecoderConfig, Phase1Config, Phase2Config, Phase3Config, load_config
+from gemma_embed.config import DecoderConfig, Phase1Config, Phase2Config, Phase3Config, load_config, save_config
 from gemma_embed.data.query_files import (make_queries_db, read_queries, read_queries_tsv, split_heldout,
                                           write_queries_tsv)
 from gemma_embed.eval.inversion import bank_without, heldout_sets
-from gemma_embed.eval.run import evaluate_model
+from gemma_embed.eval.run import Tasks, evaluate_model
 from gemma_embed.precision import resolve
 from gemma_embed.runtime import launch_command
 from gemma_embed.publish.card import write_card
 from gemma_embed.publish.plots import plot_run
-from gemma_embed.publish.results import encoder_metrics, results_table
 from gemma_embed.recipes import CORRECTION
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # demo_lib/, the demo's own modules, beside this script
+from demo_lib.budget import BUDGETS, DecoderBudget  # noqa: E402
+from demo_lib.clock import Clock  # noqa: E402
+from demo_lib.results import encoder_metrics, results_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout this script sits in
 SAMPLE = REPO / "examples" / "data"
@@ -65,38 +68,6 @@ LIMITATIONS = [
 FINAL_EVAL_TEXTS = 2 * 2 * 1379 + 2600 + 1300 + 14_000 + 5_000
 HELDOUT_PERMILLE = 30  # 3% of the bundled queries are held out of phase 3 and the decoder
 INVERT_QUERIES = 30  # held-out queries inverted without a decoder, by the model and by all-MiniLM-L6-v2
-@dataclass(frozen=True)
-class DecoderBudget:
-    """How much of the decoder stage runs: its limit is 10 minutes where bf16 is native and 20 in float32 on an
-    AVX2-only CPU, where the same work takes 2.2x as long with AVX2 kernels on the same processor and longer still on
-    the AVX2 machines measured (docs/embedded_default.md). So float32 trains for a share of decoder.yaml's steps on
-    that share of its queries, and corrects fewer held-out queries: 15.7 minutes on a real AVX2-only machine. Another
-    one ran the decoder's steps 1.5x slower (2.46 s against 1.68) and took 20.8 minutes, so the steps also stop at a
-    time limit (docs/embedded_default.md)."""
-
-    share: float  # of decoder.yaml's max_steps and max_rows
-    heldout: int  # held-out queries per set in the evaluation (each corrected for CORRECTION.rounds rounds)
-    pairs: int  # bundled pairs the fan-out walks (train/fan_out.py)
-    # the training's time limit (max_train_seconds; None: decoder.yaml's): a slower CPU of the same kind trains
-    # fewer steps rather than overrun the stage's limit
-    seconds: float | None = None
-
-    def apply(self, cfg: DecoderConfig) -> DecoderConfig:
-        return replace(cfg, max_steps=max(1, round(cfg.max_steps * self.share)),
-                       max_rows=max(1, round(cfg.max_rows * self.share)) if cfg.max_rows else 0,
-                       max_train_seconds=cfg.max_train_seconds if self.seconds is None else self.seconds)
-
-    def line(self, cfg: DecoderConfig, precision) -> str:
-        rows = f"{cfg.max_rows:,}" if cfg.max_rows else "all"
-        return (f"decoder stage in {precision.name}: {cfg.max_steps} steps on {rows} training queries (at most "
-                f"{cfg.max_train_seconds:.0f} s of steps), {self.heldout} held-out queries per set "
-                f"({self.share:.0%} of the native-bf16 stage's training)")
-
-
-BUDGETS = {"bf16": DecoderBudget(share=1.0, heldout=30, pairs=12),
-           "no": DecoderBudget(share=0.5, heldout=15, pairs=6, seconds=450)}
-
-
 def launch(name: str, script: str, config: Path, folder: Path, *args: str) -> dict:
     """Launch a training script with accelerate, unless its published folder is already there (and resume it
     from its checkpoints if it was interrupted); the rest of its settings come from `config`, the precision too
@@ -141,32 +112,35 @@ def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision
     training), and fan out the bundled pairs with train/fan_out.py. The corrector's bank is the whole training pool
     (`bank`, whose vectors the evaluation cached in out/vector_cache, where the decoder's training reads its own
     from), not only the decoder's share of it (docs/corrector.md)."""
-    from gemma_embed.data.decoder_queries import trained_config, training_queries
-    from gemma_embed.eval.inversion import evaluate_decoder, heldout_sets, print_report, write_report
+    from gemma_embed.data.decoder_queries import trained_config
+    from gemma_embed.eval.inversion import evaluate_decoder, heldout_sets
+    from gemma_embed.eval.inversion_report import print_report, write_report
+    from gemma_embed.inverter import Inverter
     from gemma_embed.publish.card import write_decoder_card
 
-    folder, cfg = out / "decoder", budget.apply(load_config(DecoderConfig, ["--config", str(config)])[0])
+    folder = out / "decoder"
+    cfg = replace(budget.apply(load_config(DecoderConfig, ["--config", str(config)])[0]), encoder=str(model),
+                  data=str(out / "queries.db"), heldout=str(heldout), output_dir=str(folder))
     print(budget.line(cfg, precision), flush=True)
-    summary = launch("decoder", "decoder.py", config, folder, "--encoder", str(model), "--data", str(out / "queries.db"),
-                     "--heldout", str(heldout), "--max_steps", str(cfg.max_steps), "--max_rows", str(cfg.max_rows),
-                     "--max_train_seconds", str(cfg.max_train_seconds))
+    staged = out / "decoder_stage.yaml"  # the stage's config, as the training script reads it
+    save_config(cfg, staged)
+    summary = launch("decoder", "decoder.py", staged, folder)
     print(f"decoder: {summary['steps']} steps on {summary['rows']:,} queries in {summary['train_seconds']:.0f} s "
           f"({summary['seconds_per_step']:.2f} s/step), loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}, "
           f"held-out greedy token F1 {summary['heldout_f1_before']:.1f} -> {summary['heldout_f1_after']:.1f}",
           flush=True)
-    training, cache = training_queries(folder), out / "vector_cache"
+    inverter = Inverter.from_pretrained(folder, bank=bank, precision=precision, cache=out / "vector_cache")
     specs = [str(heldout)]
     web = SHARED / "web_queries_anserini" / "all_real_queries_dedup.tsv"
     if web.is_file():
         specs.append(f"{web}@trec-mq-2007,trec-mq-2008,trec-mq-2009")
-    report = evaluate_decoder(folder, heldout_sets(specs, budget.heldout, exclude=set(bank) | set(training)),
-                              pool=bank, precision=precision.precision, cache=cache, corrector=CORRECTION,
-                              training=training)
+    sets = heldout_sets(specs, budget.heldout, exclude=set(bank) | set(inverter.training))
+    report = evaluate_decoder(inverter, sets, corrector=CORRECTION)
     report["command"] = "bash scripts/demo.sh"
     print_report(report)
     write_report(report, folder)
 
-    fan_out = fan_out_stage(out, folder, cache, bank, budget.pairs, lm)
+    fan_out = fan_out_stage(out, folder, out / "vector_cache", bank, budget.pairs, lm)
     write_decoder_card(folder, trained_config(folder).push_to_hub)
     return {"summary": summary, "eval": report, "fan_out": fan_out,
             "budget": {**asdict(budget), "seconds": cfg.max_train_seconds, "max_steps": cfg.max_steps,
@@ -247,14 +221,14 @@ def main(argv=None) -> dict:
     began = time.time()
     # STS-B dev is measured by the training loop (on the configs' eval_max_pairs); the full sets here are test only;
     # the inversion from the nearest bundled query, for the model and for all-MiniLM-L6-v2 alike
-    invert = {"invert": heldout_sets([str(heldout)], INVERT_QUERIES),
-              "invert_bank": bank_without(SAMPLE / "queries.tsv", read_queries(heldout))}
-    final = evaluate_model(str(model), [test], str(wikiqa_dir) if wikiqa_dir.is_dir() else None,
-                           geometry_sts=dev, precision=precision.precision, sample=SAMPLE, **invert,
+    invert = Tasks((test,), invert=heldout_sets([str(heldout)], INVERT_QUERIES),
+                   invert_bank=bank_without(SAMPLE / "queries.tsv", read_queries(heldout)))
+    final = evaluate_model(str(model), replace(invert, wikiqa=str(wikiqa_dir) if wikiqa_dir.is_dir() else None,
+                                               geometry_sts=dev, sample=SAMPLE), precision.precision,
                            invert_cache=out / "vector_cache")  # the bank's vectors, read again by the decoder stage
-    final.update(evaluate_model(str(model), [test], precision=precision.precision, dims=(128, 64)))
-    raw = evaluate_model(f"raw:{args.backbone}", [test], precision=precision.precision)
-    reference = evaluate_model("minilm", [test], precision=precision.precision, **invert)
+    final.update(evaluate_model(str(model), Tasks((test,)), precision.precision, dims=(128, 64)))
+    raw = evaluate_model(f"raw:{args.backbone}", Tasks((test,)), precision.precision)
+    reference = evaluate_model("minilm", invert, precision.precision)
     print(f"final model, raw 270M and MiniLM evaluated in {time.time() - began:.0f} s", flush=True)
     metrics = encoder_metrics(summaries, final, raw, reference, precision, configs[3].eval_max_pairs or 1500)
     metrics["wall_seconds_encoder"] = time.time() - clock.t0
@@ -284,7 +258,7 @@ def main(argv=None) -> dict:
     print(table)
     if decoded:
         for name, result in decoded["eval"]["sets"].items():
-            from gemma_embed.eval.inversion import result_rows
+            from gemma_embed.eval.inversion_report import result_rows
 
             for mode, m in result_rows(result):
                 print(f"decoder on {name}, {mode}: token F1 {m['token_f1']:.1f}, BLEU {m['bleu']:.1f}, exact "

@@ -20,7 +20,7 @@ from dataclasses import asdict, fields, replace
 from pathlib import Path
 from types import SimpleNamespace
 
-from gemma_embed.recipes import CORRECTION, FAN_OUT, TRAINED_CORRECTION
+from gemma_embed.recipes import FAN_OUT, correction_recipe
 
 
 def parse(argv=None):
@@ -57,8 +57,7 @@ def parse(argv=None):
     if not args.summarise and not (args.decoder and args.pairs):
         ap.error("give --decoder and --pairs (or --summarise an earlier --out)")
     try:
-        base = TRAINED_CORRECTION if args.corrector_model else CORRECTION
-        settings = replace(base, rounds=base.rounds if recipe.rounds is None else recipe.rounds).update(args.corrector)
+        settings = correction_recipe(bool(args.corrector_model), recipe.rounds, args.corrector)
     except ValueError as e:
         ap.error(f"--corrector: {e}")
     return args, recipe, settings
@@ -95,7 +94,7 @@ def main(argv=None):
         return summarise_again(args, recipe)
     from gemma_embed.bulk import check_run, run
     from gemma_embed.inverter import Inverter
-    from gemma_embed.reformulate import Fluency, read_pairs
+    from gemma_embed.reformulate import Fluency, Reformulator, read_pairs
     from gemma_embed.runtime import make_accelerator
 
     accelerator, precision = make_accelerator(SimpleNamespace(device=args.device, mixed_precision=args.mixed_precision,
@@ -123,7 +122,8 @@ def main(argv=None):
         (out / "training.json").write_text(json.dumps(inverter.training) + "\n")
     lm = None if recipe.lm == "none" else Fluency(recipe.lm, precision, device)
     facts = {"cpu": precision.cpu, "device": device, "precision": precision.name}
-    return run(inverter, lm, pairs, out, recipe, settings, accelerator, facts, args.candidates, args.seed)
+    reformulator = Reformulator(inverter, lm, recipe, settings, args.candidates)
+    return run(reformulator, pairs, out, accelerator, facts, args.seed)
 
 
 if __name__ == "__main__":

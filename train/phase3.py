@@ -21,11 +21,10 @@ def read_rows(cfg, tokenizer):
     if cfg.store:
         from accelerate import PartialState
 
-        args = (cfg.data, cfg.store, tokenizer, cfg.max_length, cfg.table, cfg.column, cfg.max_rows)
         if PartialState().is_main_process:  # builds the store (or checks and reuses it)
-            return store_for(*args)
+            return store_for(cfg, tokenizer)
         # the others poll for the finished store rather than wait in a collective, which could time out
-        return wait_for(lambda: store_for(*args, progress=False, build=False), f"token store {cfg.store}")
+        return wait_for(lambda: store_for(cfg, tokenizer, progress=False, build=False), f"token store {cfg.store}")
     if cfg.data.endswith(".pt"):
         return read_pretokenized(cfg.data, len(tokenizer), cfg.max_rows)
     return read_queries_db(cfg.data, cfg.table, cfg.column, cfg.max_rows)

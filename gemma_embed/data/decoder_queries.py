@@ -67,8 +67,7 @@ def read_decoder_rows(cfg: DecoderConfig, tokenizer) -> DecoderRows:
     ids = tokenize_queries(tokenizer, texts, cfg.max_length)
     vectors = cached_vectors(cfg.encoder, texts, vector_cache(cfg), cfg.encode_batch_size)
     specials = [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id]
-    vocab = sorted({t for row in ids for t in row} | {t for t in specials if t is not None}) if (
-        cfg.restrict_vocab) else []
+    vocab = sorted({t for row in ids for t in row} | {t for t in specials if t is not None})
     return DecoderRows(ids, vectors, vocab, encoder_identity(cfg.encoder, int(vectors.shape[1]), cfg.output_dir), texts)
 
 

@@ -121,20 +121,7 @@ def read_triplets(
     with the same columns (token columns as lists of ints); errors then name its row."""
     header, records, first = _triplet_records(path)
     columns = {name: i for i, name in enumerate(header)}
-    text_form = next((names for names in TEXT_COLUMNS if names[0] in columns or names[1] in columns), None)
-    if text_form:
-        needed = text_form[:2]
-    elif any(c in columns for c in TOKEN_COLUMNS):
-        needed = TOKEN_COLUMNS[:4]
-    else:
-        raise DataError(
-            f"{path}, {first}: header {header} has neither text columns "
-            f"({' / '.join(','.join(t) for t in TEXT_COLUMNS)}) nor token columns ({','.join(TOKEN_COLUMNS)})"
-        )
-    missing = [c for c in needed if c not in columns]
-    if missing:
-        raise DataError(f"{path}, {first}: missing column(s) {missing}; the header is {header}")
-
+    text_form = _triplet_form(path, header, columns, first)
     if keep and "source" not in columns:
         raise DataError(f"{path}, {first}: sources {sorted(keep)} were asked for, but there is no source column")
     rows, seen = [], set()
@@ -148,29 +135,9 @@ def read_triplets(
         if keep and source not in keep:
             continue
         if text_form:
-            a, p = row[columns[text_form[0]]].strip(), row[columns[text_form[1]]].strip()
-            n = row[columns[text_form[2]]].strip() if text_form[2] in columns else ""
-            for name, value in zip(text_form, (a, p)):
-                if not value:
-                    raise DataError(f"{path}, {where}, column {name}: empty")
-            rows.append((a, p, n) if n else (a, p))
+            rows.append(_text_triplet(row, columns, text_form, path, where))
         else:
-            parts = []
-            for prefix in ("a", "p", "n"):
-                ids_col, mask_col = f"{prefix}_ids", f"{prefix}_mask"
-                if prefix == "n" and (ids_col not in columns or not row[columns[ids_col]].strip()):
-                    break
-                ids = _parse_ids(row[columns[ids_col]], path, where, ids_col, vocab_size, False)
-                mask = _parse_ids(row[columns[mask_col]], path, where, mask_col, vocab_size, True)
-                if len(ids) != len(mask):
-                    raise DataError(
-                        f"{path}, {where}, column {mask_col}: {len(mask)} values for {len(ids)} ids in {ids_col}"
-                    )
-                kept = [i for i, m in zip(ids, mask) if m]
-                if not kept:
-                    raise DataError(f"{path}, {where}, column {mask_col}: the mask selects no token")
-                parts.append(kept)
-            rows.append(tuple(parts))
+            rows.append(_token_triplet(row, columns, vocab_size, path, where))
         if sources is not None:
             sources.append(source)
         if max_rows and len(rows) >= max_rows:
@@ -180,6 +147,54 @@ def read_triplets(
     if not rows:
         raise DataError(f"{path}: no rows after the header")
     return rows
+
+
+def _triplet_form(path: str | Path, header: list[str], columns: dict[str, int], first: str) -> tuple[str, ...] | None:
+    """The text column names the header uses (one of TEXT_COLUMNS), or None for the token columns; an error when it
+    has neither form or lacks a required column."""
+    text_form = next((names for names in TEXT_COLUMNS if names[0] in columns or names[1] in columns), None)
+    if text_form:
+        needed = text_form[:2]
+    elif any(c in columns for c in TOKEN_COLUMNS):
+        needed = TOKEN_COLUMNS[:4]
+    else:
+        raise DataError(
+            f"{path}, {first}: header {header} has neither text columns "
+            f"({' / '.join(','.join(t) for t in TEXT_COLUMNS)}) nor token columns ({','.join(TOKEN_COLUMNS)})"
+        )
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise DataError(f"{path}, {first}: missing column(s) {missing}; the header is {header}")
+    return text_form
+
+
+def _text_triplet(row: list[str], columns: dict[str, int], text_form: tuple[str, ...], path, where: str) -> tuple:
+    """One row of text columns as (anchor, positive[, negative]); anchor and positive must not be empty."""
+    a, p = row[columns[text_form[0]]].strip(), row[columns[text_form[1]]].strip()
+    n = row[columns[text_form[2]]].strip() if text_form[2] in columns else ""
+    for name, value in zip(text_form, (a, p)):
+        if not value:
+            raise DataError(f"{path}, {where}, column {name}: empty")
+    return (a, p, n) if n else (a, p)
+
+
+def _token_triplet(row: list[str], columns: dict[str, int], vocab_size: int, path, where: str) -> tuple:
+    """One row of token columns as (anchor ids, positive ids[, negative ids]), each with its padding removed; the
+    negative is left out when its ids column is absent or empty."""
+    parts = []
+    for prefix in ("a", "p", "n"):
+        ids_col, mask_col = f"{prefix}_ids", f"{prefix}_mask"
+        if prefix == "n" and (ids_col not in columns or not row[columns[ids_col]].strip()):
+            break
+        ids = _parse_ids(row[columns[ids_col]], path, where, ids_col, vocab_size, False)
+        mask = _parse_ids(row[columns[mask_col]], path, where, mask_col, vocab_size, True)
+        if len(ids) != len(mask):
+            raise DataError(f"{path}, {where}, column {mask_col}: {len(mask)} values for {len(ids)} ids in {ids_col}")
+        kept = [i for i, m in zip(ids, mask) if m]
+        if not kept:
+            raise DataError(f"{path}, {where}, column {mask_col}: the mask selects no token")
+        parts.append(kept)
+    return tuple(parts)
 
 
 def _triplet_records(path: str | Path):

@@ -7,7 +7,7 @@ folder holding the same ids without padding:
     offsets.npy   int64, N + 1 entries: row i is ids[offsets[i]:offsets[i + 1]]
     meta.json     the tokenizer's and the source's identity, max_length, rows, tokens
 
-    store = build_from_sqlite("queries.db", "queries", "query", tokenizer, "runs/store", max_length=64)
+    store = build_from_sqlite(QueryTable("queries.db"), tokenizer, "runs/store", max_length=64)
     store = import_pretokenized("pretokenized_queries.pt", tokenizer, "runs/store")
     store = TokenStore.open("runs/store", tokenizer)      # DataError if built with another tokenizer
     store[i] -> ([2, 1509, 563, ...],)                     # the row format of data.Collator (self-contrast)
@@ -25,11 +25,13 @@ import os
 import shutil
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gemma_embed import faults
+from gemma_embed.config import Phase3Config
 from gemma_embed.data.readers import DataError, check_pretokenized, iter_queries, load_pretokenized, open_queries_table
 
 FORMAT = 1
@@ -308,15 +310,25 @@ def _flatten(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return flat, lengths
 
 
+@dataclass(frozen=True)
+class QueryTable:
+    """Where a store's queries are: the SQLite file (queries.db) and its table and column."""
+
+    path: str | Path
+    table: str = "queries"
+    column: str = "query"
+
+
 def build_from_sqlite(
-    db: str | Path, table: str, column: str, tokenizer, folder: str | Path, max_length: int,
-    chunk_rows: int = 50_000, progress: bool = True, build: bool = True,
+    queries: QueryTable, tokenizer, folder: str | Path, max_length: int, chunk_rows: int = 50_000,
+    progress: bool = True, build: bool = True,
 ) -> TokenStore | None:
-    """The store of queries.db's `table`.`column`, tokenised with truncation to `max_length`: streamed in chunks
-    of `chunk_rows` (flat memory however many rows), each tokenised in one batch. Reused if already built from the
-    same file, tokenizer and max_length."""
+    """The store of the queries in `queries` (a file's table and column), tokenised with truncation to
+    `max_length`: streamed in chunks of `chunk_rows` (flat memory however many rows), each tokenised in one batch.
+    Reused if already built from the same file, tokenizer and max_length."""
     from tqdm.auto import tqdm
 
+    db, table, column = queries.path, queries.table, queries.column
     source = source_identity(db, table=table, column=column)
 
     def fill(writer: _Writer) -> int:
@@ -374,15 +386,15 @@ def import_pretokenized(
     return _build(folder, tokenizer, source, None, fill, quiet=not progress, build=build)
 
 
-def store_for(data: str | Path, folder: str | Path, tokenizer, max_length: int, table: str = "queries",
-              column: str = "query", max_rows: int = 0, progress: bool = True, build: bool = True
-              ) -> TokenStore | None:
-    """Phase 3's rows from a store in `folder`, built from `data` (queries.db, or the original's .pt) if needed;
+def store_for(cfg: Phase3Config, tokenizer, progress: bool = True, build: bool = True) -> TokenStore | None:
+    """Phase 3's rows from a store in `cfg.store`, built from `cfg.data` (queries.db, its `table` and `column`, or
+    the original's .pt) with truncation to `cfg.max_length` if needed, its first `cfg.max_rows` (0: all);
     `build=False` only reuses a finished store of that source and tokenizer (None while there is none)."""
-    if str(data).endswith(".pt"):
-        store = import_pretokenized(data, tokenizer, folder, progress=progress, build=build)
+    if str(cfg.data).endswith(".pt"):
+        store = import_pretokenized(cfg.data, tokenizer, cfg.store, progress=progress, build=build)
     else:
-        store = build_from_sqlite(data, table, column, tokenizer, folder, max_length, progress=progress, build=build)
+        queries = QueryTable(cfg.data, cfg.table, cfg.column)
+        store = build_from_sqlite(queries, tokenizer, cfg.store, cfg.max_length, progress=progress, build=build)
     if store is None:
         return None
-    return TokenStore.open(store.folder, tokenizer, max_rows) if max_rows else store
+    return TokenStore.open(store.folder, tokenizer, cfg.max_rows) if cfg.max_rows else store

@@ -19,7 +19,6 @@ exact match found there would be a leak, not an inversion.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,37 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gemma_embed.data.readers import DataError
-from gemma_embed.data.decoder_queries import DecoderCollator, tokenize_queries
 from gemma_embed.encoder import Embed
 from gemma_embed.text_metrics import derangement, normalise, rerank, token_f1
-
-
-def conditioning_gap(decoder, tokenizer, texts: list[str], vectors: torch.Tensor, batch_size: int = 32,
-                     seed: int = 0) -> dict:
-    """How much the decoder uses its input: the teacher-forced loss (nats per token) of each query given its own
-    vector, against the loss given another query's vector of the same set (a random derangement); the gap is the
-    difference. A decoder whose gap is near zero ignores its input, whatever its loss. None for fewer than 2."""
-    if len(texts) < 2:
-        return {"loss_own": None, "loss_shuffled": None, "gap": None}
-    was_training = decoder.training
-    decoder.eval()
-    ids = tokenize_queries(tokenizer, texts, decoder.config.max_query_length)
-    other = derangement(len(texts), seed)
-    collate, totals = DecoderCollator(decoder.config), {"loss_own": 0.0, "loss_shuffled": 0.0}
-    count = 0
-    device = next(decoder.parameters()).device
-    with torch.no_grad():
-        for i in range(0, len(texts), batch_size):
-            rows = range(i, min(i + batch_size, len(texts)))
-            for key, order in (("loss_own", list(rows)), ("loss_shuffled", other[list(rows)].tolist())):
-                batch = collate([(ids[r], np.asarray(vectors[o], dtype=np.float32)) for r, o in zip(rows, order)])
-                tokens = int(batch["attention_mask"].sum())
-                totals[key] += decoder(**{k: v.to(device) for k, v in batch.items()}).loss.item() * tokens
-            count += tokens
-    decoder.train(was_training)
-    own, shuffled = totals["loss_own"] / count, totals["loss_shuffled"] / count
-    return {"loss_own": own, "loss_shuffled": shuffled, "gap": shuffled - own}
 
 
 def scores(decoded: list[str], references: list[str], vectors: torch.Tensor, embed: Embed) -> dict:
@@ -106,20 +76,12 @@ def floor_cosine(vectors: torch.Tensor, seed: int = 0) -> float | None:
     return F.cosine_similarity(vectors[other].float(), vectors.float()).mean().item()
 
 
-def nearest(pool: list[str], pool_vectors: torch.Tensor, targets: torch.Tensor) -> list[str]:
+def nearest(pool: list[str], pool_vectors, targets: torch.Tensor) -> list[str]:
+    """The query of `pool` closest to each target (`pool_vectors`: a tensor, or an array such as a cached memmap)."""
+    if not isinstance(pool_vectors, torch.Tensor):
+        pool_vectors = torch.from_numpy(np.asarray(pool_vectors, dtype=np.float32))
     sims = F.normalize(targets.float(), dim=-1) @ F.normalize(pool_vectors.float(), dim=-1).T
     return [pool[i] for i in sims.argmax(dim=1).tolist()]
-
-
-def decode_all(decoder, tokenizer, vectors: torch.Tensor, batch_size: int = 32, **kwargs) -> list[list[str]]:
-    from tqdm.auto import tqdm
-
-    out = []
-    starts = range(0, vectors.shape[0], batch_size)
-    for i in tqdm(starts, desc=f"decoding {vectors.shape[0]} vectors ({kwargs.get('mode', 'greedy')})", unit="batch",
-                  disable=len(starts) < 2, dynamic_ncols=True):
-        out += decoder.decode(vectors[i : i + batch_size], tokenizer, **kwargs)
-    return out
 
 
 ROUNDS_REPORTED = (0, 1, 3, 10)  # the round table's rows (and the last round run), as vec2text reports them
@@ -133,15 +95,6 @@ def check_no_leak(sets: dict[str, list[str]], bank: list[str], what: str = "the 
         if leaked:
             raise ValueError(f"{name}: {len(leaked)} held-out queries are in {what} (e.g. {leaked[0]!r}): an exact "
                              "match found there would be a leak, not an inversion; leave them out of the set")
-
-
-def result_rows(result: dict) -> list[tuple[str, dict]]:
-    """A held-out set's rows, as every report prints them: each decoding mode, then each reported round of
-    correction."""
-    rows = list(result["modes"].items())
-    for r, metrics in (result.get("correction") or {}).get("rounds", {}).items():
-        rows.append((f"corrected, round {r}" + (" (the decoder alone)" if r == "0" else ""), metrics))
-    return rows
 
 
 def correction_table(results: list, texts: list[str], targets: torch.Tensor, embed: Embed, rounds: int) -> dict:
@@ -181,148 +134,71 @@ def bank_inversion(embed: Embed, sets: dict[str, list[str]], bank: list[str], se
     return out
 
 
-def evaluate_decoder(decoder_folder: str | Path, sets: dict[str, list[str]], encoder: str | None = None,
-                     pool: list[str] | None = None, candidates: int = 8, precision: str = "auto",
-                     examples: int = 10, cache: str | Path | None = None, corrector=None,
-                     training: list[str] | None = None, trained: str | Path | None = None,
-                     fluency=None) -> dict:
-    """Every metric of the decoder in `decoder_folder` on each named set of held-out queries: greedy, re-ranked
-    (`candidates` sampled + greedy) and, given a `pool` of existing queries (the training pool), the nearest one;
-    with `corrector` (CorrectorSettings with rounds > 0), the round table of correction guided by the encoder, the
-    pool as its bank (the corrector starts from the greedy and sampled queries decoded here: `candidates` samples,
-    whatever its own `samples` setting; their decoding counts in its seconds per query). The encoder is the one
-    named in the decoder's config (or `encoder`), and must be the one it was trained on. `cache`: a vector cache
-    (gemma_embed.encoder.cached_vectors) for the pool's vectors.
-    `training`: the decoder's training queries, where the caller has read them (else they are read here).
-    `trained`: a trained corrector's folder (train/corrector.py) for the correction to use. `fluency`: a
-    gemma_embed.reformulate.Fluency, to judge the greedy and corrected queries against the real ones
-    (`fluency_report`)."""
-    import time
-
-    from gemma_embed.backbones import load_tokenizer
-    from gemma_embed.corrector import Corrector
-    from gemma_embed.data.decoder_queries import training_queries
-    from gemma_embed.encoder import cached_vectors, decoders_encoder, load_embedder
-    from gemma_embed.precision import resolve
-    from modeling_gemma_embed_decoder import GemmaEmbedDecoder
-
-    decoder = GemmaEmbedDecoder.from_pretrained(str(decoder_folder)).eval()
-    tokenizer = load_tokenizer(decoder_folder)
-    spec = decoders_encoder(decoder_folder, decoder, encoder)
-    check_no_leak(sets, pool or [], "the pool")
-    try:
-        training = training_queries(decoder_folder) if training is None else training
-        check_no_leak(sets, training, "the decoder's training queries")
-    except (OSError, DataError) as e:
-        print(f"note: the decoder's training queries cannot be read ({e}), so the held-out sets are checked against "
-              "the pool only", flush=True)
-    decision = resolve(precision, "cpu") if isinstance(precision, str) else precision
-    embed = load_embedder(spec, precision=decision)
-    if trained:
-        from gemma_embed.inverter import load_corrector
-
-        trained = load_corrector(trained, decoder)
-    pool_vectors = None
-    if pool:
-        pool_vectors = (torch.from_numpy(np.array(cached_vectors(spec, pool, Path(cache), precision=precision, embed=embed)))
-                        if cache else embed(pool))
-    report = {"decoder": str(decoder_folder), "encoder": spec, "candidates": candidates, "sets": {},
-              "precision": decision.to_dict(), "pool": len(pool or [])}
+def evaluate_decoder(inverter, sets: dict[str, list[str]], candidates: int = 8, corrector=None, fluency=None,
+                     examples: int = 10) -> dict:
+    """Every metric of `inverter`'s decoder (gemma_embed.inverter.Inverter: the decoder loaded once with its
+    encoder, training queries and bank) on each named set of held-out queries: greedy, re-ranked (`candidates`
+    sampled + greedy) and, where it has a bank of existing queries, the nearest one. With `corrector`
+    (CorrectorSettings with rounds > 0), the round table of correction guided by the encoder, from the greedy and
+    sampled queries decoded here (their decoding counts in its seconds per query), with the inverter's trained
+    corrector where it has one. `fluency`: a gemma_embed.reformulate.Fluency, to judge the greedy and corrected
+    queries against the real ones (`fluency_report`). The held-out sets must share no query with the bank or the
+    decoder's training queries."""
+    check_no_leak(sets, inverter.bank, "the bank")
+    check_no_leak(sets, inverter.training, "the decoder's training queries")
+    decision = inverter.embed.precision
+    report = {"decoder": str(inverter.decoder.name_or_path), "encoder": inverter.encoder, "candidates": candidates,
+              "sets": {}, "precision": decision.to_dict(), "pool": len(inverter.bank)}
     for name, texts in sets.items():
         if not texts:
             raise ValueError(f"{name}: no held-out queries to evaluate")
-        targets = embed(texts).float()
-        began = time.perf_counter()
-        with decision.autocast("cpu"):  # the decoder writes in the encoder's precision (bf16 where native)
-            greedy = [c[0] for c in decode_all(decoder, tokenizer, targets)]
-            with torch.random.fork_rng():  # repeatable samples
-                torch.manual_seed(0)
-                sampled = decode_all(decoder, tokenizer, targets, mode="sample", num_candidates=candidates)
-        decoding = time.perf_counter() - began  # the corrector's round 0 and part of its round 1: in its cost
-        reranked, _ = rerank([[g, *s] for g, s in zip(greedy, sampled)], targets, embed)
-        modes = {"greedy": scores(greedy, texts, targets, embed),
-                 f"re-ranked ({candidates} sampled + greedy)": scores(reranked, texts, targets, embed)}
-        neighbours = None
-        if pool:
-            neighbours = nearest(pool, pool_vectors, targets)
-            modes["nearest existing query (training pool)"] = scores(neighbours, texts, targets, embed)
-        result = {"queries": len(texts), "floor_cosine": floor_cosine(targets), "modes": modes,
-                  "conditioning": None}
-        with decision.autocast("cpu"):
-            result["conditioning"] = conditioning_gap(decoder, tokenizer, texts, targets)
-        corrected = None
-        if corrector is not None and corrector.rounds > 0:
-            began = time.perf_counter()
-            corrected = Corrector(embed, pool or [], pool_vectors, decoder, tokenizer, corrector,
-                                  trained=trained or None).correct(targets, decoded=(greedy, sampled))
-            seconds = time.perf_counter() - began + decoding
-            result["correction"] = {
-                "rounds": correction_table(corrected, texts, targets, embed, corrector.rounds),
-                "seconds_per_query": seconds / len(texts),
-                "encodes_per_query": sum(c.encodes for c in corrected) / len(texts),
-                "settings": corrector.to_dict(), "cpu": decision.cpu, "precision": decision.name,
-                "trained": str(trained.name_or_path) if trained else None,
-            }
-        if fluency is not None:
-            written = {"greedy": greedy, **({"corrected": [c.text for c in corrected]} if corrected else {})}
-            result["fluency"] = fluency_report(fluency, texts, written)
-        result["examples"] = [
-            {"query": t, "greedy": g, "reranked": r, **({"nearest": n} if pool else {}),
-             **({"corrected": c.text, "corrected_cosine": c.cosine, "cosine_by_round": [x for _, x in c.rounds]}
-                if c else {})}
-            for t, g, r, n, c in zip(texts, greedy, reranked, neighbours or [None] * len(texts),
-                                     corrected or [None] * len(texts))][:examples]
-        report["sets"][name] = result
+        report["sets"][name] = evaluate_set(inverter, texts, candidates, corrector, fluency, examples)
     return report
 
 
-def print_report(report: dict) -> None:
-    from gemma_embed.eval.metrics import label
+def evaluate_set(inverter, texts: list[str], candidates: int, corrector, fluency, examples: int) -> dict:
+    """evaluate_decoder's result for one held-out set."""
+    import time
 
-    keys = ("exact_match", "token_f1", "bleu", "roundtrip_cosine")
+    from gemma_embed.scores import conditioning_gap
 
-    def cell(m: dict, k: str) -> str:
-        if k == "roundtrip_cosine":
-            return f"{m[k]:>18.3f}"
-        se = m.get(f"{k}_se")
-        return f"{m[k]:>18.2f}" if se is None else f"{m[k]:>11.2f} ±{se:>5.2f}"
-
-    def row(name: str, m: dict) -> str:
-        return f"{name:<44}" + "".join(cell(m, k) for k in keys)
-
-    for name, result in report["sets"].items():
-        floor = "n/a (one query)" if result["floor_cosine"] is None else f"{result['floor_cosine']:.3f}"
-        gap = result.get("conditioning", {}).get("gap")
-        gap = "" if gap is None else (f"; conditioning gap {gap:.3f} nats/token (teacher-forced loss "
-                                      f"{result['conditioning']['loss_own']:.3f} with each query's own vector, "
-                                      f"{result['conditioning']['loss_shuffled']:.3f} with another's)")
-        print(f"\n{name}: {result['queries']} queries, encoder {report['encoder']}, floor cosine {floor}{gap}")
-        print(f"{'decoding':<44}" + "".join(f"{label(k):>18}" for k in keys))
-        for mode, m in result_rows(result):
-            print(row(mode, m))
-        if "correction" in result:
-            c = result["correction"]
-            print(f"correction{' with the trained corrector ' + c['trained'] if c.get('trained') else ''}: "
-                  f"{c['seconds_per_query']:.2f} s and {c['encodes_per_query']:.0f} encodes per query "
-                  f"({c['cpu'] or 'CPU'}, {c['precision']}; beam {c['settings']['beam']}, "
-                  f"{c['settings']['neighbours']} neighbours from a bank of {report.get('pool', 0):,} queries)")
-        if "fluency" in result:
-            f = result["fluency"]
-            print(f"fluency (mean NLL per token under {f['lm']}; share above the real queries' 90th percentile, "
-                  f"{f['limit']:.2f}): real {f['real_mean_nll']:.2f}, " + ", ".join(
-                      f"{k} {f[k]['mean_nll']:.2f} ({f[k]['above_limit']:.1f} ± {f[k]['above_limit_se']:.1f}%)"
-                      for k in ("greedy", "corrected") if k in f))
-        for e in result["examples"]:
-            print(f"  {e['query']!r:<40} -> greedy {e['greedy']!r}; re-ranked {e['reranked']!r}"
-                  + (f"; nearest {e['nearest']!r}" if "nearest" in e else "")
-                  + (f"; corrected {e['corrected']!r} ({e['corrected_cosine']:.3f})" if "corrected" in e else ""))
-
-
-def write_report(report: dict, folder: str | Path) -> Path:
-    """decoder_eval.json in the decoder's folder (its card reads it: rewrite the card after this)."""
-    path = Path(folder) / "decoder_eval.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    return path
+    embed, decision = inverter.embed, inverter.embed.precision
+    targets = embed(texts).float()
+    began = time.perf_counter()
+    greedy = [c[0] for c in inverter.decode(targets)]
+    with torch.random.fork_rng():  # repeatable samples
+        torch.manual_seed(0)
+        sampled = inverter.decode(targets, mode="sample", num_candidates=candidates)
+    decoding = time.perf_counter() - began  # the corrector's round 0 and part of its round 1: in its cost
+    reranked, _ = rerank([[g, *s] for g, s in zip(greedy, sampled)], targets, embed)
+    modes = {"greedy": scores(greedy, texts, targets, embed),
+             f"re-ranked ({candidates} sampled + greedy)": scores(reranked, texts, targets, embed)}
+    shown = {"query": texts, "greedy": greedy, "reranked": reranked}
+    if inverter.bank:
+        shown["nearest"] = nearest(inverter.bank, inverter.bank_vectors, targets)
+        modes["nearest existing query (training pool)"] = scores(shown["nearest"], texts, targets, embed)
+    with decision.autocast("cpu"):
+        gap = conditioning_gap(inverter.decoder, inverter.tokenizer, texts, targets)
+    result = {"queries": len(texts), "floor_cosine": floor_cosine(targets), "modes": modes, "conditioning": gap}
+    corrected = []
+    if corrector is not None and corrector.rounds > 0:
+        began = time.perf_counter()
+        corrected = inverter.corrector(corrector).correct(targets, decoded=(greedy, sampled))
+        seconds = time.perf_counter() - began + decoding
+        result["correction"] = {
+            "rounds": correction_table(corrected, texts, targets, embed, corrector.rounds),
+            "seconds_per_query": seconds / len(texts),
+            "encodes_per_query": sum(c.encodes for c in corrected) / len(texts),
+            "settings": corrector.to_dict(), "cpu": decision.cpu, "precision": decision.name,
+            "trained": str(inverter.trained.name_or_path) if inverter.trained is not None else None,
+        }
+        shown.update(corrected=[c.text for c in corrected], corrected_cosine=[c.cosine for c in corrected],
+                     cosine_by_round=[[x for _, x in c.rounds] for c in corrected])
+    if fluency is not None:
+        written = {"greedy": greedy, **({"corrected": shown["corrected"]} if corrected else {})}
+        result["fluency"] = fluency_report(fluency, texts, written)
+    result["examples"] = [dict(zip(shown, row)) for row in zip(*shown.values())][:examples]
+    return result
 
 
 def heldout_sets(specs: list[str], n: int, exclude: set[str] = frozenset(), seed: int = 0) -> dict[str, list[str]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,61 +23,73 @@ import torch.nn.functional as F
 from gemma_embed.encoder import cached_vectors, load_embedder, prefix_embedder
 from gemma_embed.eval.metrics import label, sts_key
 from gemma_embed.eval.probe import probe_texts, token_probe
-from gemma_embed.eval.tasks import geometry, retrieval, sts_spearman, wikiqa
+from gemma_embed.eval.tasks import geometry, retrieval, wikiqa
+from gemma_embed.scores import sts_spearman
 from gemma_embed.precision import resolve
-from gemma_embed.recipes import CORRECTION, TRAINED_CORRECTION
+from gemma_embed.recipes import correction_recipe
 
 SAMPLE = Path("examples/data")  # the bundled sample, relative to a checkout's root (override with --sample)
 
 
-def evaluate_model(
-    spec: str, sts: list[str] = (), wikiqa_dir: str | None = None, retrieval_files: list[str] | None = None,
-    geometry_sts: str | None = None, probe: bool = False, probe_train: int = 4000, probe_test: int = 1000,
-    precision: str = "auto", sample: str | Path = SAMPLE, dims: tuple[int, ...] = (), invert: dict | None = None,
-    invert_bank: list[str] = (), invert_rounds: int = 4, invert_cache: str | Path | None = None,
-) -> dict:
-    """Every requested evaluation of one model, keyed by eval/metrics.py's names: the STS files' (`sts_key`),
-    `wikiqa_mrr`/`wikiqa_map`, the retrieval metrics, `alignment`/`uniformity` (when `geometry_sts` is given)
-    and the probe's (texts from the bundled `sample` folder); with `invert` (named held-out query sets) and
-    `invert_bank` (queries to start from), the bank inversion of eval/inversion.py over `invert_rounds` rounds
-    (`invert_cache`: a folder where the bank's vectors are kept, gemma_embed.encoder.cached_vectors).
-    `precision`: auto (decided by the hardware), bf16 or no (float32). `dims`: also every metric of the vectors'
-    first d dimensions, renormalised (a Matryoshka model's shorter embeddings, as `SentenceTransformer(path,
-    truncate_dim=d)` gives them; the inversion's gradient-ranked edits differentiate that prefix), keyed
-    `name@d`; each text is encoded once."""
+@dataclass
+class Tasks:
+    """What evaluate_model runs, each result keyed by eval/metrics.py's names: the STS files' (`sts_key`),
+    `wikiqa_mrr`/`wikiqa_map` (a WikiQA split folder), the retrieval metrics (queries, corpus and qrels files),
+    `alignment`/`uniformity` (positive pairs from `geometry_sts`), the probe's (texts from the bundled `sample`
+    folder) and, with `invert` (named held-out query sets) and `invert_bank` (queries to start from), the bank
+    inversion of eval/inversion.py over `invert_rounds` rounds."""
+
+    sts: tuple[str, ...] = ()
+    wikiqa: str | None = None
+    retrieval: tuple[str, str, str] | None = None
+    geometry_sts: str | None = None
+    probe: bool = False
+    probe_train: int = 4000
+    probe_test: int = 1000
+    sample: str | Path = SAMPLE
+    invert: dict | None = None
+    invert_bank: list[str] = field(default_factory=list)
+    invert_rounds: int = 4
+
+
+def evaluate_model(spec: str, tasks: Tasks, precision: str = "auto", dims: tuple[int, ...] = (),
+                   invert_cache: str | Path | None = None) -> dict:
+    """Every one of `tasks` on one model. `precision`: auto (decided by the hardware), bf16 or no (float32).
+    `dims`: also every metric of the vectors' first d dimensions, renormalised (a Matryoshka model's shorter
+    embeddings, as `SentenceTransformer(path, truncate_dim=d)` gives them; the inversion's gradient-ranked edits
+    differentiate that prefix), keyed `name@d`; each text is encoded once. `invert_cache`: a folder where the
+    inversion bank's vectors are kept (gemma_embed.encoder.cached_vectors)."""
     embed = load_embedder(spec, precision=precision)
-    tasks = (sts, wikiqa_dir, retrieval_files, geometry_sts, probe, probe_train, probe_test, sample, invert,
-             invert_bank, invert_rounds)
     vectors = None  # the full vectors' cache (a prefix's vectors are computed from them)
-    if invert and invert_cache:
-        vectors = cached_vectors(spec, list(invert_bank), Path(invert_cache), precision=embed.precision, embed=embed)
-    results = _evaluate(embed, *tasks, vectors)
+    if tasks.invert and invert_cache:
+        vectors = cached_vectors(spec, list(tasks.invert_bank), Path(invert_cache), precision=embed.precision,
+                                 embed=embed)
+    results = _evaluate(embed, tasks, vectors)
     for d in dims:
         prefix = None if vectors is None else F.normalize(torch.from_numpy(np.array(vectors[:, :d])), dim=-1)
-        results.update({f"{k}@{d}": v for k, v in _evaluate(prefix_embedder(embed, d), *tasks, prefix).items()})
+        results.update({f"{k}@{d}": v for k, v in _evaluate(prefix_embedder(embed, d), tasks, prefix).items()})
     return results
 
 
-def _evaluate(embed, sts, wikiqa_dir, retrieval_files, geometry_sts, probe, probe_train, probe_test, sample, invert,
-              invert_bank, invert_rounds, bank_vectors) -> dict:
+def _evaluate(embed, tasks: Tasks, bank_vectors) -> dict:
     from gemma_embed.corrector import CorrectorSettings
     from gemma_embed.eval.inversion import bank_inversion
 
     results: dict = {}
-    for path in sts:
+    for path in tasks.sts:
         results[sts_key(path)] = sts_spearman(embed, path)
-    if wikiqa_dir:
-        results.update({f"wikiqa_{k}": v for k, v in wikiqa(embed, wikiqa_dir).items()})
-    if retrieval_files:
-        results.update(retrieval(embed, *(Path(p) for p in retrieval_files)))
-    if geometry_sts:
-        results.update(geometry(embed, geometry_sts, probe_texts(sample, 0, 1000)[1]))
-    if probe:
-        train, test = probe_texts(sample, probe_train, probe_test)
+    if tasks.wikiqa:
+        results.update({f"wikiqa_{k}": v for k, v in wikiqa(embed, tasks.wikiqa).items()})
+    if tasks.retrieval:
+        results.update(retrieval(embed, *(Path(p) for p in tasks.retrieval)))
+    if tasks.geometry_sts:
+        results.update(geometry(embed, tasks.geometry_sts, probe_texts(tasks.sample, 0, 1000)[1]))
+    if tasks.probe:
+        train, test = probe_texts(tasks.sample, tasks.probe_train, tasks.probe_test)
         results.update(token_probe(embed(train), train, embed(test), test))
-    if invert:
-        results.update(bank_inversion(embed, invert, list(invert_bank), CorrectorSettings(rounds=invert_rounds),
-                                      bank_vectors))
+    if tasks.invert:
+        results.update(bank_inversion(embed, tasks.invert, list(tasks.invert_bank),
+                                      CorrectorSettings(rounds=tasks.invert_rounds), bank_vectors))
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}
 
 
@@ -94,22 +107,20 @@ def decoder_main(args, corrector, on_write=None) -> dict:
     `corrector` (CorrectorSettings); with --write, into the folder's decoder_eval.json, then `on_write(folder)`
     (train/evaluate.py renders the card)."""
     from gemma_embed.data.query_files import read_queries
-    from gemma_embed.data.decoder_queries import training_queries, training_vectors
-    from gemma_embed.eval.inversion import evaluate_decoder, heldout_sets, print_report, write_report
+    from gemma_embed.eval.inversion import evaluate_decoder, heldout_sets
+    from gemma_embed.eval.inversion_report import print_report, write_report
+    from gemma_embed.inverter import Inverter
 
     folder = Path(args.decoder)
-    training = training_queries(folder)
     fluency = None
     if args.fluency:
         from gemma_embed.reformulate import Fluency
 
         fluency = Fluency(args.fluency, resolve(args.precision, "cpu"))
-    pool = [] if args.bank == "none" else read_queries(args.bank) if args.bank else training
-    sets = heldout_sets(args.heldout, args.n, exclude=set(pool) | set(training))  # no leak into bank or decoder
-    report = evaluate_decoder(folder, sets, encoder=args.encoder, pool=pool or None, candidates=args.candidates,
-                              precision=args.precision, cache=training_vectors(folder),
-                              corrector=corrector, training=training, trained=args.corrector_model,
-                              fluency=fluency)
+    bank = [] if args.bank == "none" else read_queries(args.bank) if args.bank else None
+    inverter = Inverter.from_pretrained(folder, args.encoder, bank, args.precision, corrector=args.corrector_model)
+    sets = heldout_sets(args.heldout, args.n, exclude=set(inverter.bank) | set(inverter.training))  # no leak
+    report = evaluate_decoder(inverter, sets, args.candidates, corrector, fluency)
     report["command"] = "python train/evaluate.py " + " ".join(args.argv)
     print_report(report)
     if args.json:
@@ -121,10 +132,7 @@ def decoder_main(args, corrector, on_write=None) -> dict:
     return report
 
 
-def main(argv=None, on_write=None) -> dict:
-    """The command line; `on_write(folder)` runs after --write has written a decoder's decoder_eval.json."""
-    import sys
-
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", default=[], help="folder, minilm or raw:BACKBONE (repeatable)")
     ap.add_argument("--decoder", help="a published query-decoder folder: decoder metrics on --heldout")
@@ -165,18 +173,22 @@ def main(argv=None, on_write=None) -> dict:
     ap.add_argument("--dims", default="", help="also every metric at these prefix sizes, e.g. 256,128,64 (a "
                                                  "Matryoshka model's shorter embeddings)")
     ap.add_argument("--json", help="write the results here")
+    return ap
+
+
+def main(argv=None, on_write=None) -> dict:
+    """The command line; `on_write(folder)` runs after --write has written a decoder's decoder_eval.json."""
+    import sys
+
+    ap = parser()
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     print(resolve(args.precision, "cpu").line(), flush=True)
     if args.decoder:
         if not args.heldout:
             ap.error("--decoder needs at least one --heldout file")
-        from dataclasses import replace
-
         try:
-            recipe = TRAINED_CORRECTION if args.corrector_model else CORRECTION
-            corrector = replace(recipe, rounds=recipe.rounds if args.rounds is None else args.rounds).update(
-                args.corrector)
+            corrector = correction_recipe(bool(args.corrector_model), args.rounds, args.corrector)
         except ValueError as e:
             ap.error(f"--corrector: {e}")
         return decoder_main(args, corrector, on_write)
@@ -189,12 +201,10 @@ def main(argv=None, on_write=None) -> dict:
 
         invert = heldout_sets(args.invert, args.n)
         bank = bank_without(args.invert_bank, (q for texts in invert.values() for q in texts))
-    results = {spec: evaluate_model(spec, args.sts, wikiqa_dir=args.wikiqa, retrieval_files=args.retrieval,
-                                    geometry_sts=geometry_sts, probe=args.probe, probe_train=args.probe_train,
-                                    probe_test=args.probe_test, precision=args.precision,
-                                    sample=args.sample, dims=tuple(int(d) for d in args.dims.split(",") if d),
-                                    invert=invert, invert_bank=bank, invert_rounds=args.invert_rounds)
-               for spec in args.model}
+    tasks = Tasks(tuple(args.sts), args.wikiqa, args.retrieval, geometry_sts, args.probe, args.probe_train,
+                  args.probe_test, args.sample, invert, bank, args.invert_rounds)
+    dims = tuple(int(d) for d in args.dims.split(",") if d)
+    results = {spec: evaluate_model(spec, tasks, args.precision, dims) for spec in args.model}
     print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -18,51 +17,7 @@ import torch.nn.functional as F
 
 from gemma_embed.data.readers import DataError
 from gemma_embed.encoder import Embed
-
-
-# ------------------------------------------------------------------------------------------------------------ STS
-def read_sts(path: str | Path, max_pairs: int = 0) -> tuple[list[str], list[str], list[float]]:
-    """An STS file's pairs and gold scores; `max_pairs`: only that many, spread evenly over the file (STS files are
-    ordered by genre, so the first N would all be image captions)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: STS file not found")
-    s1, s2, gold = [], [], []
-    with path.open(encoding="utf-8", newline="") as f:
-        for line_no, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
-            if len(row) >= 7:  # STS Benchmark: genre, file, year, id, score, s1, s2[, source columns]
-                score, a, b = row[4], row[5], row[6]
-            elif len(row) == 3:
-                a, b, score = row
-            else:
-                raise DataError(f"{path}, line {line_no}: expected the STS Benchmark layout or 3 columns")
-            try:
-                gold.append(float(score))
-            except ValueError:
-                if line_no == 1:
-                    continue  # a header
-                raise DataError(f"{path}, line {line_no}: score {score!r} is not a number") from None
-            s1.append(a)
-            s2.append(b)
-    if len(gold) < 2:
-        raise DataError(f"{path}: fewer than two scored pairs")
-    if max_pairs and max_pairs < len(gold):
-        keep = [i * len(gold) // max_pairs for i in range(max_pairs)]
-        s1, s2, gold = ([xs[i] for i in keep] for xs in (s1, s2, gold))
-    return s1, s2, gold
-
-
-def spearman(x: list[float], y: list[float]) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(x, y).statistic)
-
-
-def sts_spearman(embed: Embed, path: str | Path, max_pairs: int = 0) -> float:
-    """Cosine Spearman x 100 of `embed` (texts -> (n, d) tensor) on an STS file."""
-    s1, s2, gold = read_sts(path, max_pairs)
-    cos = F.cosine_similarity(embed(s1).float(), embed(s2).float()).tolist()
-    return 100 * spearman(cos, gold)
+from gemma_embed.scores import read_sts
 
 
 # ------------------------------------------------------------------------------------------------------ retrieval

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
@@ -83,12 +84,23 @@ def _phase_section(n: int, cfg: dict, summary: dict) -> str:
             f"process(es){_hardware(summary)}); {loss}; {sts}.\n   Resolved settings: {params}.")
 
 
-def render(model: Path, phases: list[tuple[dict, dict]], metrics: dict, repo_id: str, command: str,
-           datasets: list[str], sources: list[str], limitations: list[str], columns=DEMO_COLUMNS,
-           provenance: str = DEMO_PROVENANCE) -> str:
+@dataclass(frozen=True)
+class CardText:
+    """What a card says that the run's files do not: the repository it is published to, the command that made it,
+    the datasets, sources and limitations it lists, and the provenance line (`{command}` filled in)."""
+
+    repo_id: str
+    command: str
+    datasets: list[str]
+    sources: list[str]
+    limitations: list[str]
+    provenance: str = DEMO_PROVENANCE
+
+
+def render(model: Path, phases: list[tuple[dict, dict]], metrics: dict, card: CardText, columns=DEMO_COLUMNS) -> str:
     """The card of the published folder `model`: `phases` are each phase's (resolved config, summary), oldest
-    first; `metrics` the run's evaluation (metrics.json's layout); `columns` the (stage, label) columns of the
-    evaluation table."""
+    first; `metrics` the run's evaluation (metrics.json's layout); `card` what it says beyond them; `columns`
+    the (stage, label) columns of the evaluation table."""
     config = json.loads((model / "config.json").read_text(encoding="utf-8"))
     first = phases[0][0]
     base = BASE_MODELS.get(first.get("backbone"), first.get("backbone"))
@@ -127,21 +139,22 @@ def render(model: Path, phases: list[tuple[dict, dict]], metrics: dict, repo_id:
                if metrics.get(key) is not None]
     front = ModelCardData(
         library_name="sentence-transformers", pipeline_tag="sentence-similarity", base_model=base, license="gemma",
-        language=["en"], datasets=datasets or None, model_name=repo_id.split("/")[-1], eval_results=results or None,
+        language=["en"], datasets=card.datasets or None, model_name=card.repo_id.split("/")[-1],
+        eval_results=results or None,
         tags=["sentence-transformers", "sentence-similarity", "feature-extraction", "gemma3", "embeddings",
               "query-fan-out"])
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
         front_matter=front.to_yaml(),
-        title=repo_id.split("/")[-1],
+        title=card.repo_id.split("/")[-1],
         dim=config["projection_dim"],
         base_model=base,
-        repo_id=repo_id,
+        repo_id=card.repo_id,
         architecture=architecture,
         training=training,
-        provenance=provenance.format(command=command),
+        provenance=card.provenance.format(command=card.command),
         evaluation=evaluation,
-        limitations="\n".join(f"- {l}" for l in limitations),
-        sources="\n".join(f"- {s}" for s in sources),
+        limitations="\n".join(f"- {l}" for l in card.limitations),
+        sources="\n".join(f"- {s}" for s in card.sources),
     )
 
 
@@ -164,8 +177,8 @@ def write_card(model: str | Path, phases: list, metrics: dict, repo_id: str, com
                datasets: list[str], sources: list[str], limitations: list[str]) -> Path:
     """The card of `model` from its run's phase folders (oldest first) and metrics.json, as README.md."""
     path = Path(model) / "README.md"
-    path.write_text(render(Path(model), [load_phase(Path(p)) for p in phases], metrics, repo_id, command, datasets,
-                           sources, limitations), encoding="utf-8")
+    card = CardText(repo_id, command, datasets, sources, limitations)
+    path.write_text(render(Path(model), [load_phase(Path(p)) for p in phases], metrics, card), encoding="utf-8")
     return path
 
 
@@ -193,8 +206,8 @@ def write_phase_card(folder: str | Path, repo_id: str = "") -> Path:
     argv = summary.get("argv") or [f"train/phase{len(phases)}.py"]
     command = shlex.join(str(_shown(a)) for a in argv)
     path = folder / "README.md"
-    path.write_text(render(folder, phases, metrics, repo_id, command, [], sources, limitations, columns,
-                           PHASE_PROVENANCE), encoding="utf-8")
+    card = CardText(repo_id, command, [], sources, limitations, PHASE_PROVENANCE)
+    path.write_text(render(folder, phases, metrics, card, columns), encoding="utf-8")
     return path
 
 
@@ -217,14 +230,14 @@ def write_decoder_card(folder: str | Path, repo_id: str = "", sources: list[str]
         if config.get("vocab_ids") else
         f"- LM: Gemma 3 causal LM, {text['num_hidden_layers']} layers, hidden size {text['hidden_size']}, the full "
         f"{text['vocab_size']:,}-token vocabulary.",
-        f"- Conditioning: the L2-normalised vector -> a two-layer MLP ({config['prefix_activation']}) -> "
+        f"- Conditioning: the L2-normalised vector -> a two-layer MLP (GELU) -> "
         f"{config['prefix_length']} soft tokens after `<bos>`; Gaussian noise (std {config['noise_std']} per "
         "dimension, renormalised) on the vector during training, so that points between queries decode too.",
         f"- LoRA during training: rank {config['lora_r']}, alpha {config['lora_alpha']}, on "
         f"{', '.join(config['lora_target_modules']) or 'nothing (the LM frozen)'}; merged into these weights.",
         f"- Queries up to {config['max_query_length']} tokens.",
     ])
-    params = ", ".join(f"{k}={_shown(cfg[k])}" for k in (*HYPER, "num_layers", "keep_last_layers", "model")
+    params = ", ".join(f"{k}={_shown(cfg[k])}" for k in (*HYPER, "num_layers", "model")
                        if cfg.get(k, "") not in ("", {}))
     training = (f"{summary['steps']} steps on {summary['rows']:,} queries, {summary['train_seconds']} s "
                 f"({summary['seconds_per_step']} s/step{_hardware(summary)}); loss "
@@ -302,7 +315,7 @@ def write_corrector_card(folder: str | Path, repo_id: str = "") -> Path:
 def render_decoder_eval(ev: dict) -> str:
     """The evaluation table of a decoder_eval.json: each held-out set, greedy and re-ranked decoding and the
     nearest existing query, with the space's floor (the mean cosine between random pairs of held-out queries)."""
-    from gemma_embed.eval.inversion import result_rows
+    from gemma_embed.eval.inversion_report import result_rows
 
     lines = [f"Measured by `{ev.get('command', 'gemma_embed.eval.inversion')}`. Exact match, token F1 and BLEU (sacrebleu, "
              "corpus level) compare the decoded query with the original; round-trip cosine is the encoder's cosine "

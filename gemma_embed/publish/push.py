@@ -13,7 +13,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-RECORDS = ("train_config.yaml", "train_summary.json")  # uploaded with absolute paths cut to their last part
+NOT_RECORDS = ("tokenizer.json", "tokenizer_config.json")  # every other .json and .yaml goes up without local paths
+
+
+def is_record(name: str) -> bool:
+    """A file whose absolute paths are cut to their last part on the way up: the configs (config.json's
+    `_name_or_path`, the decoder's encoder), the training records and the evaluations, wherever they sit."""
+    return name.endswith((".json", ".yaml")) and Path(name).name not in NOT_RECORDS
 
 IGNORE = ["checkpoints/*", "logs/*", ".publish-tmp/*", "*.part", ".tmp-*"]
 
@@ -38,15 +44,15 @@ def without_local_paths(value):
 
 
 def staged(folder: Path, files: list[str]) -> Path:
-    """A copy of what is uploaded (hard links where the file system allows), the training records without local
-    paths."""
+    """A copy of what is uploaded (hard links where the file system allows), the records (`is_record`) without
+    local paths."""
     import yaml
 
     stage = Path(tempfile.mkdtemp(prefix=".push-", dir=folder.parent))
     for name in files:
         target = stage / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        if name in RECORDS:
+        if is_record(name):
             text = (folder / name).read_text(encoding="utf-8")
             data = without_local_paths(json.loads(text) if name.endswith(".json") else yaml.safe_load(text))
             target.write_text(json.dumps(data, indent=1) + "\n" if name.endswith(".json") else

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, SAMPLE, train_smoke_decoder as _train
+from conftest import REPO, train_smoke_decoder as _train
 from launch import load_script
 from tolerance import assert_scalars_close
 
@@ -164,6 +164,7 @@ def test_the_pool_vectors_are_read_from_the_training_cache(queries, trained, mon
     other batches (bf16 autocast moves such a cosine by up to a few ulps: tests/helpers/tolerance.py)."""
     from gemma_embed.data.decoder_queries import training_queries, training_vectors
     from gemma_embed.eval.inversion import evaluate_decoder, heldout_sets
+    from gemma_embed.inverter import Inverter
 
     root, db, heldout = queries
     monkeypatch.setenv("GEMMA_EMBED_CACHE", str(root / "cache"))
@@ -171,9 +172,11 @@ def test_the_pool_vectors_are_read_from_the_training_cache(queries, trained, mon
     assert cache == root / "vector_cache"
     files = sorted(cache.glob("*.npy"))
     sets = heldout_sets([str(heldout)], 6, exclude=set(pool))
-    cached = evaluate_decoder(trained, sets, pool=pool, candidates=1, cache=cache)
+    cached = evaluate_decoder(Inverter.from_pretrained(trained), sets, candidates=1)  # the cache is the default
     assert sorted(cache.glob("*.npy")) == files  # read back, not encoded and stored again
-    fresh = evaluate_decoder(trained, sets, pool=pool, candidates=1)
+    uncached = Inverter.from_pretrained(trained)
+    uncached.cache = None
+    fresh = evaluate_decoder(uncached, sets, candidates=1)
     name = "nearest existing query (training pool)"
     assert [e["nearest"] for e in cached["sets"]["heldout.tsv"]["examples"]] == \
         [e["nearest"] for e in fresh["sets"]["heldout.tsv"]["examples"]]
@@ -206,18 +209,19 @@ def test_the_walker_takes_the_correctors_settings_whole(queries, trained, monkey
     assert len(list((tmp_path / "bank").glob("vectors-*.npy"))) == 1
 
 
-def test_the_corrector_sweep_refuses_an_encoder_the_decoder_does_not_invert(queries, trained, monkeypatch, capsys):
-    """benchmarks/corrector_sweep.py reads the encoder at the path the decoder's config records, or at --encoder; a
-    different model there (a demo trained again, say) is refused, not silently used."""
-    sweep = load_script("corrector_sweep", "benchmarks")
+def test_evaluate_refuses_an_encoder_the_decoder_does_not_invert(queries, trained, monkeypatch, capsys):
+    """train/evaluate.py --decoder reads the encoder at the path the decoder's config records, or at --encoder; a
+    different model there (a demo trained again, say) is refused, not silently used. --corrector sets a corrector
+    field over the recipe's."""
+    evaluate = load_script("evaluate")
     root, _, heldout = queries
     monkeypatch.setenv("GEMMA_EMBED_CACHE", str(root / "cache"))
     with pytest.raises(ValueError, match="another space"):
-        sweep.main(["--decoder", str(trained), "--encoder", "minilm", "--heldout", str(heldout), "--n", "2"])
-    results = sweep.main(["--decoder", str(trained), "--encoder", "raw:tiny", "--heldout", str(heldout), "--n", "2",
-                          "--setting", "rounds=1,beams=0,proposals=0,samples=2"])
-    assert list(results) == ["rounds=1,beams=0,proposals=0,samples=2|heldout.tsv"] and "encodes per query" in \
-        capsys.readouterr().out
+        evaluate.main(["--decoder", str(trained), "--encoder", "minilm", "--heldout", str(heldout), "--n", "2"])
+    report = evaluate.main(["--decoder", str(trained), "--encoder", "raw:tiny", "--heldout", str(heldout), "--n", "2",
+                            "--corrector", "rounds=1,samples=2"])
+    correction = report["sets"]["heldout.tsv"]["correction"]
+    assert correction["settings"]["rounds"] == 1 and "encodes per query" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("extra,expected", [

@@ -42,7 +42,7 @@ def test_demo_writes_metrics_card_and_plots(chain, tmp_path, monkeypatch, capsys
     # the final STS-B test figure is the published model's: scored again here through sentence-transformers
     from sentence_transformers import SentenceTransformer
 
-    from gemma_embed.eval.tasks import sts_spearman
+    from gemma_embed.scores import sts_spearman
     from gemma_embed.precision import resolve
     from conftest import REPO
 

@@ -41,7 +41,7 @@ def test_each_phase_reports_the_score_of_the_model_it_published(chain):
     the unmerged model, of another file or of other pairs would differ."""
     from sentence_transformers import SentenceTransformer
 
-    from gemma_embed.eval.tasks import sts_spearman
+    from gemma_embed.scores import sts_spearman
     from gemma_embed.precision import resolve
     from conftest import REPO
 

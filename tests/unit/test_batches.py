@@ -81,7 +81,7 @@ def test_batch_is_a_pure_function_of_the_index():
 def test_lengths_and_store_inputs(tmp_path, tokenizer):
     import sqlite3
 
-    from gemma_embed.data.store import build_from_sqlite
+    from gemma_embed.data.store import QueryTable, build_from_sqlite
 
     lengths = np.random.default_rng(0).integers(1, 30, 500)
     order = LengthBucketedBatches(lengths, batch_size=16, seed=0)
@@ -94,26 +94,9 @@ def test_lengths_and_store_inputs(tmp_path, tokenizer):
     con.executemany("INSERT INTO queries VALUES (?)", [("a cat",)] * 6 + [(f"the {w}",) for w in words])
     con.commit()
     con.close()
-    store = build_from_sqlite(tmp_path / "q.db", "queries", "query", tokenizer, tmp_path / "s", 8, progress=False)
+    store = build_from_sqlite(QueryTable(tmp_path / "q.db"), tokenizer, tmp_path / "s", 8, progress=False)
     order = LengthBucketedBatches(store, batch_size=2, seed=0)  # repeats found through the store's row hashes
     assert order.per_epoch == 8
     for i in range(order.per_epoch):
         a, b = order.batch(i)
         assert store[a] != store[b]
-
-
-def test_the_decoders_batches_by_length():
-    """train/decoder.py's `batch_by_length`: the decoder's rows (token ids, vector) in batches of one length, every
-    row once an epoch; without it, shuffled batches."""
-    from gemma_embed.data.decoder_queries import DecoderRows
-    from gemma_embed.decoder_task import decoder_task
-
-    rng = np.random.default_rng(0)
-    ids = [[int(t) for t in rng.integers(3, 50, size=n)] + [1] for n in rng.integers(1, 6, size=64)]
-    rows = DecoderRows(ids, np.zeros((64, 4), np.float32), list(range(50)), {}, [str(i) for i in ids])
-    order = decoder_task(by_length=True).batch_order(rows, 8, 0)
-    batches = [order.batch(i) for i in range(order.per_epoch)]
-    assert sorted(r for b in batches for r in b) == list(range(64))
-    spread = [max(len(ids[r]) for r in b) - min(len(ids[r]) for r in b) for b in batches]
-    assert sum(s == 0 for s in spread) >= len(batches) - 5 and max(spread) <= 1  # a bucket's edge holds two lengths
-    assert isinstance(decoder_task().batch_order(rows, 8, 0), ShuffledBatches)

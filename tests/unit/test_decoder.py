@@ -60,7 +60,7 @@ def test_restricted_vocabulary_keeps_the_rows_and_ties_the_output(setup, tiny_ba
     assert len(shallow.lm.model.layers) == 1 and shallow.config.text_config.layer_types == ["sliding_attention"]
 
 
-def test_the_middle_layers_can_be_dropped_and_the_result_saves_loads_and_decodes(tokenizer, tmp_path):
+def test_the_first_layers_can_be_kept_and_the_result_saves_loads_and_decodes(tokenizer, tmp_path):
     from transformers import Gemma3ForCausalLM
 
     from gemma_embed.backbones import build_tiny_backbone
@@ -69,10 +69,10 @@ def test_the_middle_layers_can_be_dropped_and_the_result_saves_loads_and_decodes
     deep = build_tiny_backbone(tmp_path / "deep", num_hidden_layers=4, layer_types=types)
     full = Gemma3ForCausalLM.from_pretrained(deep)
     torch.manual_seed(0)
-    decoder = GemmaEmbedDecoder.from_gemma(deep, tokenizer=tokenizer, num_layers=3, keep_last=2, embedding_dim=16)
+    decoder = GemmaEmbedDecoder.from_gemma(deep, tokenizer=tokenizer, num_layers=3, embedding_dim=16)
     kept = decoder.lm.model.layers
-    assert decoder.config.text_config.layer_types == [types[0], types[2], types[3]]  # layer 1 dropped
-    for layer, source in zip(kept, (0, 2, 3)):
+    assert decoder.config.text_config.layer_types == types[:3]  # the last layer dropped
+    for layer, source in zip(kept, (0, 1, 2)):
         torch.testing.assert_close(layer.mlp.up_proj.weight, full.model.layers[source].mlp.up_proj.weight)
     assert [layer.self_attn.layer_idx for layer in kept] == [0, 1, 2]  # the cache's slots, as generation reads them
     vectors = F.normalize(torch.randn(2, 16), dim=-1)
@@ -80,10 +80,8 @@ def test_the_middle_layers_can_be_dropped_and_the_result_saves_loads_and_decodes
     decoder.save_pretrained(tmp_path / "dec")
     again = GemmaEmbedDecoder.from_pretrained(tmp_path / "dec").eval()
     assert again.decode(vectors, tokenizer, max_new_tokens=4) == decoded
-    with pytest.raises(ValueError, match="keep_last must be in 0..num_layers"):
-        GemmaEmbedDecoder.from_gemma(deep, num_layers=2, keep_last=3, embedding_dim=16)
-    with pytest.raises(ValueError, match="keep_last needs num_layers"):
-        GemmaEmbedDecoder.from_gemma(deep, keep_last=1, embedding_dim=16)
+    with pytest.raises(ValueError, match="num_layers must be in 1..4"):
+        GemmaEmbedDecoder.from_gemma(deep, num_layers=5, embedding_dim=16)
 
 
 def test_the_loss_predicts_each_token_from_the_position_before_it(setup):
@@ -171,6 +169,31 @@ def test_save_load_decode_and_the_encoder_check(setup, tokenizer, tmp_path):
         decoder.verify_encoder("b" * 64, "the encoder given")
 
 
+def test_a_folder_saved_with_the_removed_prefix_knobs_still_loads(setup, tmp_path):
+    """Folders saved before the prefix MLP's recipe was fixed (hidden size, GELU) carry prefix_hidden_dim: 0 and
+    prefix_activation: gelu in config.json: read and dropped, they build the same model; another value is refused."""
+    import json
+
+    from transformers import AutoModel
+
+    from modeling_gemma_embed_decoder import GemmaEmbedCorrector
+
+    legacy = {"prefix_hidden_dim": 0, "prefix_activation": "gelu"}
+    config = GemmaEmbedDecoderConfig(**{**setup[0].config.to_dict(), **legacy})
+    assert not hasattr(config, "prefix_hidden_dim") and GemmaEmbedDecoder(config).prefix[1].__class__ is torch.nn.GELU
+    with pytest.raises(ValueError, match="prefix_activation was removed"):
+        GemmaEmbedDecoderConfig(**{**setup[0].config.to_dict(), "prefix_activation": "tanh"})
+    decoder, _, batch = setup
+    decoder.eval().save_pretrained(tmp_path / "dec")
+    path = tmp_path / "dec" / "config.json"
+    assert not legacy.keys() & json.loads(path.read_text())
+    path.write_text(json.dumps({**json.loads(path.read_text()), **legacy}, indent=2))
+    for loaded in (GemmaEmbedDecoder.from_pretrained(tmp_path / "dec"),
+                   AutoModel.from_pretrained(tmp_path / "dec", trust_remote_code=True)):
+        torch.testing.assert_close(loaded.eval()(**batch).logits, decoder(**batch).logits)
+    assert GemmaEmbedCorrector.from_decoder(loaded).hypothesis_prefix[0].out_features == config.text_config.hidden_size
+
+
 def test_fingerprint_follows_the_weights(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m/model.safetensors").write_bytes(b"1234")
@@ -221,7 +244,7 @@ def test_heldout_sets_drop_training_queries_and_sample_the_same_each_time(tmp_pa
 def test_the_conditioning_gap_is_near_zero_untrained_and_positive_once_the_vector_is_used(
         tiny_backbone, tokenizer, prefix_norm):
     from gemma_embed.data.decoder_queries import DecoderCollator, tokenize_queries
-    from gemma_embed.eval.inversion import conditioning_gap
+    from gemma_embed.scores import conditioning_gap
 
     ids = tokenizer(QUERIES)["input_ids"]
     vocab = sorted({t for row in ids for t in row} | {0, 1, 2, 3})
@@ -390,3 +413,19 @@ def test_vectors_of_another_width_are_refused_naming_the_encoder(setup, tokenize
         with pytest.raises(ValueError, match=r"16-dimensional vectors of enc; got a tensor of shape \((2, 384|16,)\)"):
             decoder.decode(bad, tokenizer)
     assert len(decoder.decode(torch.randn(2, 16), tokenizer)) == 2
+
+
+def test_the_inverter_refuses_vectors_of_another_width_or_encoder(setup, tokenizer):
+    """A decoder's own decode refuses vectors of another width; the Inverter also refuses another encoder's vectors
+    when their fingerprint is given (vectors carry nothing else to check)."""
+    from gemma_embed.inverter import Inverter
+
+    decoder = setup[0].eval()
+    with pytest.raises(ValueError, match="16-dimensional vectors of enc; got a tensor of shape \\(2, 384\\)"):
+        decoder.decode(torch.randn(2, 384), tokenizer)
+    inverter = Inverter(decoder, tokenizer, lambda texts: F.normalize(torch.randn(len(texts), 16), dim=-1), "enc", [])
+    with pytest.raises(ValueError, match="16-dimensional vectors of enc"):
+        inverter.invert(torch.randn(2, 384))
+    with pytest.raises(ValueError, match="another encoder \\(weights sha256 bbbbbbbbbbbb\\)"):
+        inverter.invert(torch.randn(2, 16), fingerprint="b" * 64)
+    inverter.check(torch.randn(2, 16), fingerprint="a" * 64)  # its own encoder's: accepted

@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from gemma_embed.clock import Clock, padded_tokens_per_step
+from demo_lib.clock import Clock, padded_tokens_per_step
 from gemma_embed.config import DecoderConfig, Phase1Config, Phase2Config, Phase3Config
 
 

@@ -7,7 +7,8 @@ import torch
 
 from gemma_embed.encoder import memoize
 from gemma_embed.eval.probe import token_probe, word_sets
-from gemma_embed.eval.tasks import alignment, ranking_metrics, read_qrels, retrieval, sts_spearman, uniformity, wikiqa
+from gemma_embed.eval.tasks import alignment, ranking_metrics, read_qrels, retrieval, uniformity, wikiqa
+from gemma_embed.scores import sts_spearman
 
 
 def unit(angle):

@@ -128,7 +128,7 @@ def test_a_shorter_embedding_is_the_renormalised_prefix_at_any_truncate_dim(publ
     dimensions as a unit vector: what the Matryoshka loss trains and `train/evaluate.py --dims` scores."""
     from sentence_transformers import SentenceTransformer
 
-    from gemma_embed.eval.run import evaluate_model
+    from gemma_embed.eval.run import Tasks, evaluate_model
 
     published = published[0]
     texts = ["best running shoes", "a cat sleeps on the mat", "cheap flights to rome"]
@@ -140,6 +140,6 @@ def test_a_shorter_embedding_is_the_renormalised_prefix_at_any_truncate_dim(publ
         torch.testing.assert_close(short, torch.nn.functional.normalize(full[:, :d], dim=-1), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(short.norm(dim=-1), torch.ones(3), rtol=0, atol=1e-6)
     sts = Path(__file__).resolve().parents[2] / "examples/data/sts-dev.csv"
-    results = evaluate_model(str(published), [str(sts)], precision="no", dims=(128, 64))
+    results = evaluate_model(str(published), Tasks((str(sts),)), precision="no", dims=(128, 64))
     assert {"stsb_dev_spearman", "stsb_dev_spearman@128", "stsb_dev_spearman@64"} <= set(results)
     assert len({results["stsb_dev_spearman"], results["stsb_dev_spearman@128"], results["stsb_dev_spearman@64"]}) == 3

@@ -103,11 +103,16 @@ def test_the_training_records_go_up_without_the_trainers_paths(folder, tmp_path)
                                                               "output_dir": "runs/demo/phase3", "lr": 1e-4}))
     (folder / "train_summary.json").write_text(json.dumps({"argv": ["train/phase3.py", "--data", "/home/me/q.db",
                                                                     "--init_from=/srv/runs/phase2"], "steps": 3}))
+    (folder / "previous_phases.json").write_text(json.dumps([{"output_dir": "/home/me/runs/phase1"}]))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "_name_or_path": "/home/me/.cache/gemma-3-270m"}))
     before = digest(folder)
     hub = FakeHub()
     push_folder(folder, "org/gemma-embed", api=hub)
     config, summary = yaml.safe_load(hub.texts["train_config.yaml"]), json.loads(hub.texts["train_summary.json"])
     assert config == {"phase": "Phase3Config", "data": "q.db", "output_dir": "runs/demo/phase3", "lr": 1e-4}
     assert summary["argv"] == ["train/phase3.py", "--data", "q.db", "--init_from=phase2"] and summary["steps"] == 3
+    assert json.loads(hub.texts["config.json"])["_name_or_path"] == "gemma-3-270m"
+    assert json.loads(hub.texts["previous_phases.json"]) == [{"output_dir": "phase1"}]
     assert not any("/home/" in text or "/srv/" in text for text in hub.texts.values())
     assert digest(folder) == before and not list(tmp_path.glob(".push-*"))  # the local folder as it was

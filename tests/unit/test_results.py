@@ -1,9 +1,9 @@
-"""The record of an end-to-end run (gemma_embed/publish/results.py): metrics.json built from the phases' summaries
+"""The record of an end-to-end run (train/demo_lib/results.py): metrics.json built from the phases' summaries
 and the final evaluations, every shared metric of the reference model under baselines, and the printed table."""
 
 from types import SimpleNamespace
 
-from gemma_embed.publish.results import encoder_metrics, results_table
+from demo_lib.results import encoder_metrics, results_table
 
 
 def _summary(before, after, seconds):

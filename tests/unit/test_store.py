@@ -10,7 +10,8 @@ import torch
 
 from conftest import sqlite_queries
 from gemma_embed.data.readers import DataError
-from gemma_embed.data.store import TokenStore, build_from_sqlite, import_pretokenized, store_for
+from gemma_embed.config import Phase3Config
+from gemma_embed.data.store import QueryTable, TokenStore, build_from_sqlite, import_pretokenized, store_for
 
 QUERIES = ["best running shoes", "a cat", "cheap flights to the city on the river", "a cat", "weather",
            "how to make bread at home without an oven", "running"]
@@ -18,7 +19,7 @@ QUERIES = ["best running shoes", "a cat", "cheap flights to the city on the rive
 
 
 def _build(db, folder, tokenizer, max_length=6, **kw):
-    return build_from_sqlite(db, "queries", "query", tokenizer, folder, max_length, progress=False, **kw)
+    return build_from_sqlite(QueryTable(db), tokenizer, folder, max_length, progress=False, **kw)
 
 
 def test_round_trip_equals_the_tokenizer(tmp_path, tokenizer):
@@ -49,7 +50,7 @@ def test_reuse_when_unchanged_rebuild_when_the_db_changes(tmp_path, tokenizer, c
     con.execute("INSERT INTO queries (query) VALUES ('a new query')")
     con.commit()
     con.close()
-    store = build_from_sqlite(db, "queries", "query", tokenizer, folder, 6)
+    store = build_from_sqlite(QueryTable(db), tokenizer, folder, 6)
     assert "rebuilding" in capsys.readouterr().out and len(store) == len(QUERIES) + 1
     assert store[len(QUERIES)] == (tokenizer("a new query")["input_ids"],)
     assert len(_build(db, folder, tokenizer, max_length=3)) == len(QUERIES) + 1  # max_length changed: rebuilt
@@ -73,7 +74,7 @@ def test_a_store_refuses_another_tokenizer(tmp_path, tokenizer):
     with pytest.raises(DataError, match="refusing to replace"):
         _build(tmp_path / "q.db", tmp_path / "keep", tokenizer)
     with pytest.raises(DataError, match="no table"):
-        build_from_sqlite(tmp_path / "q.db", "nope", "query", tokenizer, tmp_path / "s2", 6, progress=False)
+        build_from_sqlite(QueryTable(tmp_path / "q.db", "nope"), tokenizer, tmp_path / "s2", 6, progress=False)
 
 
 def test_import_of_padded_pt_equals_the_store_built_from_text(tmp_path, tokenizer):
@@ -90,8 +91,8 @@ def test_import_of_padded_pt_equals_the_store_built_from_text(tmp_path, tokenize
     assert len(imported) == len(built) == len(QUERIES)
     assert np.array_equal(imported.ids, built.ids) and np.array_equal(imported.offsets, built.offsets)
     assert imported.meta["max_length"] == width
-    assert store_for(pt, tmp_path / "from_pt", tokenizer, 32, max_rows=3).lengths.tolist() == \
-        built.lengths[:3].tolist()
+    cfg = Phase3Config(data=str(pt), store=str(tmp_path / "from_pt"), max_length=32, max_rows=3)
+    assert store_for(cfg, tokenizer).lengths.tolist() == built.lengths[:3].tolist()
 
 
 @pytest.mark.reliability

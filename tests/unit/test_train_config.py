@@ -98,6 +98,25 @@ def test_decoder_config_fields_and_checks(tmp_path):
         load_config(DecoderConfig, ["--config", str(_saved_phase3(tmp_path))])
 
 
+@pytest.mark.parametrize("field,kept,other", [("keep_last_layers", 0, 2), ("restrict_vocab", True, False),
+                                               ("batch_by_length", False, True)])
+def test_a_removed_decoder_field_is_read_at_its_old_value_and_refused_at_another(tmp_path, field, kept, other):
+    """A decoder or corrector trained before a field was removed still loads (its train_config.yaml holds the value
+    every run used); any other value is refused, naming the field."""
+    import yaml
+
+    from gemma_embed.config import CorrectorConfig, DecoderConfig
+
+    saved = yaml.safe_load((REPO / "train/configs/smoke/decoder.yaml").read_text())
+    for cls, extra in ((DecoderConfig, {}), (CorrectorConfig, {"decoder": "runs/smoke/decoder"})):
+        path = tmp_path / f"{cls.__name__}.yaml"
+        path.write_text(yaml.safe_dump({**saved, **extra, field: kept}))
+        assert not hasattr(load_config(cls, ["--config", str(path)])[0], field)
+        path.write_text(yaml.safe_dump({**saved, **extra, field: other}))
+        with pytest.raises(ConfigError, match=f"field '{field}' was removed"):
+            load_config(cls, ["--config", str(path)])
+
+
 def _saved_phase3(tmp_path):
     cfg, _ = load_config(Phase3Config, ["--config", str(REPO / "train/configs/smoke/phase3.yaml")])
     save_config(cfg, tmp_path / "train_config.yaml")
