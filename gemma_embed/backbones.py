@@ -34,7 +34,27 @@ def resolve_backbone(spec: str) -> str:
         if not (folder / "config.json").exists():
             build_tiny_backbone(folder)
         return str(folder)
+    check_hub_backbone(spec)
     return spec
+
+
+def check_hub_backbone(spec: str) -> None:
+    """A backbone that is neither a local folder nor in the Hugging Face cache must come from the Hub: refuse, in
+    one line that says what to do, what cannot work here (a gated Gemma without a login, or any download with
+    HF_HUB_OFFLINE set). Anything else is left to transformers."""
+    from huggingface_hub import get_token, try_to_load_from_cache
+
+    from gemma_embed.config import ConfigError
+
+    if Path(spec).exists() or isinstance(try_to_load_from_cache(spec, "config.json"), str):
+        return
+    if spec.startswith("google/gemma") and get_token() is None:
+        raise ConfigError(f"backbone {spec}: gated on the Hugging Face Hub; accept its licence at "
+                          f"https://huggingface.co/{spec}, log in (`hf auth login`, or set HF_TOKEN) and run again; "
+                          "without it, --backbone gemma3-270m trains on the Gemma 3 270M that ships as a package")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ConfigError(f"backbone {spec}: not a local folder nor in the Hugging Face cache, and HF_HUB_OFFLINE is "
+                          "set: unset it to download the backbone, or give a local folder")
 
 
 def load_tokenizer(folder: str | Path):

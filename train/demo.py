@@ -83,11 +83,25 @@ def launch(name: str, script: str, config: Path, folder: Path, *args: str) -> di
     return json.loads((folder / "train_summary.json").read_text())
 
 
-def launch_phase(n: int, config: Path, out: Path, backbone: str) -> dict:
-    """One phase: its input and output folders are set here (out/phaseN, from out/phase{N-1})."""
+def phase_data(config: Path, data: str, shared: Path) -> Path:
+    """A phase's data file: its config's, or, where the long recipe's is not built and `shared` (../shared/data,
+    what builds it) is absent, the bundled sample's file of that name, with a note on what the full data adds."""
+    path = REPO / data
+    if path.is_file():
+        return path
+    build = f"python examples/data/build_bundle.py --full --out {path.parent}"
+    if shared.is_dir():
+        sys.exit(f"{config}: its data {data} is missing: write it with {build}")
+    print(f"{config}: {data} is not built and {shared} is absent: the bundled sample's {path.name} instead. With "
+          f"../shared/data, {build} writes every copyable row (76k Wikipedia sentences, 15,000 WikiSplit pairs, "
+          "25,000 COCO caption pairs, against the bundle's samples)", flush=True)
+    return SAMPLE / path.name
+
+
+def launch_phase(n: int, config: Path, out: Path, backbone: str, data: Path) -> dict:
+    """One phase: its input and output folders are set here (out/phaseN, from out/phase{N-1}), and its `data`."""
     args = ["--backbone", backbone] if n == 1 else ["--init_from", str(out / f"phase{n - 1}")]
-    summary = launch(f"phase {n}", f"phase{n}.py", config, out / f"phase{n}", *args,
-                     *(["--data", str(out / "queries.db")] if n == 3 else []))
+    summary = launch(f"phase {n}", f"phase{n}.py", config, out / f"phase{n}", *args, "--data", str(data))
     print(f"phase {n}: {summary['steps']} steps in {summary['train_seconds']:.0f} s "
           f"({summary['seconds_per_step']:.2f} s/step), loss {summary['first_loss']:.4f} -> "
           f"{summary['last_loss']:.4f}, STS-B dev {summary['sts_before']:.2f} -> {summary['sts_after']:.2f}",
@@ -183,11 +197,8 @@ def main(argv=None) -> dict:
                for n, (name, kind) in kinds.items()}
     budget = BUDGETS[precision.precision]
     configs["decoder"] = budget.apply(configs["decoder"])
-    for n in (1, 2):  # the long recipe's data is built, not bundled
-        if not (REPO / configs[n].data).is_file():
-            sys.exit(f"{Path(args.configs) / f'phase{n}.yaml'}: its data {configs[n].data} is missing: write it with "
-                     f"python examples/data/build_bundle.py --full --out {Path(configs[n].data).parent} (reads "
-                     "../shared/data), or point the config's data at examples/data")
+    data = {n: phase_data(Path(args.configs) / f"phase{n}.yaml", configs[n].data, SHARED) for n in (1, 2)}
+    configs.update({n: replace(configs[n], data=str(path)) for n, path in data.items()})
     stages = [1, 2, 3] + ([] if args.no_decoder else ["decoder"])
     # the decoder's evaluation re-embeds, per held-out query of its two sets, the samples and the corrector's
     # candidates (deletions about 6 per hypothesis)
@@ -208,7 +219,8 @@ def main(argv=None) -> dict:
     summaries = []
     for n in (1, 2, 3):
         clock.section(f"phase {n}", stages[n - 1 :])
-        summaries.append(launch_phase(n, Path(args.configs) / f"phase{n}.yaml", out, args.backbone))
+        summaries.append(launch_phase(n, Path(args.configs) / f"phase{n}.yaml", out, args.backbone,
+                                      data.get(n, out / "queries.db")))
         clock.learn(n, summaries[-1], out / f"phase{n}")
 
     clock.section(f"evaluation ({precision.name})", stages[3:])
@@ -245,7 +257,7 @@ def main(argv=None) -> dict:
         clock.section("query decoder: training on the new encoder's vectors, evaluation, fan-out",
                       ["decoder"], extra_eval_texts=0)
         decoded = decoder_stage(Path(args.configs) / "decoder.yaml", out, model, heldout, precision, budget,
-                                invert["invert_bank"], args.backbone)
+                                invert.invert_bank, args.backbone)
         metrics["decoder"] = {"train_seconds": decoded["summary"]["train_seconds"], "budget": decoded["budget"],
                               "sets": {name: {"floor_cosine": r["floor_cosine"], "modes": r["modes"],
                                               "conditioning": r["conditioning"], "correction": r.get("correction")}

@@ -56,7 +56,9 @@ def test_the_wheel_holds_the_library_and_no_train_package(installed):
     _, wheel, _, _ = installed
     names = zipfile.ZipFile(wheel).namelist()
     assert "modeling_gemma_embed.py" in names and "configuration_gemma_embed.py" in names
-    assert "gemma_embed/publish/card_template.md" in names and "gemma_embed/data/tiny_vocab.txt" in names
+    templates = {p.relative_to(REPO).as_posix() for p in (REPO / "gemma_embed/publish").glob("*.md")}
+    assert len(templates) >= 3 and templates <= set(names), templates - set(names)  # every card's template
+    assert "gemma_embed/data/tiny_vocab.txt" in names
     assert not [n for n in names if n.startswith(("train/", "tests/", "examples/"))]
 
 

@@ -1,8 +1,13 @@
 """The demo's section estimates scale each stage by the padded tokens its step processes, counted on its rows."""
 
 from dataclasses import replace
+from pathlib import Path
 
+import pytest
+
+from conftest import REPO
 from demo_lib.clock import Clock, padded_tokens_per_step
+from launch import load_script
 from gemma_embed.config import DecoderConfig, Phase1Config, Phase2Config, Phase3Config
 
 
@@ -46,7 +51,6 @@ def test_clock_counts_each_stage_on_its_own_rows(tokenizer, tmp_path):
 
 
 def test_the_float32_decoder_stage_trains_and_corrects_a_share_of_the_native_one():
-    from launch import load_script
 
     from gemma_embed.config import load_config
     from gemma_embed.precision import Decision
@@ -63,3 +67,18 @@ def test_the_float32_decoder_stage_trains_and_corrects_a_share_of_the_native_one
     assert native.seconds is None and small.max_train_seconds == float32.seconds > cfg.max_train_seconds > 0
     line = float32.line(small, Decision("no", "test"))
     assert f"{small.max_steps} steps on {small.max_rows:,} training queries" in line and "float32" in line
+
+
+def test_the_long_recipe_runs_on_the_bundled_sample_where_its_data_cannot_be_built(tmp_path, capsys):
+    """train/configs/long reads data that build_bundle.py --full writes from ../shared/data: without that folder the
+    demo trains on the bundled sample's file of the same name and says what --full adds; with it, it asks for the
+    build."""
+    demo = load_script("demo")
+    sample = "examples/data/text.txt"
+    assert demo.phase_data(Path("demo.yaml"), sample, tmp_path / "absent") == REPO / sample
+    missing = str(tmp_path / "long/data/text.txt")
+    assert demo.phase_data(Path("long.yaml"), missing, tmp_path / "absent") == REPO / sample
+    assert "build_bundle.py --full" in capsys.readouterr().out
+    (tmp_path / "shared").mkdir()
+    with pytest.raises(SystemExit, match="is missing: write it with python examples/data/build_bundle.py --full"):
+        demo.phase_data(Path("long.yaml"), missing, tmp_path / "shared")
