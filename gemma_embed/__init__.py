@@ -8,6 +8,7 @@
     precision   the precision a run uses, decided from the hardware
     faults      fault injection for the crash tests
     recipes     the measured recipes (correction, bulk fan-out), each defined once
+    scores      what training logs as it goes: STS Spearman, the query decoder's conditioning gap
     inverter    a trained decoder loaded once with its encoder and bank: invert vectors, fan out a pair
     fanout      query fan-out: walk from a query's embedding toward a document's, decode each step
     reformulate judged reformulations in bulk (fluency, closeness, progress, repeats, the keep rule)
