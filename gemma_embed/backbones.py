@@ -57,6 +57,22 @@ def check_hub_backbone(spec: str) -> None:
                           "set: unset it to download the backbone, or give a local folder")
 
 
+LOAD_TIME_KEYS = ("is_local", "local_files_only")  # how a tokenizer was loaded, not what it is
+
+
+def save_tokenizer(tokenizer, folder: str | Path) -> None:
+    """`tokenizer.save_pretrained(folder)`, without the load-time keys transformers records in
+    tokenizer_config.json (a published folder says what the tokenizer is, not how the trainer loaded it)."""
+    import json
+
+    tokenizer.save_pretrained(str(folder))
+    path = Path(folder) / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if any(key in config for key in LOAD_TIME_KEYS):
+        kept = {k: v for k, v in config.items() if k not in LOAD_TIME_KEYS}
+        path.write_text(json.dumps(kept, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def load_tokenizer(folder: str | Path):
     """The tokenizer of a backbone or of a published Gemma-Embed folder. Those folders carry the model's Hub custom
     code, which would make transformers ask whether to run it (and wait for an answer in a terminal); the tokenizer
@@ -86,7 +102,7 @@ def gemma3_270m_folder() -> Path:
         str(gguf.parent), gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32
     )
     model.save_pretrained(tmp)
-    AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(tmp)
+    save_tokenizer(AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name), tmp)
     os.replace(tmp, folder)
     return folder
 
@@ -151,7 +167,7 @@ def build_tiny_backbone(folder: str | Path, seed: int = 0, **config_overrides) -
     model = Gemma3TextModel(tiny_text_config(len(tokenizer), **config_overrides))
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    save_tokenizer(tokenizer, tmp)
     if folder.exists():  # another process built it meanwhile
         import shutil
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from gemma_embed import checkpoint, faults
+from gemma_embed.backbones import save_tokenizer
 from gemma_embed.config import ConfigError, TrainConfig, save_config
 from gemma_embed.data.batches import ShuffledBatches
 from gemma_embed.precision import Decision
@@ -70,7 +71,7 @@ def write_published_folder(model, tokenizer, out: Path, cfg: TrainConfig, previo
     tmp = out / ".publish-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    save_tokenizer(tokenizer, tmp)
     save_config(cfg, tmp / "train_config.yaml")
     if previous:
         (tmp / "previous_phases.json").write_text(json.dumps(_lineage(cfg.init_from, previous), indent=2) + "\n")

@@ -30,6 +30,8 @@ def test_the_smoke_config_trains_and_publishes_a_decoder_with_its_card(trained):
     card = (trained / "README.md").read_text()
     assert "The encoder it inverts" in card and config["encoder"]["fingerprint"] in card and "12 steps on 256" in card
     front = yaml.safe_load(card.split("---")[1])  # a vector goes in: no text pipeline, no widget
+    saved = json.loads((trained / "tokenizer_config.json").read_text())  # what the tokenizer is, not how it loaded
+    assert not {"is_local", "local_files_only"} & set(saved) and saved["tokenizer_class"]
     assert front["pipeline_tag"] == "other" and front["inference"] is False
     decoder = AutoModel.from_pretrained(trained, trust_remote_code=True)
     assert type(decoder).__name__ == "GemmaEmbedDecoder" and not decoder.has_lora
