@@ -52,3 +52,15 @@ def test_the_full_scale_configs_read_the_written_sample_and_stop_at_the_gated_ba
     last = run.stderr.strip().splitlines()[-1]
     assert run.returncode != 0 and last.startswith("error: backbone google/gemma-3-1b-pt: gated"), run.stderr[-2000:]
     assert "hf auth login" in last and "Traceback" not in run.stderr
+
+
+def test_the_long_inversion_run_needs_the_demos_encoder_and_says_so(tmp_path):
+    """scripts/long_inversion.sh, from a checkout without a finished demo: one line saying what to run first."""
+    import shutil
+
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(REPO / "scripts/long_inversion.sh", tmp_path / "scripts")
+    run = subprocess.run(["bash", "scripts/long_inversion.sh"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip() == "error: runs/demo/model is missing: run the demo first (bash scripts/demo.sh)"
