@@ -94,13 +94,17 @@ class Inverter:
             raise ValueError(f"these vectors come from another encoder (weights sha256 {fingerprint[:12]}) than the "
                              f"one this decoder inverts ({self.encoder}, {mine[:12]})")
 
-    def invert(self, vectors: torch.Tensor, settings: CorrectorSettings | None = None,
+    def invert(self, vectors: torch.Tensor, rounds: int | None = None, settings: CorrectorSettings | None = None,
                fingerprint: str | None = None) -> list[Correction]:
         """Queries written back from `vectors` (of this inverter's encoder: `check`ed, with `fingerprint` where
-        given), corrected for `settings.rounds` rounds (default: `recipe`): one Correction per vector, `.text` and
-        `.cosine` its result."""
+        given), corrected by `settings` (default: `recipe`) for `rounds` rounds (default: the settings'; 0: the
+        decoder's query alone): one Correction per vector, `.text` and `.cosine` its result."""
+        from dataclasses import replace
+
         self.check(vectors, fingerprint)
-        return self.corrector(settings or self.recipe, progress=False).correct(vectors)
+        settings = settings or self.recipe
+        settings = settings if rounds is None else replace(settings, rounds=rounds)
+        return self.corrector(settings, progress=False).correct(vectors)
 
     def fan_out(self, query: str, document: str, steps: int = 6, mode: str = "rerank",
                 settings: CorrectorSettings | None = None) -> list[tuple[str, float]]:
