@@ -60,12 +60,15 @@ class Inverter:
 
     @property
     def bank_vectors(self):
-        """The bank's vectors, computed once (and cached on disk where a cache folder is known); None without a
-        bank."""
+        """The bank's vectors as a float32 tensor, computed once (and cached on disk where a cache folder is known);
+        None without a bank."""
         if self._bank_vectors is None and self.bank:
+            import numpy as np
+
             from gemma_embed.encoder import cached_vectors
 
-            self._bank_vectors = (cached_vectors(self.encoder, self.bank, self.cache, embed=self.embed)
+            self._bank_vectors = (torch.from_numpy(np.array(cached_vectors(self.encoder, self.bank, self.cache,
+                                                                           embed=self.embed), dtype=np.float32))
                                   if self.cache else self.embed(self.bank))
         return self._bank_vectors
 

@@ -76,10 +76,8 @@ def floor_cosine(vectors: torch.Tensor, seed: int = 0) -> float | None:
     return F.cosine_similarity(vectors[other].float(), vectors.float()).mean().item()
 
 
-def nearest(pool: list[str], pool_vectors, targets: torch.Tensor) -> list[str]:
-    """The query of `pool` closest to each target (`pool_vectors`: a tensor, or an array such as a cached memmap)."""
-    if not isinstance(pool_vectors, torch.Tensor):
-        pool_vectors = torch.from_numpy(np.array(pool_vectors, dtype=np.float32))  # a copy: a memmap is read-only
+def nearest(pool: list[str], pool_vectors: torch.Tensor, targets: torch.Tensor) -> list[str]:
+    """The query of `pool` closest to each target."""
     sims = F.normalize(targets.float(), dim=-1) @ F.normalize(pool_vectors.float(), dim=-1).T
     return [pool[i] for i in sims.argmax(dim=1).tolist()]
 
