@@ -76,7 +76,9 @@ def demo_runs(runs: Path) -> list[str]:
     the references measured beside it, the training time, the processor and the precision."""
     from gemma_embed.eval.metrics import label
 
-    found = {name: json.loads((runs / name / "metrics.json").read_text()) for name in DEMO_RUNS
+    from gemma_embed.eval.metrics import upgrade
+
+    found = {name: upgrade(json.loads((runs / name / "metrics.json").read_text())) for name in DEMO_RUNS
              if (runs / name / "metrics.json").is_file()}
     if len(found) < 2:
         return []
@@ -93,20 +95,22 @@ def demo_runs(runs: Path) -> list[str]:
 
 
 def embedded_default(metrics_path: Path) -> list[str]:
-    m = json.loads(metrics_path.read_text())
+    from gemma_embed.eval.metrics import upgrade
+
+    m = upgrade(json.loads(metrics_path.read_text()))
     stages = m.get("stages", {})
     lines = ["## The embedded default (`bash scripts/demo.sh`)", "",
              f"{m.get('hardware', '')}; {date_of(metrics_path)}; from `runs/demo/metrics.json`.", "",
              "| stage | STS-B dev | STS-B test |", "|---|---|---|"]
     for name, stage in stages.items():
-        lines.append(f"| {name} | {number(stage.get('stsb_dev_spearman'))} | {number(stage.get('stsb_test_spearman'))} |")
+        lines.append(f"| {name} | {number(stage.get('stsb_dev_spearman_cosine'))} | {number(stage.get('stsb_test_spearman_cosine'))} |")
     for name, value in m.get("baselines", {}).items():
         lines.append(f"| {name} (reference) | | {number(value)} |")
     final = stages.get("final", {})
     from gemma_embed.eval.metrics import label
 
     extra = [f"- {label(k)}: {number(v)}" for k, v in final.items()
-             if k not in ("stsb_test_spearman", "stsb_dev_spearman")]
+             if k not in ("stsb_test_spearman_cosine", "stsb_dev_spearman_cosine")]
     if extra:
         lines += ["", "The final model:", ""] + extra + [""]
     if "train_seconds" in m:
@@ -166,11 +170,11 @@ def decoder_runs(runs: Path, recipe: dict) -> list[str]:
 
 def encoder_comparisons(runs: Path) -> list[str]:
     """Every benchmarks/word_weight.py run (runs/**/word_weight*/results.json): one column per model."""
-    from gemma_embed.eval.metrics import label
+    from gemma_embed.eval.metrics import label, upgrade
 
     lines = []
     for path in sorted(runs.rglob("results.json")):
-        results = json.loads(path.read_text())
+        results = upgrade(json.loads(path.read_text()))
         if not results or not all("model" in r for r in results.values()):
             continue
         first = next(iter(results.values()))

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from gemma_embed.data.readers import DataError
 from gemma_embed.data.decoder_queries import DecoderCollator, tokenize_queries
@@ -47,17 +46,44 @@ def read_sts(path: str | Path, max_pairs: int = 0) -> tuple[list[str], list[str]
     return s1, s2, gold
 
 
-def spearman(x: list[float], y: list[float]) -> float:
-    from scipy.stats import spearmanr
+class EvaluatorModel:
+    """An embedder (texts -> unit vectors, gemma_embed.encoder.Embed) as the model sentence-transformers' evaluators
+    encode with, so that their figures are of our embedder's vectors: in its precision, through its cache, at a
+    Matryoshka prefix. `encode_query` and `encode_document` are `encode` (no prompts)."""
 
-    return float(spearmanr(x, y).statistic)
+    similarity_fn_name = "cosine"
+
+    def __init__(self, embed):
+        from types import SimpleNamespace
+
+        self.embed = embed
+        self.model_card_data = SimpleNamespace(set_evaluation_metrics=lambda *args: None)  # no card to fill
+
+    def encode(self, sentences, convert_to_tensor: bool = False, truncate_dim: int | None = None, **_):
+        if truncate_dim is not None:
+            raise ValueError("EvaluatorModel: give the prefix embedder, not truncate_dim")
+        single = isinstance(sentences, str)
+        vectors = self.embed([sentences] if single else list(sentences)).float()
+        vectors = vectors[0] if single else vectors
+        return vectors if convert_to_tensor else vectors.numpy()
+
+    encode_query = encode_document = encode
+
+
+def sts_scores(embed, path: str | Path, name: str, max_pairs: int = 0) -> dict[str, float]:
+    """sentence-transformers' EmbeddingSimilarityEvaluator on an STS file, by cosine: `{name}_spearman_cosine` and
+    `{name}_pearson_cosine`, x 100."""
+    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+
+    s1, s2, gold = read_sts(path, max_pairs)
+    evaluator = EmbeddingSimilarityEvaluator(s1, s2, gold, main_similarity="cosine", similarity_fn_names=["cosine"],
+                                             name=name, write_csv=False)
+    return {k: 100 * float(v) for k, v in evaluator(EvaluatorModel(embed)).items()}
 
 
 def sts_spearman(embed, path: str | Path, max_pairs: int = 0) -> float:
-    """Cosine Spearman x 100 of `embed` (texts -> (n, d) tensor, gemma_embed.encoder.Embed) on an STS file."""
-    s1, s2, gold = read_sts(path, max_pairs)
-    cos = F.cosine_similarity(embed(s1).float(), embed(s2).float()).tolist()
-    return 100 * spearman(cos, gold)
+    """Cosine Spearman x 100 of `embed` on an STS file (sentence-transformers' EmbeddingSimilarityEvaluator)."""
+    return sts_scores(embed, path, "sts", max_pairs)["sts_spearman_cosine"]
 
 
 def conditioning_gap(decoder, tokenizer, texts: list[str], vectors: torch.Tensor, batch_size: int = 32,

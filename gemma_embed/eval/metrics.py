@@ -1,8 +1,12 @@
 """The one table of metric names: what evaluation returns, what metrics.json and train_summary.json hold, and what
 the model card and the plots print, all under these keys and labels.
 
-    METRICS["stsb_test_spearman"].label   -> "STS-B test, Spearman"
-    sts_key("examples/data/sts-dev.csv")  -> "stsb_dev_spearman"
+    METRICS["stsb_test_spearman_cosine"].label   -> "STS-B test, Spearman"
+    sts_key("examples/data/sts-dev.csv")         -> "stsb_dev_spearman_cosine"
+
+STS, retrieval and WikiQA keys are sentence-transformers' evaluators' own names (`{set}_spearman_cosine`,
+`{set}_cosine_ndcg@10`, `{set}_mrr@10`, ...; eval/tasks.py), their values x 100. `upgrade` reads records written
+before the evaluators were used.
 """
 
 from __future__ import annotations
@@ -19,14 +23,22 @@ class Metric:
 
 
 METRICS = {m.key: m for m in [
-    Metric("stsb_dev_spearman", "STS-B dev, Spearman"),
-    Metric("stsb_test_spearman", "STS-B test, Spearman"),
+    Metric("stsb_dev_spearman_cosine", "STS-B dev, Spearman"),
+    Metric("stsb_test_spearman_cosine", "STS-B test, Spearman"),
     Metric("sts_spearman", "STS Spearman on the phase's eval_sts file"),  # the training loop's metrics.jsonl
-    Metric("wikiqa_mrr", "WikiQA test, MRR"),
+    Metric("stsb_dev_pearson_cosine", "STS-B dev, Pearson"),
+    Metric("stsb_test_pearson_cosine", "STS-B test, Pearson"),
+    Metric("wikiqa_mrr@10", "WikiQA test, MRR@10"),
     Metric("wikiqa_map", "WikiQA test, MAP"),
-    Metric("ndcg@10", "retrieval, nDCG@10"),
-    Metric("mrr@10", "retrieval, MRR@10"),
-    Metric("recall@100", "retrieval, recall@100"),
+    Metric("wikiqa_ndcg@10", "WikiQA test, nDCG@10"),
+    Metric("retrieval_cosine_ndcg@10", "retrieval, nDCG@10"),
+    Metric("retrieval_cosine_mrr@10", "retrieval, MRR@10"),
+    Metric("retrieval_cosine_recall@100", "retrieval, recall@100"),
+    Metric("retrieval_cosine_precision@100", "retrieval, precision@100"),
+    Metric("retrieval_cosine_accuracy@10", "retrieval, accuracy@10"),
+    Metric("retrieval_cosine_map@100", "retrieval, MAP@100"),
+    # records written before sentence-transformers' evaluators (our own code: MRR over every candidate)
+    Metric("wikiqa_mrr", "WikiQA test, MRR (every candidate; older runs)"),
     Metric("alignment", "alignment (lower is better)", higher_is_better=False),
     Metric("uniformity", "uniformity (lower is better)", higher_is_better=False),
     Metric("probe_precision", "invertibility probe, word precision"),
@@ -50,14 +62,37 @@ METRICS = {m.key: m for m in [
     Metric("encodes_per_query", "correction, texts embedded per query"),
 ]}
 
-# STS files known by name; any other STS file is reported as sts_<file stem>_spearman
-STS_FILES = {"sts-dev": "stsb_dev_spearman", "sts-test": "stsb_test_spearman"}
+# STS files known by name; any other STS file is evaluated as sts_<file stem>
+STS_FILES = {"sts-dev": "stsb_dev", "sts-test": "stsb_test"}
+
+
+def sts_name(path: str | Path) -> str:
+    """The evaluator's name for an STS file: the prefix of its metrics."""
+    stem = Path(path).stem
+    return STS_FILES.get(stem, f"sts_{stem.replace('-', '_')}")
 
 
 def sts_key(path: str | Path) -> str:
-    """The metric name of Spearman on an STS file."""
-    stem = Path(path).stem
-    return STS_FILES.get(stem, f"sts_{stem.replace('-', '_')}_spearman")
+    """The metric name of cosine Spearman on an STS file."""
+    return f"{sts_name(path)}_spearman_cosine"
+
+
+def upgrade(record):
+    """A metrics record (dicts and lists, as json.load gives them) with the keys older runs wrote renamed to the
+    evaluators' names where the figure is the same: an STS file's `..._spearman` (cosine Spearman x 100, as
+    EmbeddingSimilarityEvaluator computes it) is `..._spearman_cosine`, also at a prefix (`@d`)."""
+    if isinstance(record, list):
+        return [upgrade(r) for r in record]
+    if not isinstance(record, dict):
+        return record
+    out = {}
+    for key, value in record.items():
+        base, at, dims = key.partition("@")
+        if base.endswith("_spearman") and base.startswith(("stsb_", "raw_stsb_", "start_stsb_", "sts_")) \
+                and base != "sts_spearman":
+            key = f"{base}_cosine{at}{dims}"
+        out[key] = upgrade(value)
+    return out
 
 
 def label(key: str) -> str:

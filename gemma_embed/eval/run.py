@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from gemma_embed.encoder import cached_vectors, load_embedder, prefix_embedder
-from gemma_embed.eval.metrics import label, sts_key
+from gemma_embed.eval.metrics import label, sts_name
 from gemma_embed.eval.probe import probe_texts, token_probe
 from gemma_embed.eval.tasks import geometry, retrieval, wikiqa
-from gemma_embed.scores import sts_spearman
+from gemma_embed.scores import sts_scores
 from gemma_embed.precision import resolve
 from gemma_embed.recipes import correction_recipe
 
@@ -33,8 +33,9 @@ SAMPLE = Path("examples/data")  # the bundled sample, relative to a checkout's r
 
 @dataclass
 class Tasks:
-    """What evaluate_model runs, each result keyed by eval/metrics.py's names: the STS files' (`sts_key`),
-    `wikiqa_mrr`/`wikiqa_map` (a WikiQA split folder), the retrieval metrics (queries, corpus and qrels files),
+    """What evaluate_model runs, each result keyed by eval/metrics.py's names: sentence-transformers' evaluators'
+    on the STS files (`stsb_test_spearman_cosine`, ...), a WikiQA split folder (`wikiqa_map`, `wikiqa_mrr@10`, ...)
+    and the retrieval files (queries, corpus and qrels: `retrieval_cosine_ndcg@10`, ...),
     `alignment`/`uniformity` (positive pairs from `geometry_sts`), the probe's (texts from the bundled `sample`
     folder) and, with `invert` (named held-out query sets) and `invert_bank` (queries to start from), the bank
     inversion of eval/inversion.py over `invert_rounds` rounds."""
@@ -77,9 +78,9 @@ def _evaluate(embed, tasks: Tasks, bank_vectors) -> dict:
 
     results: dict = {}
     for path in tasks.sts:
-        results[sts_key(path)] = sts_spearman(embed, path)
+        results.update(sts_scores(embed, path, sts_name(path)))
     if tasks.wikiqa:
-        results.update({f"wikiqa_{k}": v for k, v in wikiqa(embed, tasks.wikiqa).items()})
+        results.update(wikiqa(embed, tasks.wikiqa))
     if tasks.retrieval:
         results.update(retrieval(embed, *(Path(p) for p in tasks.retrieval)))
     if tasks.geometry_sts:

@@ -1,14 +1,17 @@
 """The evaluation tasks, each a function of an embedder (texts -> (n, d) tensor) and its data:
 
-  STS         sentence pairs with gold scores -> cosine Spearman x 100 (STS Benchmark layout, or s1<TAB>s2<TAB>score)
-  retrieval   queries, corpus and relevance judgements -> nDCG@10, MRR@10, recall@100
-  wikiqa      each question with its candidate sentences (WikiQA layout) -> MRR and MAP
+  STS         sentence pairs with gold scores -> cosine Spearman and Pearson (gemma_embed/scores.py)
+  retrieval   queries, corpus and relevance judgements -> nDCG@10, MRR@10, recall@100, MAP@100, ...
+  wikiqa      each question with its candidate sentences (WikiQA layout) -> MAP, MRR@10, nDCG@10
   geometry    alignment on positive pairs and uniformity on random texts (Wang and Isola, 2020)
+
+STS, retrieval and WikiQA are sentence-transformers' own evaluators (EmbeddingSimilarityEvaluator,
+InformationRetrievalEvaluator, RerankingEvaluator) run on the embedder, their figures x 100 under their own metric
+names, so that they compare with any model's; only the geometry is ours.
 """
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -17,35 +20,10 @@ import torch.nn.functional as F
 
 from gemma_embed.data.readers import DataError
 from gemma_embed.encoder import Embed
-from gemma_embed.scores import read_sts
+from gemma_embed.scores import EvaluatorModel, read_sts
 
 
 # ------------------------------------------------------------------------------------------------------ retrieval
-def ranking_metrics(scores: torch.Tensor, relevant: list[dict[int, float]], k: int = 10, recall_k: int = 100) -> dict:
-    """scores: (queries, candidates). relevant[i]: {candidate index: graded relevance > 0}.
-    Returns nDCG@k, MRR@k, recall@recall_k and MAP (over the full ranking), each averaged over queries."""
-    order = scores.argsort(dim=1, descending=True).tolist()
-    ndcg = mrr = recall = ap = 0.0
-    for ranked, rel in zip(order, relevant):
-        gains = [rel.get(c, 0.0) for c in ranked]
-        dcg = sum((2**g - 1) / math.log2(r + 2) for r, g in enumerate(gains[:k]))
-        ideal = sorted(rel.values(), reverse=True)[:k]
-        idcg = sum((2**g - 1) / math.log2(r + 2) for r, g in enumerate(ideal))
-        ndcg += dcg / idcg if idcg else 0.0
-        first = next((r for r, g in enumerate(gains) if g > 0), None)
-        mrr += 1.0 / (first + 1) if first is not None and first < k else 0.0
-        recall += sum(1 for g in gains[:recall_k] if g > 0) / max(1, len(rel))
-        hits, precisions = 0, []
-        for r, g in enumerate(gains):
-            if g > 0:
-                hits += 1
-                precisions.append(hits / (r + 1))
-        ap += sum(precisions) / max(1, len(rel))
-    n = len(relevant)
-    return {f"ndcg@{k}": 100 * ndcg / n, f"mrr@{k}": 100 * mrr / n, f"recall@{recall_k}": 100 * recall / n,
-            "map": 100 * ap / n}
-
-
 def _read_tsv_texts(path: Path) -> dict[str, str]:
     out = {}
     with path.open(encoding="utf-8") as f:
@@ -78,16 +56,18 @@ def read_qrels(path: Path) -> dict[str, dict[str, float]]:
     return qrels
 
 
-def retrieval(embed: Embed, queries: Path, corpus: Path, qrels: Path) -> dict:
-    q, d, rels = _read_tsv_texts(queries), _read_tsv_texts(corpus), read_qrels(qrels)
-    qids = [i for i in q if i in rels]
-    dids = list(d)
-    index = {did: i for i, did in enumerate(dids)}
-    scores = embed([q[i] for i in qids]).float() @ embed([d[i] for i in dids]).float().T
-    relevant = [{index[did]: rel for did, rel in rels[qid].items() if did in index} for qid in qids]
-    out = ranking_metrics(scores, relevant)
-    out.pop("map")
-    return out
+def retrieval(embed: Embed, queries: Path, corpus: Path, qrels: Path, name: str = "retrieval") -> dict:
+    """InformationRetrievalEvaluator by cosine over the whole corpus (relevance > 0 counts as relevant: its nDCG is
+    binary): `{name}_cosine_ndcg@10`, `_mrr@10`, `_recall@100`, `_precision@100`, `_accuracy@10`, `_map@100`."""
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.util import cos_sim
+
+    rels = read_qrels(qrels)
+    evaluator = InformationRetrievalEvaluator(
+        _read_tsv_texts(queries), _read_tsv_texts(corpus), {qid: set(docs) for qid, docs in rels.items()},
+        mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[10], precision_recall_at_k=[100], map_at_k=[100],
+        score_functions={"cosine": cos_sim}, main_score_function="cosine", name=name, write_csv=False)
+    return {k: 100 * float(v) for k, v in evaluator(EvaluatorModel(embed)).items()}
 
 
 def read_wikiqa(folder: str | Path) -> list[tuple[str, list[str], list[int]]]:
@@ -108,17 +88,16 @@ def read_wikiqa(folder: str | Path) -> list[tuple[str, list[str], list[int]]]:
     return [g for g in groups.values() if any(g[2])]
 
 
-def wikiqa(embed: Embed, folder: str | Path) -> dict:
-    questions = read_wikiqa(folder)
-    q_emb = embed([q for q, _, _ in questions]).float()
-    a_emb = embed([a for _, answers, _ in questions for a in answers]).float().split([len(g[1]) for g in questions])
-    mrr = ap = 0.0
-    for (_, answers, labels), q, a in zip(questions, q_emb, a_emb):
-        scores = a @ q
-        m = ranking_metrics(scores[None], [{i: 1.0 for i, l in enumerate(labels) if l}], k=len(answers))
-        mrr += m[f"mrr@{len(answers)}"]
-        ap += m["map"]
-    return {"mrr": mrr / len(questions), "map": ap / len(questions)}
+def wikiqa(embed: Embed, folder: str | Path, name: str = "wikiqa") -> dict:
+    """RerankingEvaluator by cosine, each question's candidates re-ranked: `{name}_map`, `{name}_mrr@10`,
+    `{name}_ndcg@10` (questions whose candidates are all correct are skipped, as the evaluator does)."""
+    from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
+
+    samples = [{"query": question, "positive": [a for a, ok in zip(answers, labels) if ok],
+                "negative": [a for a, ok in zip(answers, labels) if not ok]}
+               for question, answers, labels in read_wikiqa(folder)]
+    evaluator = RerankingEvaluator(samples, at_k=10, name=name, write_csv=False)
+    return {k: 100 * float(v) for k, v in evaluator(EvaluatorModel(embed)).items()}
 
 
 # ------------------------------------------------------------------------------------------------------- geometry

@@ -23,7 +23,7 @@ from string import Template
 
 import yaml
 
-from gemma_embed.eval.metrics import label, sts_key
+from gemma_embed.eval.metrics import label, sts_key, upgrade
 
 TEMPLATE = Path(__file__).with_name("card_template.md")
 BASE_MODELS = {"gemma3-270m": "google/gemma-3-270m"}
@@ -41,7 +41,7 @@ def base_line(backbone: str | None) -> str:
 HYPER = ("data", "sources", "batch_by_source", "batch_by_length", "table", "column", "max_rows", "max_length",
          "batch_size", "grad_accum_steps", "lr", "head_lr", "warmup_steps", "max_steps", "epochs", "temperature",
          "symmetric", "matryoshka_dims", "matryoshka_weights", "mixed_precision", "eval_max_pairs", "eval_every", "seed")
-EVAL_ROWS = ("stsb_test_spearman", "stsb_dev_spearman", "wikiqa_mrr", "wikiqa_map", "alignment", "uniformity",
+EVAL_ROWS = ("stsb_test_spearman_cosine", "stsb_dev_spearman_cosine", "wikiqa_mrr@10", "wikiqa_map", "alignment", "uniformity",
              "probe_f1")  # metrics.json keys, in the card's order
 DEMO_PROVENANCE = ("All numbers were measured by the run that produced these weights (`{command}`) and are read from "
                    "its `metrics.json`. Spearman correlations are x 100. Only STS-B dev is evaluated during training; "
@@ -146,7 +146,7 @@ def render(model: Path, phases: list[tuple[dict, dict]], metrics: dict, card: Ca
 
     results = [EvalResult(task_type="STS", dataset_type="sentence-transformers/stsb", dataset_name="STS Benchmark",
                           dataset_split=split, metric_type="spearman_cosine", metric_value=round(metrics[key], 2))
-               for split, key in (("test", "stsb_test_spearman"), ("validation", "stsb_dev_spearman"))
+               for split, key in (("test", "stsb_test_spearman_cosine"), ("validation", "stsb_dev_spearman_cosine"))
                if metrics.get(key) is not None]
     front = ModelCardData(
         library_name="sentence-transformers", pipeline_tag="sentence-similarity", base_model=base, license="gemma",
@@ -175,7 +175,7 @@ def _dimensions(dim: int, configs: list[dict], metrics: dict) -> str:
     them), the STS-B test score at each where measured, and how to load them."""
     trained = next((c["matryoshka_dims"] for c in reversed(configs) if c.get("matryoshka_dims")), "")
     scores = {k.split("@")[1]: v for k, v in metrics.get("stages", {}).get("final", {}).items()
-              if k.startswith("stsb_test_spearman@")}
+              if k.startswith("stsb_test_spearman_cosine@")}
     measured = "; STS-B test " + ", ".join(f"{v:.2f} at {d}" for d, v in scores.items()) if scores else ""
     if trained:
         return (f"- Shorter embeddings: the first {trained.replace(',', ', ')} dimensions were trained as embeddings "
@@ -390,7 +390,7 @@ def main(argv=None) -> None:
     ap.add_argument("--source", action="append", default=[])
     ap.add_argument("--limitation", action="append", default=[])
     args = ap.parse_args(argv)
-    metrics = json.loads(Path(args.metrics).read_text(encoding="utf-8"))
+    metrics = upgrade(json.loads(Path(args.metrics).read_text(encoding="utf-8")))
     print(write_card(args.model, args.phases, metrics, args.repo_id, args.command, args.dataset, args.source,
                      args.limitation))
 

@@ -18,7 +18,7 @@ def _pyplot():
     return plt
 
 
-def plot_run(out: Path, phases: list[Path], metric: str = "stsb_dev_spearman") -> list[Path]:
+def plot_run(out: Path, phases: list[Path], metric: str = "stsb_dev_spearman_cosine") -> list[Path]:
     """Write out/loss_per_phase.png and out/stsb_dev_across_run.png (the score against minutes of training, the
     phases in sequence: the trade-off between time and quality); `metric` names what the phases' `eval_sts`
     measured (its label goes on the axis)."""

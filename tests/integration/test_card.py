@@ -16,9 +16,9 @@ def test_card_from_the_smoke_chain(chain, tmp_path):
     model = tmp_path / "model"  # a copy: the phase folder keeps the card its phase wrote
     shutil.copytree(outs[3], model, ignore=shutil.ignore_patterns("checkpoints", "logs"))
     metrics = {
-        "stsb_test_spearman": 71.234, "stsb_dev_spearman": 74.5678, "train_seconds": 123.0,
-        "stages": {"raw": {"stsb_dev_spearman": 50.5}, "phase1": {"stsb_dev_spearman": 60.25},
-                   "final": {"stsb_test_spearman": 71.234, "stsb_dev_spearman": 74.5678, "uniformity": -3.5}},
+        "stsb_test_spearman_cosine": 71.234, "stsb_dev_spearman_cosine": 74.5678, "train_seconds": 123.0,
+        "stages": {"raw": {"stsb_dev_spearman_cosine": 50.5}, "phase1": {"stsb_dev_spearman_cosine": 60.25},
+                   "final": {"stsb_test_spearman_cosine": 71.234, "stsb_dev_spearman_cosine": 74.5678, "uniformity": -3.5}},
         "baselines": {"all-MiniLM-L6-v2, STS-B test": 82.03},
         "notes": ["a note from the run"],
     }

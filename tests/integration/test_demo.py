@@ -55,11 +55,11 @@ def test_demo_writes_metrics_card_and_plots(chain, tmp_path, monkeypatch, capsys
     score = sts_spearman(embed, REPO / "examples/data/sts-test.csv")
     # float32: batches of other lengths move the tiny model's near-equal similarities by ~1e-7, which can swap a
     # near tie among the 1,379 pairs (0.001 of Spearman x 100)
-    assert score == pytest.approx(saved["stsb_test_spearman"], abs=0.5 if decision.precision == "bf16" else 0.01)
-    assert -100 <= saved["raw_stsb_test_spearman"] <= 100 and saved["raw_stsb_test_spearman"] != score
+    assert score == pytest.approx(saved["stsb_test_spearman_cosine"], abs=0.5 if decision.precision == "bf16" else 0.01)
+    assert -100 <= saved["raw_stsb_test_spearman_cosine"] <= 100 and saved["raw_stsb_test_spearman_cosine"] != score
     assert saved["baselines"]["all-MiniLM-L6-v2, STS-B test, Spearman"] > 75  # the real MiniLM, by the same code
     final = saved["stages"]["final"]
-    assert {"alignment", "uniformity", "stsb_test_spearman@128", "stsb_test_spearman@64"} <= set(final)
+    assert {"alignment", "uniformity", "stsb_test_spearman_cosine@128", "stsb_test_spearman_cosine@64"} <= set(final)
     # the decoder-free inversion of the held-out queries, for the model and for MiniLM alike
     key = "invert_heldout_queries.tsv_roundtrip_cosine_corrected"  # the correction never lowers the cosine
     assert final[key] >= final[key.replace("corrected", "nearest")] - 1e-3  # (bf16: batches differ)
@@ -68,8 +68,8 @@ def test_demo_writes_metrics_card_and_plots(chain, tmp_path, monkeypatch, capsys
     card = (out / "model/README.md").read_text()
     front = yaml.safe_load(card.split("---")[1])
     values = [r["metrics"][0]["value"] for r in front["model-index"][0]["results"]]
-    assert values == [round(saved["stsb_test_spearman"], 2)]  # dev is a subset during training: not in the index
-    assert saved["stages"]["final"]["stsb_dev_spearman"] == saved["phase3_stsb_dev"]
+    assert values == [round(saved["stsb_test_spearman_cosine"], 2)]  # dev is a subset during training: not in the index
+    assert saved["stages"]["final"]["stsb_dev_spearman_cosine"] == saved["phase3_stsb_dev"]
     for png in ("loss_per_phase.png", "stsb_dev_across_run.png", "fan_out.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert not (out / "model/checkpoints").exists()

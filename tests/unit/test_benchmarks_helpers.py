@@ -46,8 +46,8 @@ def test_the_results_page_is_generated_from_the_runs_records(tmp_path):
         "sets": {"heldout_queries.tsv": {"floor_cosine": 0.25, "modes": modes, "conditioning": {"gap": 3.5}}}}}))
     (runs / "demo").mkdir()
     (runs / "demo/metrics.json").write_text(json.dumps({
-        "hardware": "Some CPU, 2 cores, float32", "stages": {"raw": {"stsb_test_spearman": 37.8},
-                                                           "final": {"stsb_test_spearman": 78.29}},
+        "hardware": "Some CPU, 2 cores, float32", "stages": {"raw": {"stsb_test_spearman_cosine": 37.8},
+                                                           "final": {"stsb_test_spearman_cosine": 78.29}},
         "baselines": {"all-MiniLM-L6-v2, STS-B test": 82.04}}))
     text = report.render(runs)
     row = next(line for line in text.splitlines() if line.startswith("| recipes/wide "))
@@ -66,10 +66,10 @@ def test_the_results_page_carries_each_encoder_comparison_column_by_column(tmp_p
     runs = tmp_path / "runs"
     (runs / "word_weight").mkdir(parents=True)
     (runs / "word_weight/results.json").write_text(json.dumps({
-        "minilm": {"model": "minilm", "stsb_test_spearman": 82.03, "probe_f1": 39.3,
+        "minilm": {"model": "minilm", "stsb_test_spearman_cosine": 82.03, "probe_f1": 39.3,
                    "invert_h.tsv_token_f1_corrected": 56.25, "invert_h.tsv_bleu_corrected": 9.0,
                    "precision": "float32", "cpu": "Some CPU"},
-        "w0.1": {"model": "runs/x", "stsb_test_spearman": 78.11, "probe_f1": 45.0,
+        "w0.1": {"model": "runs/x", "stsb_test_spearman_cosine": 78.11, "probe_f1": 45.0,
                  "invert_h.tsv_token_f1_corrected": 58.5, "invert_h.tsv_bleu_corrected": 10.0,
                  "precision": "float32", "cpu": "Some CPU"}}))
     text = report.render(runs)
@@ -86,8 +86,8 @@ def test_the_results_page_sets_the_demo_runs_side_by_side(tmp_path):
 
     report = load_script("report", "benchmarks")
     runs = tmp_path / "runs"
-    for name, final in (("demo_w0", {"stsb_test_spearman": 78.26}),
-                        ("long", {"stsb_test_spearman": 80.5, "stsb_test_spearman@64": 79.25})):
+    for name, final in (("demo_w0", {"stsb_test_spearman_cosine": 78.26}),
+                        ("long", {"stsb_test_spearman_cosine": 80.5, "stsb_test_spearman_cosine@64": 79.25})):
         (runs / name).mkdir(parents=True)
         (runs / name / "metrics.json").write_text(json.dumps({
             "hardware": f"CPU {name}, bf16 autocast", "train_seconds": 785.4, "stages": {"final": final},

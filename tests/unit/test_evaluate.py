@@ -7,7 +7,7 @@ import torch
 
 from gemma_embed.encoder import memoize
 from gemma_embed.eval.probe import token_probe, word_sets
-from gemma_embed.eval.tasks import alignment, ranking_metrics, read_qrels, retrieval, uniformity, wikiqa
+from gemma_embed.eval.tasks import alignment, read_qrels, retrieval, uniformity, wikiqa
 from gemma_embed.scores import sts_spearman
 
 
@@ -46,18 +46,6 @@ def test_memoize_encodes_each_text_once_and_keeps_order():
     assert calls[-1] == ["c"]
 
 
-def test_ranking_metrics_by_hand():
-    perfect = ranking_metrics(torch.tensor([[0.9, 0.1, 0.0]]), [{0: 1.0}], k=10, recall_k=2)
-    assert perfect == {"ndcg@10": 100.0, "mrr@10": 100.0, "recall@2": 100.0, "map": 100.0}
-    second = ranking_metrics(torch.tensor([[0.1, 0.9, 0.0]]), [{0: 1.0}], k=10, recall_k=1)
-    assert second["mrr@10"] == pytest.approx(50.0)
-    assert second["ndcg@10"] == pytest.approx(100 / math.log2(3))
-    assert second["recall@1"] == 0.0 and second["map"] == pytest.approx(50.0)
-    # two relevant at ranks 1 and 3: AP = (1/1 + 2/3) / 2
-    two = ranking_metrics(torch.tensor([[3.0, 2.0, 1.0]]), [{0: 1.0, 2: 1.0}])
-    assert two["map"] == pytest.approx(100 * (1 + 2 / 3) / 2)
-
-
 def test_retrieval_files(tmp_path):
     (tmp_path / "q.tsv").write_text("q1\tcats\nq2\tdogs\nq3\tunjudged\n", encoding="utf-8")
     (tmp_path / "c.tsv").write_text("d1\tcats\nd2\tdogs\nd3\tfish\n", encoding="utf-8")
@@ -66,17 +54,23 @@ def test_retrieval_files(tmp_path):
     vectors = {"cats": [1.0, 0.0, 0.0], "dogs": [0.0, 1.0, 0.0], "fish": [0.0, 0.0, 1.0], "unjudged": [1, 1, 1]}
     embed = lambda texts: torch.tensor([vectors[t] for t in texts], dtype=torch.float)  # noqa: E731
     out = retrieval(embed, tmp_path / "q.tsv", tmp_path / "c.tsv", tmp_path / "qrels.txt")
-    assert out == {"ndcg@10": 100.0, "mrr@10": 100.0, "recall@100": 100.0}
+    assert {k: out[f"retrieval_cosine_{k}"] for k in ("ndcg@10", "mrr@10", "recall@100", "map@100")} == {
+        "ndcg@10": 100.0, "mrr@10": 100.0, "recall@100": 100.0, "map@100": 100.0}
+    (tmp_path / "q2.tsv").write_text("q1\tkitten\nq2\tpuppy\n", encoding="utf-8")  # each finds the other's first
+    vectors |= {"kitten": [0.1, 1.0, 0.0], "puppy": [1.0, 0.1, 0.0]}
+    out = retrieval(embed, tmp_path / "q2.tsv", tmp_path / "c.tsv", tmp_path / "qrels.txt", name="r")
+    assert out["r_cosine_mrr@10"] == pytest.approx(50.0) and out["r_cosine_recall@100"] == 100.0
 
 
-def test_wikiqa_mrr_and_map(tmp_path):
+def test_wikiqa_map_and_mrr(tmp_path):
     for name, lines in {"a.toks": ["q one"] * 3 + ["q two"] * 2, "b.toks": ["x", "right", "y", "right", "z"],
                         "id.txt": ["1", "1", "1", "2", "2"], "sim.txt": ["0", "1", "0", "1", "0"]}.items():
         (tmp_path / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     good = lambda texts: torch.tensor([[1.0, 0.0] if t in ("right", "q one", "q two") else [0.0, 1.0] for t in texts])  # noqa: E731
-    assert wikiqa(good, tmp_path) == {"mrr": 100.0, "map": 100.0}
+    assert {k: v for k, v in wikiqa(good, tmp_path).items()} == {"wikiqa_map": 100.0, "wikiqa_mrr@10": 100.0,
+                                                                 "wikiqa_ndcg@10": 100.0}
     bad = lambda texts: torch.tensor([[0.0, 1.0] if t == "right" else [1.0, 0.0] for t in texts])  # noqa: E731
-    assert wikiqa(bad, tmp_path)["mrr"] == pytest.approx(100 * (1 / 3 + 1 / 2) / 2)
+    assert wikiqa(bad, tmp_path)["wikiqa_mrr@10"] == pytest.approx(100 * (1 / 3 + 1 / 2) / 2)
 
 
 def test_alignment_and_uniformity_by_hand():

@@ -141,5 +141,5 @@ def test_a_shorter_embedding_is_the_renormalised_prefix_at_any_truncate_dim(publ
         torch.testing.assert_close(short.norm(dim=-1), torch.ones(3), rtol=0, atol=1e-6)
     sts = Path(__file__).resolve().parents[2] / "examples/data/sts-dev.csv"
     results = evaluate_model(str(published), Tasks((str(sts),)), precision="no", dims=(128, 64))
-    assert {"stsb_dev_spearman", "stsb_dev_spearman@128", "stsb_dev_spearman@64"} <= set(results)
-    assert len({results["stsb_dev_spearman"], results["stsb_dev_spearman@128"], results["stsb_dev_spearman@64"]}) == 3
+    assert {"stsb_dev_spearman_cosine", "stsb_dev_spearman_cosine@128", "stsb_dev_spearman_cosine@64"} <= set(results)
+    assert len({results["stsb_dev_spearman_cosine"], results["stsb_dev_spearman_cosine@128"], results["stsb_dev_spearman_cosine@64"]}) == 3

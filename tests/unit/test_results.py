@@ -13,12 +13,12 @@ def _summary(before, after, seconds):
 def test_metrics_and_table_carry_every_stage_and_the_reference_beside_the_model():
     precision = SimpleNamespace(cpu="AMD EPYC", name="bf16 autocast", to_dict=lambda: {"precision": "bf16"},
                                 line=lambda: "bf16 autocast (native)")
-    final = {"stsb_test_spearman": 78.3, "stsb_test_spearman@128": 77.9, "invert_h.tsv_token_f1_corrected": 55.0}
-    reference = {"stsb_test_spearman": 82.0, "invert_h.tsv_token_f1_corrected": 56.3, "probe_f1": 39.3}
+    final = {"stsb_test_spearman_cosine": 78.3, "stsb_test_spearman_cosine@128": 77.9, "invert_h.tsv_token_f1_corrected": 55.0}
+    reference = {"stsb_test_spearman_cosine": 82.0, "invert_h.tsv_token_f1_corrected": 56.3, "probe_f1": 39.3}
     metrics = encoder_metrics([_summary(71.9, 71.8, 20), _summary(71.8, 85.5, 700), _summary(85.5, 85.6, 60)],
-                              final, {"stsb_test_spearman": 37.8}, reference, precision, 300)
-    assert metrics["train_seconds"] == 780 and metrics["stsb_test_spearman"] == 78.3
-    assert metrics["stages"]["final"]["stsb_dev_spearman"] == 85.6 and metrics["phase2_stsb_dev"] == 85.5
+                              final, {"stsb_test_spearman_cosine": 37.8}, reference, precision, 300)
+    assert metrics["train_seconds"] == 780 and metrics["stsb_test_spearman_cosine"] == 78.3
+    assert metrics["stages"]["final"]["stsb_dev_spearman_cosine"] == 85.6 and metrics["phase2_stsb_dev"] == 85.5
     # the reference's metrics that the model also has, labelled; its others left out
     assert metrics["baselines"] == {"all-MiniLM-L6-v2, STS-B test, Spearman": 82.0,
                                     "all-MiniLM-L6-v2, inversion, h.tsv, after correction: token F1": 56.3}
