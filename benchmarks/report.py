@@ -3,9 +3,12 @@
 benchmarks/word_weight.py (runs/**/results.json), and every query decoder measured by
 benchmarks/decoder_compare.py (runs/**/compare.json), with the CPU model, the precision and the date beside each.
 
-    python benchmarks/report.py                      # writes docs/results.md (and model_card.md) from runs/
-    python benchmarks/report.py --runs runs --out -  # prints it
-    python benchmarks/report.py --out '' --card ''   # docs/reformulations.md and docs/inversion.md alone
+    python benchmarks/report.py --collect runs   # copy runs/' records into docs/records, then write every page
+    python benchmarks/report.py                  # every page again from docs/records (what a clean clone has)
+    python benchmarks/report.py --out -          # print the results page
+
+Every page is generated from docs/records/ (benchmarks/records.py): docs/results.md, docs/inversion.md,
+docs/reformulations.md and the README's blocks between `<!-- report.py: NAME -->` and `<!-- /report.py -->`.
 
 A decoder's row names what its training changed against the embedded default's decoder recipe
 (train/configs/demo/decoder.yaml), read from the train_config.yaml it was trained with.
@@ -14,19 +17,20 @@ A decoder's row names what its training changed against the embedded default's d
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
+import re
+import sys
 from pathlib import Path
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from records import DEMO_RUNS, RECORDS, collect, date_of, decoder_folder  # noqa: E402
+
 RECIPE = REPO / "train/configs/demo/decoder.yaml"
 PATHS = {"output_dir", "data", "heldout", "encoder", "init_from", "vectors", "store", "phase"}  # not recipe changes
-
-
-def date_of(path: Path) -> str:
-    return datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d")
 
 
 def number(value, digits: int = 2) -> str:
@@ -45,14 +49,6 @@ def recipe_change(config: dict, recipe: dict) -> str:
         elif recipe.get(key) != value:
             changes.append(f"{key}: {value}")
     return ", ".join(changes) or "the recipe"
-
-
-# train/demo.py's runs compared side by side: folder under runs/ -> what it is
-DEMO_RUNS = {
-    "demo_w0": "the embedded default without the two terms (no matryoshka_dims, word_loss_weight 0)",
-    "demo": "the embedded default (`bash scripts/demo.sh`)",
-    "long": "the long CPU recipe (`python train/demo.py --configs train/configs/long --out runs/long`)",
-}
 
 
 def decoder_summary(metrics: dict) -> dict:
@@ -146,8 +142,7 @@ def decoder_runs(runs: Path, recipe: dict) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(runs.rglob("compare.json")):
         for spec, report in json.loads(path.read_text()).items():
-            folder = Path(report.get("decoder", ""))
-            folder = folder if folder.is_absolute() else REPO / folder
+            folder = decoder_folder(runs, report.get("decoder", ""))
             config_path = folder / "train_config.yaml"
             config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
             summary_path = folder / "train_summary.json"
@@ -314,39 +309,168 @@ def inversion_runs(runs: Path) -> str:
     return "\n".join(parts)
 
 
-def main(argv=None) -> str:
+# ---------------------------------------------------------------------------------------------------- the README
+README = REPO / "README.md"
+BLOCK = re.compile(r"(<!-- report\.py: (\w+) -->\n)(.*?)(<!-- /report\.py -->)", re.S)
+TREC = "trec"  # the keyword-query set's name holds this
+README_INVERSION = {  # runs/inversion records shown in the README, where present: record -> what it is
+    "training_free": "demo's decoder, training-free corrector",
+    "trained_beam": "demo's decoder, trained corrector",
+    "long/training_free": "longer decoder run, training-free corrector",
+    "long/trained_beam": "longer decoder run, its trained corrector",
+}
+
+
+def _set(sets: dict, keyword: bool) -> tuple[str, dict] | tuple[None, None]:
+    """The bundled held-out set (keyword=False) or the TREC keyword set of a report's sets."""
+    return next(((n, r) for n, r in sets.items() if (TREC in n) == keyword), (None, None))
+
+
+def encoder_block(runs: Path, m: dict) -> list[str]:
+    final, raw = m["stages"]["final"], m["stages"]["raw"]
+    reference = m["baselines"].get("all-MiniLM-L6-v2, STS-B test, Spearman")
+    test = "stsb_test_spearman_cosine"
+    return [f"The embedded default: one run of `bash scripts/demo.sh` ({m['hardware']}; "
+            f"{date_of(runs / 'demo/metrics.json')}), encoder training {m['train_seconds'] / 60:.0f} minutes, the query "
+            f"decoder's training {m['decoder']['train_seconds'] / 60:.0f}.", "",
+            "| model | STS-B test (Spearman) | at 128 dims | at 64 dims |", "|---|---|---|---|",
+            f"| raw Gemma 3 270M, mean-pooled | {number(raw[test])} | | |",
+            f"| **Gemma-Embed, embedded default** | **{number(final[test])}** | {number(final.get(test + '@128'))} | "
+            f"{number(final.get(test + '@64'))} |",
+            f"| all-MiniLM-L6-v2 (reference) | {number(reference)} | | |"]
+
+
+def decoder_block(m: dict) -> list[str]:
+    decoder = m["decoder"]
+    name, s = _set(decoder["sets"], keyword=False)
+    c = s["correction"]
+    last = max(c["rounds"], key=int)
+    rows = [("greedy", s["modes"]["greedy"]),
+            ("re-ranked (8 samples and greedy, by the encoder)", s["modes"]["re-ranked (8 sampled + greedy)"]),
+            ("nearest query of the training pool (a lookup)", s["modes"]["nearest existing query (training pool)"]),
+            (f"corrected, {last} rounds", c["rounds"][last])]
+    lines = [f"Its query decoder (`train/configs/demo/decoder.yaml`: {decoder['budget']['max_steps']} steps) on the "
+             f"encoder's vectors, {decoder['budget']['heldout']} held-out queries no training run saw ({name}), "
+             f"{last} rounds of correction by the encoder ({c['seconds_per_query']:.2f} s a query, {c['cpu']}, "
+             f"{c['precision']}):", "",
+             "| decoding | exact match | token F1 | round-trip cosine |", "|---|---|---|---|"]
+    lines += [f"| {label} | {number(r['exact_match'], 1)} | {number(r['token_f1'], 1)} | "
+              f"{number(r['roundtrip_cosine'], 3)} |" for label, r in rows]
+    lines += ["", f"The conditioning gap (how much the decoder uses its vector) is {s['conditioning']['gap']:.2f} nats "
+                  "per token."]
+    _, k = _set(decoder["sets"], keyword=True)
+    if k:
+        kc = k["correction"]
+        kl = max(kc["rounds"], key=int)
+        greedy, lookup = k["modes"]["greedy"], k["modes"]["nearest existing query (training pool)"]
+        lines[-1] += (f" On TREC Million Query keyword queries the same decoder reaches token F1 "
+                      f"{greedy['token_f1']:.1f} greedy and {kc['rounds'][kl]['token_f1']:.1f} corrected (cosine "
+                      f"{greedy['roundtrip_cosine']:.3f} and {kc['rounds'][kl]['roundtrip_cosine']:.3f}, "
+                      f"{kc['seconds_per_query']:.2f} s a query; the lookup {lookup['token_f1']:.1f} and "
+                      f"{lookup['roundtrip_cosine']:.3f}).")
+    return lines
+
+
+def _fluency(path: Path, keyword: bool) -> dict | None:
+    """The fluency a separate record (runs/inversion/fluency/NAME.json) measured for the same correction."""
+    if not path.is_file():
+        return None
+    return (_set(json.loads(path.read_text())["sets"], keyword)[1] or {}).get("fluency")
+
+
+def corrector_block(runs: Path) -> list[str]:
+    lines = ["| held-out set | decoder and correction | rounds | exact match | token F1 | cosine | s / query | "
+             "above real p90 NLL |", "|---|---|---|---|---|---|---|---|"]
+    for keyword in (False, True):
+        for record, what in README_INVERSION.items():
+            path = runs / "inversion" / f"{record}.json"
+            if not path.is_file():
+                continue
+            name, s = _set(json.loads(path.read_text())["sets"], keyword)
+            if s is None:
+                continue
+            c = s["correction"]
+            last = max(c["rounds"], key=int)
+            r = c["rounds"][last]
+            fluency = s.get("fluency") or _fluency(runs / "inversion/fluency" / f"{record}.json", keyword)
+            above = (f"{fluency['corrected']['above_limit']:.1f} ± {fluency['corrected']['above_limit_se']:.1f}%"
+                     if fluency else "")
+            lines.append(f"| {'TREC MQ keywords' if keyword else name}, {s['queries']} | {what} | {last} | "
+                         f"{r['exact_match']:.1f} ± {r['exact_match_se']:.1f} | {r['token_f1']:.1f} ± "
+                         f"{r['token_f1_se']:.1f} | {r['roundtrip_cosine']:.3f} | {c['seconds_per_query']:.2f} | "
+                         f"{above} |")
+    return lines
+
+
+def reformulation_block(runs: Path) -> list[str]:
+    from gemma_embed.reformulate import TABLE_HEAD, table_row
+
+    lines = []
+    for mode in ("greedy", "rerank"):
+        path = runs / "reformulations" / mode / "summary.json"
+        if path.is_file():
+            summary = json.loads(path.read_text())
+            settings = json.loads((path.parent / "run.json").read_text())
+            if not lines:
+                lines = [f"On the embedded default's encoder and decoder, {summary['pairs']} pairs of "
+                         f"`{settings['pairs']}` x {settings['steps']} steps ({summary['cpu']}, "
+                         f"{summary['precision']}; {date_of(path)}; ± one standard error over pairs):", "", TABLE_HEAD]
+            lines.append(table_row(mode + (" (the default)" if mode == "rerank" else ""), summary,
+                                   summary.get("reformulations_per_second")))
+    return lines
+
+
+def readme_blocks(runs: Path) -> dict[str, str]:
+    """The README's generated blocks, each from the records under `runs`."""
+    from gemma_embed.eval.metrics import upgrade
+
+    m = upgrade(json.loads((runs / "demo/metrics.json").read_text()))
+    blocks = {"encoder": encoder_block(runs, m), "decoder": decoder_block(m), "corrector": corrector_block(runs),
+              "reformulations": reformulation_block(runs)}
+    return {name: "\n".join(lines) + "\n" for name, lines in blocks.items()}
+
+
+def fill_readme(text: str, blocks: dict[str, str]) -> str:
+    """`text` with every `<!-- report.py: NAME -->` ... `<!-- /report.py -->` block replaced by blocks[NAME]."""
+    def fill(match):
+        if match.group(2) not in blocks:
+            raise SystemExit(f"error: README.md: no generator for the block {match.group(2)!r}")
+        return match.group(1) + blocks[match.group(2)] + match.group(4)
+
+    return BLOCK.sub(fill, text)
+
+
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", default=str(REPO / "runs"))
-    ap.add_argument("--out", default=str(REPO / "docs/results.md"), help="a file, or - for stdout")
+    ap.add_argument("--collect", metavar="RUNS", help="first copy the records RUNS holds (runs/) into --records, and "
+                                                      "RUNS/demo/model/README.md to --card")
+    ap.add_argument("--records", default=str(RECORDS), help="the records every page is generated from")
+    ap.add_argument("--out", default=str(REPO / "docs/results.md"), help="the results page ('-': stdout, '': nowhere)")
     ap.add_argument("--reformulations", default=str(REPO / "docs/reformulations.md"),
                     help="where the bulk fan-out runs' page goes ('-': stdout, '': nowhere)")
     ap.add_argument("--inversion", default=str(REPO / "docs/inversion.md"),
                     help="where the round tables of runs/inversion/ go ('-': stdout, '': nowhere)")
+    ap.add_argument("--readme", default=str(README), help="the README whose generated blocks are filled ('': none)")
     ap.add_argument("--card", default=str(REPO / "model_card.md"),
-                    help="where the embedded default's card (runs/demo/model/README.md) is copied ('' : nowhere)")
+                    help="where --collect copies the embedded default's card ('': nowhere)")
     args = ap.parse_args(argv)
-    if args.reformulations == "-":
-        print(reformulation_runs(Path(args.runs)))
-    elif args.reformulations:
-        Path(args.reformulations).write_text(reformulation_runs(Path(args.runs)) + "\n")
-        print(f"wrote {args.reformulations}")
-    if args.inversion == "-":
-        print(inversion_runs(Path(args.runs)))
-    elif args.inversion:
-        Path(args.inversion).write_text(inversion_runs(Path(args.runs)) + "\n")
-        print(f"wrote {args.inversion}")
-    if not args.out:
-        return ""
-    text = render(Path(args.runs))
-    card = Path(args.runs) / "demo/model/README.md"
-    if args.card and card.is_file():
-        Path(args.card).write_text(card.read_text())
-    if args.out == "-":
-        print(text, end="")
-    else:
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}")
-    return text
+    records = Path(args.records)
+    if args.collect:
+        print(f"collected {len(collect(Path(args.collect), records))} records into {records}")
+        card = Path(args.collect) / "demo/model/README.md"
+        if args.card and card.is_file():
+            Path(args.card).write_text(card.read_text())
+    for target, make in ((args.out, render), (args.reformulations, reformulation_runs),
+                         (args.inversion, inversion_runs)):
+        if target == "-":
+            print(make(records))
+        elif target:
+            Path(target).write_text(make(records).rstrip("\n") + "\n")
+            print(f"wrote {target}")
+    if args.readme:
+        readme = Path(args.readme)
+        readme.write_text(fill_readme(readme.read_text(), readme_blocks(records)))
+        print(f"filled the generated blocks of {readme}")
 
 
 if __name__ == "__main__":

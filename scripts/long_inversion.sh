@@ -40,5 +40,5 @@ judge() {  # NAME ARGS...: one evaluation, skipped when its record exists
 }
 judge training_free --rounds 10
 judge trained_beam --corrector_model $OUT/corrector
-python benchmarks/report.py --out '' --card ''
+python benchmarks/report.py --collect runs   # records into docs/records; every page and the README regenerated
 echo "== done ($(date -u +%FT%TZ))"
