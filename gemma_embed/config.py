@@ -301,6 +301,31 @@ def _override(raw: str, annotation) -> object:
     return raw if annotation is str and value is not None and not isinstance(value, str) else value
 
 
+# GEMMA_EMBED_TRY=1: every training command (and train/evaluate.py, benchmarks/decoder_compare.py) runs as a try at
+# a small size, to check a set-up, a config or a command line in minutes before the real run
+TRY_ENV = "GEMMA_EMBED_TRY"
+TRY_SIZE = {"max_steps": 2, "max_rows": 64, "eval_max_pairs": 50,  # 0 (all) becomes the try's size
+            "batch_size": 8, "grad_cache_chunk": 4, "warmup_steps": 1, "adapter_delay": 1, "eval_queries": 8,
+            "samples": 1, "max_train_seconds": 0}
+TRY_EXAMPLES = 8  # held-out queries a set, in an evaluation
+
+
+def trying() -> bool:
+    return os.environ.get(TRY_ENV, "") not in ("", "0")
+
+
+def at_try_size(values: dict, defaults: dict) -> dict:
+    """`values` (a config's fields by name) with each of TRY_SIZE's fields at most its try size; a 0 that means all
+    (max_steps, max_rows, eval_max_pairs) becomes it, one that means none (grad_cache_chunk, warm-up) stays."""
+    out = dict(values)
+    for name, small in TRY_SIZE.items():
+        if name in defaults:
+            current = out.get(name, defaults[name])
+            zero_is_all = name in ("max_steps", "max_rows", "eval_max_pairs")
+            out[name] = small if (zero_is_all and not current) or name == "max_train_seconds" else min(current, small)
+    return out
+
+
 def load_config(cls: type[TrainConfig], argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
     """Parse `--config FILE`, `--resume` and `--field value` overrides into a validated `cls`."""
     parser = argparse.ArgumentParser(description=cls.__doc__)
@@ -344,6 +369,10 @@ def load_config(cls: type[TrainConfig], argv: list[str] | None = None) -> tuple[
     unknown_keys = sorted(set(values) - set(known))
     if unknown_keys:
         raise ConfigError(f"{source}: unknown field(s) {unknown_keys}; fields are: {sorted(known)}")
+    if trying():
+        values = at_try_size(values, {f.name: f.default for f in fields(cls)})
+        print(f"{TRY_ENV} is set: a try at a small size ({', '.join(f'{k} {values[k]}' for k in TRY_SIZE if k in values)}"
+              ")", flush=True)
     kwargs = {}
     for name, value in values.items():
         annotation = hints[name].__name__ if isinstance(hints[name], type) else str(hints[name])

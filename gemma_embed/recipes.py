@@ -51,9 +51,12 @@ FAN_OUT = FanOutRecipe()
 
 def correction_recipe(trained: bool = False, rounds: int | None = None, overrides: str = "") -> CorrectorSettings:
     """The correction every script runs unless told otherwise: TRAINED_CORRECTION with a trained corrector, else
-    CORRECTION; `rounds` (None: the recipe's) and `overrides` (`--corrector FIELD=VALUE,...`) over it. A ValueError
-    names a bad field."""
+    CORRECTION; `rounds` (None: the recipe's) and `overrides` (`--corrector FIELD=VALUE,...`) over it; under
+    GEMMA_EMBED_TRY at most 2 rounds. A ValueError names a bad field."""
     from dataclasses import replace
 
+    from gemma_embed.config import trying
+
     base = TRAINED_CORRECTION if trained else CORRECTION
-    return replace(base, rounds=base.rounds if rounds is None else rounds).update(overrides)
+    settings = replace(base, rounds=base.rounds if rounds is None else rounds).update(overrides)
+    return replace(settings, rounds=min(settings.rounds, 2)) if trying() else settings

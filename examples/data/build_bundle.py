@@ -35,6 +35,9 @@ def main(argv=None) -> None:
     ap.add_argument("--full", action="store_true", help="every copyable row, not the bundle's samples")
     args = ap.parse_args(argv)
     src, out = Path(args.shared), Path(args.out)
+    if not (src / "README.md").is_file():
+        raise SystemExit(f"error: {src}: the shared data folder is not here (its README.md is missing); without it, "
+                         "train/demo.py trains on the bundled sample in examples/data")
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
 

@@ -202,8 +202,12 @@ def evaluate_set(inverter, texts: list[str], candidates: int, corrector, fluency
 def heldout_sets(specs: list[str], n: int, exclude: set[str] = frozenset(), seed: int = 0) -> dict[str, list[str]]:
     """Named sets of held-out queries from `FILE` or `FILE@tag,tag` specs (a query file; with tags, only the lines
     whose source field carries one): repeats and queries in `exclude` (the training pool; compared up to case and
-    spaces) dropped, then `n` of them drawn with a fixed seed (0: all)."""
+    spaces) dropped, then `n` of them drawn with a fixed seed (0: all; GEMMA_EMBED_TRY: a few)."""
+    from gemma_embed.config import TRY_EXAMPLES, trying
     from gemma_embed.data.query_files import read_queries
+
+    if trying():
+        n = min(n or TRY_EXAMPLES, TRY_EXAMPLES)
 
     sets = {}
     exclude = {normalise(t) for t in exclude}

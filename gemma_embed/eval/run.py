@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gemma_embed.config import trying
 from gemma_embed.encoder import cached_vectors, load_embedder, prefix_embedder
 from gemma_embed.eval.metrics import label, sts_name
 from gemma_embed.eval.probe import probe_texts, token_probe
@@ -51,6 +52,12 @@ class Tasks:
     invert: dict | None = None
     invert_bank: list[str] = field(default_factory=list)
     invert_rounds: int = 4
+    max_examples: int = 0  # at most this many STS pairs and WikiQA questions (0: all)
+
+    def at_try_size(self) -> "Tasks":
+        """These tasks as GEMMA_EMBED_TRY runs them: a few examples of each."""
+        return replace(self, max_examples=32, probe_train=min(self.probe_train, 200),
+                       probe_test=min(self.probe_test, 50), invert_bank=self.invert_bank[:500])
 
 
 def evaluate_model(spec: str, tasks: Tasks, precision: str = "auto", dims: tuple[int, ...] = (),
@@ -60,6 +67,8 @@ def evaluate_model(spec: str, tasks: Tasks, precision: str = "auto", dims: tuple
     embeddings, as `SentenceTransformer(path, truncate_dim=d)` gives them; the inversion's gradient-ranked edits
     differentiate that prefix), keyed `name@d`; each text is encoded once. `invert_cache`: a folder where the
     inversion bank's vectors are kept (gemma_embed.encoder.cached_vectors)."""
+    if trying():
+        tasks = tasks.at_try_size()
     embed = load_embedder(spec, precision=precision)
     vectors = None  # the full vectors' cache (a prefix's vectors are computed from them)
     if tasks.invert and invert_cache:
@@ -78,9 +87,9 @@ def _evaluate(embed, tasks: Tasks, bank_vectors) -> dict:
 
     results: dict = {}
     for path in tasks.sts:
-        results.update(sts_scores(embed, path, sts_name(path)))
+        results.update(sts_scores(embed, path, sts_name(path), tasks.max_examples))
     if tasks.wikiqa:
-        results.update(wikiqa(embed, tasks.wikiqa))
+        results.update(wikiqa(embed, tasks.wikiqa, max_questions=tasks.max_examples))
     if tasks.retrieval:
         results.update(retrieval(embed, *(Path(p) for p in tasks.retrieval)))
     if tasks.geometry_sts:

@@ -88,14 +88,15 @@ def read_wikiqa(folder: str | Path) -> list[tuple[str, list[str], list[int]]]:
     return [g for g in groups.values() if any(g[2])]
 
 
-def wikiqa(embed: Embed, folder: str | Path, name: str = "wikiqa") -> dict:
+def wikiqa(embed: Embed, folder: str | Path, name: str = "wikiqa", max_questions: int = 0) -> dict:
     """RerankingEvaluator by cosine, each question's candidates re-ranked: `{name}_map`, `{name}_mrr@10`,
-    `{name}_ndcg@10` (questions whose candidates are all correct are skipped, as the evaluator does)."""
+    `{name}_ndcg@10` (questions whose candidates are all correct are skipped, as the evaluator does); the first
+    `max_questions` (0: all)."""
     from sentence_transformers.sentence_transformer.evaluation import RerankingEvaluator
 
     samples = [{"query": question, "positive": [a for a, ok in zip(answers, labels) if ok],
                 "negative": [a for a, ok in zip(answers, labels) if not ok]}
-               for question, answers, labels in read_wikiqa(folder)]
+               for question, answers, labels in read_wikiqa(folder)[:max_questions or None]]
     evaluator = RerankingEvaluator(samples, at_k=10, name=name, write_csv=False)
     return {k: 100 * float(v) for k, v in evaluator(EvaluatorModel(embed)).items()}
 

@@ -70,14 +70,21 @@ def test_unknown_command_line_option():
         load_config(Phase1Config, ["--output_dir", "o", "--data", "d", "--learning_rate", "1"])
 
 
-@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPO)) for p in (REPO / "train/configs").rglob("*.yaml")))
-def test_shipped_configs_load(path):
+SHIPPED = sorted(str(p.relative_to(REPO)) for p in (REPO / "train/configs").rglob("*.yaml"))
+
+
+def config_class(path: str):
+    """The config class of a shipped config, by its name (decoder_long.yaml is a decoder's)."""
     from gemma_embed.config import CorrectorConfig, DecoderConfig, Phase2Config
 
     kinds = {"phase1": Phase1Config, "phase2": Phase2Config, "phase3": Phase3Config, "decoder": DecoderConfig,
              "corrector": CorrectorConfig}
-    cls = kinds[next(k for k in kinds if Path(path).stem.startswith(k))]  # decoder_long.yaml is a decoder's
-    cfg, _ = load_config(cls, ["--config", str(REPO / path)])
+    return kinds[next(k for k in kinds if Path(path).stem.startswith(k))]
+
+
+@pytest.mark.parametrize("path", SHIPPED)
+def test_shipped_configs_load(path):
+    cfg, _ = load_config(config_class(path), ["--config", str(REPO / path)])
     assert cfg.output_dir.startswith("runs/")
 
 
@@ -229,3 +236,32 @@ def test_a_time_limit_sets_the_steps_to_what_fits_up_to_the_planned_and_ends_the
     unhurried = run_of(100.0)
     _fit_to_time(unhurried, elapsed=1.0, taken=10)
     assert unhurried.steps == 30 and unhurried.summary == {} and unhurried.scheduler.lr_lambdas[0](20) > 0
+
+
+@pytest.mark.parametrize("path", SHIPPED)
+def test_gemma_embed_try_runs_every_config_at_a_small_size(path, monkeypatch, capsys):
+    from gemma_embed.config import TRY_SIZE
+
+    cls = config_class(path)
+    full, _ = load_config(cls, ["--config", str(REPO / path)])
+    monkeypatch.setenv("GEMMA_EMBED_TRY", "1")
+    small, _ = load_config(cls, ["--config", str(REPO / path)])
+    assert "GEMMA_EMBED_TRY is set" in capsys.readouterr().out
+    assert small.max_steps == 2 and small.batch_size == min(full.batch_size, 8) and small.max_train_seconds == 0
+    assert 0 < small.max_rows <= TRY_SIZE["max_rows"]
+    assert getattr(small, "grad_cache_chunk", 0) <= min(getattr(full, "grad_cache_chunk", 0), 4)  # off stays off
+    assert (small.lr, small.data, small.model) == (full.lr, full.data, full.model)  # nothing else changes
+    monkeypatch.setenv("GEMMA_EMBED_TRY", "0")
+    assert load_config(cls, ["--config", str(REPO / path)])[0] == full
+
+
+def test_gemma_embed_try_evaluates_a_few_held_out_queries_for_a_few_rounds(monkeypatch):
+    from gemma_embed.eval.inversion import heldout_sets
+    from gemma_embed.recipes import correction_recipe
+
+    queries = str(REPO / "examples/data/queries.tsv")
+    assert len(heldout_sets([queries], 200)["queries.tsv"]) == 200
+    assert correction_recipe(rounds=10).rounds == 10
+    monkeypatch.setenv("GEMMA_EMBED_TRY", "1")
+    assert len(heldout_sets([queries], 200)["queries.tsv"]) == 8
+    assert correction_recipe(rounds=10).rounds == 2 and correction_recipe(rounds=1).rounds == 1
