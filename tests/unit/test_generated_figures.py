@@ -60,3 +60,25 @@ def test_the_model_card_is_the_recorded_runs():
     final = metrics["stages"]["final"]
     sts = final.get("stsb_test_spearman_cosine", final.get("stsb_test_spearman"))
     assert f"value: {round(sts, 2)}" in (REPO / "model_card.md").read_text()
+
+
+def test_collect_copies_the_records_without_local_paths_and_keeps_their_dates(tmp_path):
+    import records
+
+    runs = tmp_path / "runs"
+    (runs / "demo").mkdir(parents=True)
+    (runs / "demo/metrics.json").write_text(json.dumps({"model": "/home/someone/runs/demo/model", "x": 1.5}))
+    (runs / "inversion").mkdir()
+    (runs / "inversion/a.json").write_text(json.dumps({"sets": {}, "command": "python train/evaluate.py"}))
+    (runs / "inversion/b.tmp.json").write_text("{}")  # an evaluation still being written
+    (runs / "demo/ignored.txt").write_text("not a record")
+    copied = records.collect(runs, tmp_path / "records")
+    assert sorted(p.relative_to(tmp_path / "records").as_posix() for p in copied) == ["demo/metrics.json",
+                                                                                     "inversion/a.json"]
+    assert json.loads((tmp_path / "records/demo/metrics.json").read_text()) == {"model": "model", "x": 1.5}
+    dates = json.loads((tmp_path / "records/dates.json").read_text())
+    assert set(dates) == {"demo/metrics.json", "inversion/a.json"}
+    assert records.date_of(tmp_path / "records/demo/metrics.json") == dates["demo/metrics.json"]
+    (runs / "demo/metrics.json").unlink()  # a run no longer on this machine: its record stays
+    records.collect(runs, tmp_path / "records")
+    assert (tmp_path / "records/demo/metrics.json").is_file()
