@@ -64,6 +64,11 @@ def shell(line: str, cwd: Path, home: Path) -> subprocess.CompletedProcess:
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1800)
 
 
+def last_line(done: subprocess.CompletedProcess) -> str:
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip() and "\r" not in line]
+    return lines[-1][:160] if lines else ""
+
+
 def wait_for(log: Path, done: str, seconds: int = 1800) -> str:
     """The log of a command the README starts in the background, once it says `done` (or fails)."""
     end = time.time() + seconds
@@ -88,7 +93,7 @@ def test_every_readme_command_runs_as_written(tmp_path, make_model, tiny_backbon
             continue
         start = time.time()
         done = shell(line, clone, home)
-        print(f"{time.time() - start:6.0f} s  {line}", flush=True)
+        print(f"{time.time() - start:6.0f} s  {line}\n          -> {last_line(done)}", flush=True)
         printed = done.stdout + done.stderr
         assert "Traceback" not in printed, f"{line}\n{printed[-4000:]}"
         stop = next((why for part, why in STOPS_HERE if part in line), None)
@@ -102,7 +107,8 @@ def test_every_readme_command_runs_as_written(tmp_path, make_model, tiny_backbon
             log = clone / line.split(">")[1].split()[0]
             text = wait_for(log, "== done")
             assert "== done" in text and "Traceback" not in text, text[-4000:]
-            print(f"{time.time() - start:6.0f} s  (until its log said == done)", flush=True)
+            print(f"{time.time() - start:6.0f} s  (until its log said == done) -> "
+                  f"{[t for t in text.splitlines() if t.strip()][-1][:160]}", flush=True)
         ran.append(line)
     assert len(stopped) == len(STOPS_HERE), stopped
     # the training block again as the README says to run it on a CPU
@@ -112,7 +118,7 @@ def test_every_readme_command_runs_as_written(tmp_path, make_model, tiny_backbon
         line += next((extra for part, extra in CPU.items() if part in line), "")
         start = time.time()
         done = shell(line, clone, home)
-        print(f"{time.time() - start:6.0f} s  {line}", flush=True)
+        print(f"{time.time() - start:6.0f} s  {line}\n          -> {last_line(done)}", flush=True)
         assert done.returncode == 0, f"{line}\n{(done.stdout + done.stderr)[-4000:]}"
     assert (clone / "runs/gemma-embed/decoder/model.safetensors").is_file()
     assert (clone / "runs/fanout/summary.json").is_file() and (clone / "runs/smoke/decoder/model.safetensors").is_file()
