@@ -26,7 +26,6 @@ import os
 import random
 import subprocess
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from gemma_embed.data.query_files import make_queries_db, read_queries, read_queries_tsv, split_heldout, write_queries_tsv
@@ -34,7 +33,7 @@ from gemma_embed.eval.inversion import evaluate_decoder, heldout_sets
 from gemma_embed.eval.inversion_report import print_report, result_rows
 from gemma_embed.inverter import Inverter
 from gemma_embed.precision import resolve
-from gemma_embed.recipes import CORRECTION
+from gemma_embed.recipes import correction_recipe
 from gemma_embed.runtime import launch_command
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout: train/, examples/data, ../shared/data
@@ -98,7 +97,7 @@ def main(argv=None) -> dict:
             subprocess.run(cmd, cwd=REPO, check=True)
         summary = json.loads((folder / "train_summary.json").read_text())
         inverter = Inverter.from_pretrained(folder, precision=precision)  # the training queries as the bank
-        report = evaluate_decoder(inverter, evaluation, args.candidates, replace(CORRECTION, rounds=args.rounds))
+        report = evaluate_decoder(inverter, evaluation, args.candidates, correction_recipe(rounds=args.rounds))
         report["train_seconds"], report["wall_seconds"] = summary["train_seconds"], time.time() - began
         report["seconds_per_step"], report["steps"] = summary["seconds_per_step"], summary["steps"]
         print_report(report)
@@ -123,7 +122,8 @@ def main(argv=None) -> dict:
         greedy = f"{result['modes']['greedy']['token_f1']:.2f}"
         if "correction" not in result:
             return greedy
-        return f"{greedy}/{result['correction']['rounds'][str(args.rounds)]['token_f1']:.2f}"
+        rounds = result["correction"]["rounds"]
+        return f"{greedy}/{rounds[max(rounds, key=int)]['token_f1']:.2f}"
 
     print("best_token_f1=" + " ".join(f"{name_of(s)}:{f1(r['sets'][first])}" for s, r in results.items()))
     return results

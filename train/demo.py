@@ -38,7 +38,7 @@ from gemma_embed.precision import resolve
 from gemma_embed.runtime import launch_command
 from gemma_embed.publish.card import write_card
 from gemma_embed.publish.plots import plot_run
-from gemma_embed.recipes import CORRECTION
+from gemma_embed.recipes import CORRECTION, correction_recipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # demo_lib/, the demo's own modules, beside this script
 from demo_lib.budget import BUDGETS, DecoderBudget  # noqa: E402
@@ -149,7 +149,7 @@ def decoder_stage(config: Path, out: Path, model: Path, heldout: Path, precision
     if web.is_file():
         specs.append(f"{web}@trec-mq-2007,trec-mq-2008,trec-mq-2009")
     sets = heldout_sets(specs, budget.heldout, exclude=set(bank) | set(inverter.training))
-    report = evaluate_decoder(inverter, sets, corrector=CORRECTION)
+    report = evaluate_decoder(inverter, sets, corrector=correction_recipe())
     report["command"] = "bash scripts/demo.sh"
     print_report(report)
     write_report(report, folder)
