@@ -51,13 +51,19 @@ def recipe_change(config: dict, recipe: dict) -> str:
     return ", ".join(changes) or "the recipe"
 
 
+def last_round(correction: dict | None) -> tuple[str | None, dict]:
+    """A correction's last round: its number and its metrics (None and {} where it has no rounds)."""
+    rounds = (correction or {}).get("rounds", {})
+    last = max(rounds, key=int) if rounds else None
+    return last, rounds.get(last, {})
+
+
 def decoder_summary(metrics: dict) -> dict:
     """A demo run's query decoder in a few figures per held-out set: greedy and corrected (last round) token F1
     and round-trip cosine, the floor, the conditioning gap."""
     out = {}
     for name, s in metrics.get("decoder", {}).get("sets", {}).items():
-        rounds = (s.get("correction") or {}).get("rounds", {})
-        last = rounds[max(rounds, key=int)] if rounds else {}
+        _, last = last_round(s.get("correction"))
         out.update({f"decoder, {name}: greedy token F1": s["modes"]["greedy"]["token_f1"],
                     f"decoder, {name}: greedy round-trip cosine": s["modes"]["greedy"]["roundtrip_cosine"],
                     f"decoder, {name}: corrected token F1": last.get("token_f1"),
@@ -344,11 +350,11 @@ def decoder_block(m: dict) -> list[str]:
     decoder = m["decoder"]
     name, s = _set(decoder["sets"], keyword=False)
     c = s["correction"]
-    last = max(c["rounds"], key=int)
+    last, corrected = last_round(c)
     rows = [("greedy", s["modes"]["greedy"]),
             ("re-ranked (8 samples and greedy, by the encoder)", s["modes"]["re-ranked (8 sampled + greedy)"]),
             ("nearest query of the training pool (a lookup)", s["modes"]["nearest existing query (training pool)"]),
-            (f"corrected, {last} rounds", c["rounds"][last])]
+            (f"corrected, {last} rounds", corrected)]
     lines = [f"Its query decoder (`train/configs/demo/decoder.yaml`: {decoder['budget']['max_steps']} steps) on the "
              f"encoder's vectors, {decoder['budget']['heldout']} held-out queries no training run saw ({name}), "
              f"{last} rounds of correction by the encoder ({c['seconds_per_query']:.2f} s a query, {c['cpu']}, "
@@ -360,13 +366,12 @@ def decoder_block(m: dict) -> list[str]:
                   "per token."]
     _, k = _set(decoder["sets"], keyword=True)
     if k:
-        kc = k["correction"]
-        kl = max(kc["rounds"], key=int)
+        _, kept = last_round(k["correction"])
         greedy, lookup = k["modes"]["greedy"], k["modes"]["nearest existing query (training pool)"]
         lines[-1] += (f" On TREC Million Query keyword queries the same decoder reaches token F1 "
-                      f"{greedy['token_f1']:.1f} greedy and {kc['rounds'][kl]['token_f1']:.1f} corrected (cosine "
-                      f"{greedy['roundtrip_cosine']:.3f} and {kc['rounds'][kl]['roundtrip_cosine']:.3f}, "
-                      f"{kc['seconds_per_query']:.2f} s a query; the lookup {lookup['token_f1']:.1f} and "
+                      f"{greedy['token_f1']:.1f} greedy and {kept['token_f1']:.1f} corrected (cosine "
+                      f"{greedy['roundtrip_cosine']:.3f} and {kept['roundtrip_cosine']:.3f}, "
+                      f"{k['correction']['seconds_per_query']:.2f} s a query; the lookup {lookup['token_f1']:.1f} and "
                       f"{lookup['roundtrip_cosine']:.3f}).")
     return lines
 
@@ -381,17 +386,16 @@ def _fluency(path: Path, keyword: bool) -> dict | None:
 def corrector_block(runs: Path) -> list[str]:
     lines = ["| held-out set | decoder and correction | rounds | exact match | token F1 | cosine | s / query | "
              "above real p90 NLL |", "|---|---|---|---|---|---|---|---|"]
-    for keyword in (False, True):
-        for record, what in README_INVERSION.items():
-            path = runs / "inversion" / f"{record}.json"
-            if not path.is_file():
-                continue
-            name, s = _set(json.loads(path.read_text())["sets"], keyword)
+    reports = {record: json.loads(path.read_text()) for record in README_INVERSION
+               if (path := runs / "inversion" / f"{record}.json").is_file()}
+    for keyword in (False, True):  # the bundled set's rows first, then the keyword set's
+        for record, report in reports.items():
+            what = README_INVERSION[record]
+            name, s = _set(report["sets"], keyword)
             if s is None:
                 continue
             c = s["correction"]
-            last = max(c["rounds"], key=int)
-            r = c["rounds"][last]
+            last, r = last_round(c)
             fluency = s.get("fluency") or _fluency(runs / "inversion/fluency" / f"{record}.json", keyword)
             above = (f"{fluency['corrected']['above_limit']:.1f} ± {fluency['corrected']['above_limit_se']:.1f}%"
                      if fluency else "")

@@ -70,6 +70,11 @@ class EvaluatorModel:
     encode_query = encode_document = encode
 
 
+def evaluate_with(evaluator, embed) -> dict[str, float]:
+    """A sentence-transformers evaluator's figures on `embed`'s vectors (through EvaluatorModel), x 100."""
+    return {k: 100 * float(v) for k, v in evaluator(EvaluatorModel(embed)).items()}
+
+
 def sts_scores(embed, path: str | Path, name: str, max_pairs: int = 0) -> dict[str, float]:
     """sentence-transformers' EmbeddingSimilarityEvaluator on an STS file, by cosine: `{name}_spearman_cosine` and
     `{name}_pearson_cosine`, x 100."""
@@ -78,7 +83,7 @@ def sts_scores(embed, path: str | Path, name: str, max_pairs: int = 0) -> dict[s
     s1, s2, gold = read_sts(path, max_pairs)
     evaluator = EmbeddingSimilarityEvaluator(s1, s2, gold, main_similarity="cosine", similarity_fn_names=["cosine"],
                                              name=name, write_csv=False)
-    return {k: 100 * float(v) for k, v in evaluator(EvaluatorModel(embed)).items()}
+    return evaluate_with(evaluator, embed)
 
 
 def sts_spearman(embed, path: str | Path, max_pairs: int = 0) -> float:

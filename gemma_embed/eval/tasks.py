@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from gemma_embed.data.readers import DataError
 from gemma_embed.encoder import Embed
-from gemma_embed.scores import EvaluatorModel, read_sts
+from gemma_embed.scores import evaluate_with, read_sts
 
 
 # ------------------------------------------------------------------------------------------------------ retrieval
@@ -67,7 +67,7 @@ def retrieval(embed: Embed, queries: Path, corpus: Path, qrels: Path, name: str 
         _read_tsv_texts(queries), _read_tsv_texts(corpus), {qid: set(docs) for qid, docs in rels.items()},
         mrr_at_k=[10], ndcg_at_k=[10], accuracy_at_k=[10], precision_recall_at_k=[100], map_at_k=[100],
         score_functions={"cosine": cos_sim}, main_score_function="cosine", name=name, write_csv=False)
-    return {k: 100 * float(v) for k, v in evaluator(EvaluatorModel(embed)).items()}
+    return evaluate_with(evaluator, embed)
 
 
 def read_wikiqa(folder: str | Path) -> list[tuple[str, list[str], list[int]]]:
@@ -98,7 +98,7 @@ def wikiqa(embed: Embed, folder: str | Path, name: str = "wikiqa", max_questions
                 "negative": [a for a, ok in zip(answers, labels) if not ok]}
                for question, answers, labels in read_wikiqa(folder)[:max_questions or None]]
     evaluator = RerankingEvaluator(samples, at_k=10, name=name, write_csv=False)
-    return {k: 100 * float(v) for k, v in evaluator(EvaluatorModel(embed)).items()}
+    return evaluate_with(evaluator, embed)
 
 
 # ------------------------------------------------------------------------------------------------------- geometry
